@@ -1,0 +1,54 @@
+# The two commands: `make dev` (the local twin) and `make test` (everything CI runs).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export CARGO_TERM_COLOR ?= never
+
+API_PORT ?= 3000
+DYNAMODB_PORT ?= 8000
+MOTO_PORT ?= 5000
+export API_PORT DYNAMODB_PORT MOTO_PORT
+
+.PHONY: help deps build dev test lint fmt clippy cfn-lint unit integration bench clean
+
+help:
+	@echo "make dev    - run the local twin (API on :$(API_PORT)), data kept in .local/data"
+	@echo "make test   - fmt, clippy, cfn-lint, unit and integration tests (what CI runs)"
+	@echo "make bench  - release build, latency/throughput next to the DynamoDB floor"
+	@echo "make clean  - wipe local data and logs"
+
+deps:
+	@scripts/setup.sh
+
+build:
+	cargo build --bins
+
+dev: deps build
+	TWIN_ECHO_LOGS=$${TWIN_ECHO_LOGS:-1} target/debug/twin --template infra/template.yaml \
+	  --bin-dir target/debug --data-dir .local/data --log-dir .local/logs
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+cfn-lint: deps
+	.local/venv/bin/cfn-lint infra/template.yaml
+
+unit:
+	cargo test --workspace --lib --bins
+
+integration: deps
+	cargo test --test api
+
+lint: fmt clippy cfn-lint
+
+test: deps fmt clippy cfn-lint
+	cargo test --workspace
+
+bench: deps
+	cargo build --release --bins
+	target/release/bench
+
+clean:
+	rm -rf .local/data .local/logs bench/out

@@ -1,0 +1,99 @@
+//! `GET /v1/payments/{id}` and `GET /v1/checkouts/{id}`. A caller sees only its own account's
+//! records: another account's id is answered exactly like an unknown one (404).
+
+use super::{Caller, Reply};
+use crate::domain::checkout::{checkout_view, payment_order_view};
+use crate::domain::ids::{CheckoutId, PaymentOrderId};
+use crate::domain::ApiError;
+use crate::ports::{Checkouts, StoreError};
+
+pub async fn get_payment_order<S: Checkouts>(
+    store: &S,
+    caller: &Caller,
+    raw_id: &str,
+) -> Result<Reply, ApiError> {
+    let missing = || ApiError::not_found("payment order", raw_id);
+    let id = PaymentOrderId::parse(raw_id).map_err(|_| missing())?;
+    match store.get_payment_order(&id).await.map_err(store_error)? {
+        Some(order) if order.account_id == caller.account_id => {
+            Ok(Reply::json(200, &payment_order_view(&order)))
+        }
+        _ => Err(missing()),
+    }
+}
+
+pub async fn get_checkout<S: Checkouts>(store: &S, caller: &Caller, raw_id: &str) -> Result<Reply, ApiError> {
+    let missing = || ApiError::not_found("checkout", raw_id);
+    let id = CheckoutId::parse(raw_id).map_err(|_| missing())?;
+    match store.get_checkout(&id).await.map_err(store_error)? {
+        Some((checkout, orders)) if checkout.account_id == caller.account_id => {
+            Ok(Reply::json(200, &checkout_view(&checkout, &orders, None)))
+        }
+        _ => Err(missing()),
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "payments store failed");
+    ApiError::unavailable(1, "The payments store is temporarily unavailable; retry shortly")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::create_payment::{create_payment, CreatePayment};
+    use crate::app::memory::Memory;
+    use crate::domain::ids::{AccountId, ApiKeyId};
+
+    #[tokio::test]
+    async fn own_records_only() {
+        let store = Memory::default();
+        let alice = Caller {
+            account_id: AccountId::parse("acct_alice").unwrap(),
+            key_id: ApiKeyId::generate(),
+        };
+        let bob = Caller {
+            account_id: AccountId::parse("acct_bob").unwrap(),
+            key_id: ApiKeyId::generate(),
+        };
+        let now = chrono::Utc::now();
+        let body = br#"{"buyer_id":"b","seller_id":"s","amount":5,"currency":"JPY","order_id":"o"}"#;
+        let created = create_payment(
+            &store,
+            CreatePayment {
+                caller: &alice,
+                idempotency_key: Some("k"),
+                body,
+                now,
+                deadline_ms: now.timestamp_millis() + 1000,
+            },
+        )
+        .await
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&created.body).unwrap();
+        let po = v["payment_order_id"].as_str().unwrap();
+        let chk = v["checkout_id"].as_str().unwrap();
+
+        let got: serde_json::Value =
+            serde_json::from_str(&get_payment_order(&store, &alice, po).await.unwrap().body).unwrap();
+        assert_eq!(
+            (got["amount"].as_str(), got["currency"].as_str()),
+            (Some("5"), Some("JPY"))
+        );
+        assert_eq!(get_checkout(&store, &alice, chk).await.unwrap().status, 200);
+
+        assert_eq!(get_payment_order(&store, &bob, po).await.unwrap_err().status, 404);
+        assert_eq!(get_checkout(&store, &bob, chk).await.unwrap_err().status, 404);
+        assert_eq!(
+            get_checkout(&store, &alice, "chk_nope").await.unwrap_err().status,
+            404
+        );
+        assert_eq!(
+            get_payment_order(&store, &alice, &PaymentOrderId::generate().to_string())
+                .await
+                .unwrap_err()
+                .status,
+            404
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! Client idempotency (design §14 "Key A", IETF draft "The Idempotency-Key HTTP Header Field").
+//!
+//! The first request with a key claims it with a conditional put (state `IN_PROGRESS`, holding a
+//! lease that ends with the invocation's deadline). It finishes by storing its final response
+//! (`COMPLETED`). Every later request with the key is decided here, from the stored record alone.
+
+use super::ids::{ApiKeyId, CheckoutId};
+
+pub const KEY_MAX_LEN: usize = 255;
+/// Records are kept for replay this long (DynamoDB TTL deletes them afterwards).
+pub const RECORD_TTL_S: i64 = 24 * 60 * 60;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// 1–255 printable ASCII characters (the header's value, as sent).
+    pub fn parse(value: &str) -> Result<Self, &'static str> {
+        if value.is_empty() || value.len() > KEY_MAX_LEN {
+            return Err("Idempotency-Key must be 1 to 255 characters");
+        }
+        if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            return Err("Idempotency-Key must contain only printable ASCII characters");
+        }
+        Ok(IdempotencyKey(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The record's primary key: keys are scoped to the API key that sent them.
+    pub fn record_id(&self, scope: &ApiKeyId) -> String {
+        format!("{scope}#{}", self.0)
+    }
+}
+
+impl std::fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IdempotencyKey({} chars)", self.0.len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordState {
+    /// Being processed by the holder of `lease_token` until `lease_until_ms`.
+    InProgress {
+        lease_until_ms: i64,
+        lease_token: String,
+    },
+    /// Finished: the response every replay gets, byte for byte.
+    Completed { status: u16, body: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub record_id: String,
+    pub request_hash: String,
+    /// The checkout this key creates; a takeover resumes it instead of opening another.
+    pub checkout_id: CheckoutId,
+    pub state: RecordState,
+    pub created_at_ms: i64,
+    /// Epoch seconds; the table's TTL attribute.
+    pub expires_at_s: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Same request, already answered: send the stored response again.
+    Replay { status: u16, body: String },
+    /// Same key, different body: 422.
+    Mismatch,
+    /// The twin request is still running and its lease is live: 409.
+    InFlight,
+    /// The holder crashed or timed out (lease over): take the lease and finish the same checkout.
+    TakeOver {
+        checkout_id: CheckoutId,
+        stale_token: String,
+    },
+}
+
+impl IdempotencyRecord {
+    pub fn new_in_progress(
+        record_id: String,
+        request_hash: String,
+        checkout_id: CheckoutId,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Self {
+        IdempotencyRecord {
+            record_id,
+            request_hash,
+            checkout_id,
+            state: RecordState::InProgress {
+                lease_until_ms,
+                lease_token: uuid::Uuid::new_v4().simple().to_string(),
+            },
+            created_at_ms: now_ms,
+            expires_at_s: now_ms / 1000 + RECORD_TTL_S,
+        }
+    }
+
+    pub fn lease_token(&self) -> Option<&str> {
+        match &self.state {
+            RecordState::InProgress { lease_token, .. } => Some(lease_token),
+            RecordState::Completed { .. } => None,
+        }
+    }
+
+    /// What a request with `request_hash` does, given this stored record.
+    pub fn decide(&self, request_hash: &str, now_ms: i64) -> Decision {
+        if self.request_hash != request_hash {
+            return Decision::Mismatch;
+        }
+        match &self.state {
+            RecordState::Completed { status, body } => Decision::Replay {
+                status: *status,
+                body: body.clone(),
+            },
+            RecordState::InProgress { lease_until_ms, .. } if *lease_until_ms > now_ms => Decision::InFlight,
+            RecordState::InProgress { lease_token, .. } => Decision::TakeOver {
+                checkout_id: self.checkout_id.clone(),
+                stale_token: lease_token.clone(),
+            },
+        }
+    }
+}
+
+/// Only final answers are stored for replay: successes and the caller's own mistakes. A 5xx
+/// (or 409/429, which say "try again") must leave the key free for a retry.
+pub fn is_storable(status: u16) -> bool {
+    (200..300).contains(&status)
+        || ((400..500).contains(&status) && !matches!(status, 401 | 408 | 409 | 425 | 429))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: RecordState) -> IdempotencyRecord {
+        IdempotencyRecord {
+            record_id: "key_x#k".into(),
+            request_hash: "h1".into(),
+            checkout_id: CheckoutId::generate(),
+            state,
+            created_at_ms: 0,
+            expires_at_s: RECORD_TTL_S,
+        }
+    }
+
+    #[test]
+    fn key_rules() {
+        assert!(IdempotencyKey::parse("d7e8f9a0-1b2c-3d4e-5f6a-7b8c9d0e1f2a").is_ok());
+        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse("tab\there").is_err());
+        assert!(IdempotencyKey::parse("ключ").is_err());
+        let scope = ApiKeyId::generate();
+        assert_eq!(
+            IdempotencyKey::parse("a").unwrap().record_id(&scope),
+            format!("{scope}#a")
+        );
+    }
+
+    #[test]
+    fn decisions() {
+        let done = record(RecordState::Completed {
+            status: 201,
+            body: "{}".into(),
+        });
+        assert_eq!(
+            done.decide("h1", 5),
+            Decision::Replay {
+                status: 201,
+                body: "{}".into()
+            }
+        );
+        assert_eq!(done.decide("h2", 5), Decision::Mismatch);
+
+        let running = record(RecordState::InProgress {
+            lease_until_ms: 100,
+            lease_token: "t".into(),
+        });
+        assert_eq!(running.decide("h1", 99), Decision::InFlight);
+        assert_eq!(
+            running.decide("h2", 99),
+            Decision::Mismatch,
+            "a different body is 422 even while in flight"
+        );
+        assert_eq!(
+            running.decide("h1", 100),
+            Decision::TakeOver {
+                checkout_id: running.checkout_id.clone(),
+                stale_token: "t".into()
+            }
+        );
+    }
+
+    #[test]
+    fn storable_statuses() {
+        for s in [200, 201, 400, 402, 404, 422] {
+            assert!(is_storable(s), "{s}");
+        }
+        for s in [401, 409, 429, 500, 502, 503] {
+            assert!(!is_storable(s), "{s}");
+        }
+    }
+}

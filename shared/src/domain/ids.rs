@@ -1,0 +1,208 @@
+//! Identifiers. Ours are prefixed, time-ordered UUIDv7s (`chk_…`, `po_…`); the client's are
+//! validated strings. Each is its own type, so a seller id can never be passed as an order id.
+
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must be a string of 1 to {max} characters")]
+    Length { max: usize },
+    #[error("may contain only letters, digits and - _ . :")]
+    Charset,
+    #[error("looks like a card number; card data is never accepted")]
+    CardNumber,
+    #[error("is not a valid {kind} id")]
+    Format { kind: &'static str },
+}
+
+/// Declares an id minted by us: `<prefix><32 lower-case hex digits of a UUIDv7>`.
+macro_rules! minted_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new, unique, time-ordered id.
+            pub fn generate() -> Self {
+                $name(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+            }
+
+            /// Parses an id received from outside (a path parameter, a stored item).
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                let hex = s.strip_prefix($prefix).ok_or(IdError::Format { kind: $kind })?;
+                if hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    Ok($name(s.to_owned()))
+                } else {
+                    Err(IdError::Format { kind: $kind })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// Declares an id chosen by a client or operator: 1–64 of `[A-Za-z0-9_.:-]`.
+macro_rules! client_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                validate_client_id(s).map(|()| $name(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+minted_id!(
+    /// One buyer checkout: one PSP charge for the total.
+    CheckoutId, "chk_", "checkout"
+);
+minted_id!(
+    /// One seller's share of a checkout.
+    PaymentOrderId, "po_", "payment order"
+);
+minted_id!(
+    /// An API key's public id (the key itself is never stored).
+    ApiKeyId, "key_", "API key"
+);
+
+client_id!(
+    /// The merchant account an API key acts for; everything it creates belongs to it.
+    AccountId
+);
+client_id!(BuyerId);
+client_id!(
+    /// Also names ledger accounts (`seller_payable:<seller_id>`), hence the strict charset.
+    SellerId
+);
+client_id!(OrderId);
+client_id!(SubOrderId);
+
+pub const CLIENT_ID_MAX_LEN: usize = 64;
+
+fn validate_client_id(s: &str) -> Result<(), IdError> {
+    if s.is_empty() || s.len() > CLIENT_ID_MAX_LEN {
+        return Err(IdError::Length {
+            max: CLIENT_ID_MAX_LEN,
+        });
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return Err(IdError::Charset);
+    }
+    if looks_like_pan(s) {
+        return Err(IdError::CardNumber);
+    }
+    Ok(())
+}
+
+/// 13–19 digits passing the Luhn check: a primary account number we must never hold.
+pub fn looks_like_pan(s: &str) -> bool {
+    let digits: Vec<u32> = s
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-'))
+        .map(|c| c.to_digit(10))
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                *d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_ids_roundtrip_and_order() {
+        let a = CheckoutId::generate();
+        let b = CheckoutId::generate();
+        assert!(a.as_str().starts_with("chk_") && a.as_str().len() == 36);
+        assert_eq!(CheckoutId::parse(a.as_str()).unwrap(), a);
+        assert!(a < b, "UUIDv7 ids sort by creation time");
+        assert!(PaymentOrderId::parse(a.as_str()).is_err(), "prefix is checked");
+        assert!(CheckoutId::parse("chk_XYZ").is_err());
+        assert!(CheckoutId::parse("chk_0192f5e0c8a37c4e9b1f2a3b4c5d6e7F").is_err());
+    }
+
+    #[test]
+    fn client_ids_are_validated() {
+        assert!(SellerId::parse("seller_456").is_ok());
+        assert!(SellerId::parse("acme:store-1.eu").is_ok());
+        assert_eq!(SellerId::parse(""), Err(IdError::Length { max: 64 }));
+        assert_eq!(SellerId::parse(&"a".repeat(65)), Err(IdError::Length { max: 64 }));
+        assert_eq!(SellerId::parse("a b"), Err(IdError::Charset));
+        assert_eq!(SellerId::parse("sellér"), Err(IdError::Charset));
+        assert_eq!(BuyerId::parse("4242424242424242"), Err(IdError::CardNumber));
+        assert!(BuyerId::parse("4242424242424241").is_ok(), "fails Luhn");
+    }
+
+    #[test]
+    fn luhn() {
+        assert!(looks_like_pan("4000000000000002"));
+        assert!(looks_like_pan("4000 0000 0000 9995"));
+        assert!(!looks_like_pan("123456789012"));
+        assert!(!looks_like_pan("order-1234"));
+    }
+}

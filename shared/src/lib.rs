@@ -1,0 +1,32 @@
+//! The payment system's shared code.
+//!
+//! - [`domain`]: money, currencies, ids, the payment state machine, request validation,
+//!   idempotency and rate-limit rules. Pure: no I/O, no AWS types.
+//! - [`ports`]: the storage capabilities the use cases need.
+//! - [`app`]: the use cases, written against the ports.
+//! - [`adapters`]: DynamoDB, AWS SDK configuration, API Gateway glue.
+
+pub mod adapters;
+pub mod app;
+pub mod domain;
+pub mod ports;
+pub mod telemetry;
+
+/// Runs an HTTP Lambda: JSON logs, the environment built once, then one handler per request.
+#[macro_export]
+macro_rules! http_lambda {
+    ($handler:path) => {
+        #[tokio::main]
+        async fn main() -> Result<(), lambda_http::Error> {
+            $crate::telemetry::init();
+            let env: &'static $crate::adapters::config::Env =
+                Box::leak(Box::new($crate::adapters::config::Env::load().await?));
+            lambda_http::run(lambda_http::service_fn(
+                move |req: lambda_http::Request| async move {
+                    Ok::<_, std::convert::Infallible>($handler(env, req).await)
+                },
+            ))
+            .await
+        }
+    };
+}
