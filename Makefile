@@ -47,8 +47,8 @@ test: deps fmt clippy cfn-lint
 	cargo test --workspace
 
 bench: deps
-	cargo build --release --bins
-	target/release/bench
+	cargo build --release --bins --example bench
+	target/release/examples/bench
 
 clean:
 	rm -rf .local/data .local/logs bench/out

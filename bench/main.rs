@@ -1,1 +1,260 @@
-fn main() {}
+//! `make bench`: create_payment through the local twin (the release bootstraps, via the Lambda
+//! Runtime API, against DynamoDB Local) next to its floor measured in the same run: the same
+//! items one payment writes (idempotency record, checkout, payment orders) in one direct
+//! `TransactWriteItems`. Also the stripped bootstrap size and its start-to-first-event time.
+//! Writes bench/results.json.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use shared::domain::idempotency::IdempotencyRecord;
+use shared::domain::ids::AccountId;
+use shared::domain::rate_limit::RateLimit;
+use shared::domain::{Checkout, CheckoutRequest};
+use shared::ports::Checkouts;
+
+const WARMUP: usize = 64;
+
+struct Stats {
+    p50_ms: f64,
+    p99_ms: f64,
+    rps: f64,
+}
+
+/// Runs `n` calls of `op` with `concurrency` in flight; latency per call and overall rate.
+async fn measure<F, Fut>(n: usize, concurrency: usize, op: F) -> Stats
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = futures::stream::iter(0..n)
+        .map(|i| {
+            let fut = op(i);
+            async move {
+                let t = Instant::now();
+                fut.await;
+                t.elapsed()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let wall = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)].as_secs_f64() * 1e3
+    };
+    Stats {
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        rps: n as f64 / wall.as_secs_f64(),
+    }
+}
+
+fn body(i: usize) -> String {
+    // The multi-seller shape (3 sellers) for every third request, single otherwise.
+    if i % 3 == 0 {
+        json!({"buyer_id": "bench_buyer", "order_id": format!("o{i}"), "currency": "USD", "total_amount": "100.00",
+               "line_items": [{"seller_id": "s1", "amount": "40.00", "sub_order_id": "a"},
+                              {"seller_id": "s2", "amount": "35.00", "sub_order_id": "b"},
+                              {"seller_id": "s3", "amount": "25.00", "sub_order_id": "c"}]})
+        .to_string()
+    } else {
+        json!({"buyer_id": "bench_buyer", "seller_id": "s1", "amount": "99.99", "currency": "USD", "order_id": format!("o{i}")})
+            .to_string()
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Starts the bootstrap against a one-shot Runtime API and times process start to the first
+/// handled event (the response posted back).
+async fn cold_start_ms(binary: &Path, ddb: &str) -> f64 {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let event = json!({
+        "version": "2.0", "routeKey": "GET /v1/payments/{payment_order_id}", "rawPath": "/v1/payments/po_x",
+        "rawQueryString": "", "headers": {}, "pathParameters": {"payment_order_id": "po_x"},
+        "requestContext": {"accountId": "000000000000", "apiId": "bench", "domainName": "localhost", "domainPrefix": "localhost",
+            "http": {"method": "GET", "path": "/v1/payments/po_x", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "requestId": "r1", "routeKey": "GET /v1/payments/{payment_order_id}", "stage": "$default",
+            "time": "25/Nov/2026:00:00:00 +0000", "timeEpoch": 0},
+        "isBase64Encoded": false
+    })
+    .to_string();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let event = event.clone();
+            let done_tx = done_tx.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let event = event.clone();
+                    let done_tx = done_tx.clone();
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let mut resp = if path.ends_with("/invocation/next") {
+                            hyper::Response::new(Full::new(Bytes::from(event)))
+                        } else {
+                            let _ = done_tx.send(()).await;
+                            hyper::Response::new(Full::new(Bytes::new()))
+                        };
+                        if path.ends_with("/invocation/next") {
+                            let deadline = (chrono::Utc::now().timestamp_millis() + 10_000).to_string();
+                            let h = resp.headers_mut();
+                            h.insert("lambda-runtime-aws-request-id", "r1".parse().unwrap());
+                            h.insert("lambda-runtime-deadline-ms", deadline.parse().unwrap());
+                            h.insert(
+                                "lambda-runtime-invoked-function-arn",
+                                "arn:aws:lambda:us-east-1:0:function:b".parse().unwrap(),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", ddb)
+        .env("PAYMENTS_TABLE", "PaymentsTable")
+        .env("IDEMPOTENCY_TABLE", "IdempotencyTable")
+        .env("API_KEYS_TABLE", "ApiKeysTable")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn bootstrap");
+    tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+        .await
+        .expect("first event handled");
+    let elapsed = started.elapsed().as_secs_f64() * 1e3;
+    let _ = child.kill().await;
+    server.abort();
+    elapsed
+}
+
+#[tokio::main]
+async fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let release = root.join("target/release");
+    let stack = common::start(&release.join("twin"), &release, "bench");
+    let n_c1: usize = std::env::var("BENCH_N_C1")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let n_c16: usize = std::env::var("BENCH_N_C16")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let acct = stack.new_account(RateLimit::new(1_000_000, 1_000_000)).await;
+    let store = stack.store().await;
+    let floor_account = AccountId::parse("acct_bench_floor").unwrap();
+
+    // Warm the function instances up to the highest concurrency.
+    measure(WARMUP, 16, |i| {
+        let acct = &acct;
+        async move {
+            let r = acct
+                .post("/v1/payments", Some(&common::new_key()), &body(i))
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+        }
+    })
+    .await;
+
+    let mut results = serde_json::Map::new();
+    for (concurrency, n) in [(1usize, n_c1), (16, n_c16)] {
+        let floor = measure(n, concurrency, |i| {
+            let (store, floor_account) = (&store, &floor_account);
+            async move {
+                let text = body(i);
+                let request = CheckoutRequest::parse_json(text.as_bytes()).unwrap();
+                let now = chrono::Utc::now();
+                let (checkout, orders) = Checkout::open(&request, floor_account, now);
+                let ms = now.timestamp_millis();
+                let record = IdempotencyRecord::new_in_progress(
+                    format!("floor#{}", common::new_key()),
+                    request.fingerprint(),
+                    checkout.id.clone(),
+                    ms,
+                    ms + 10_000,
+                );
+                store.begin_checkout(&record, &checkout, &orders).await.unwrap();
+            }
+        })
+        .await;
+        let api = measure(n, concurrency, |i| {
+            let acct = &acct;
+            async move {
+                let r = acct
+                    .post("/v1/payments", Some(&common::new_key()), &body(i))
+                    .await;
+                assert_eq!(r.status, 201, "{}", r.text);
+            }
+        })
+        .await;
+        let name = format!("create_payment_c{concurrency}");
+        println!(
+            "{name:<20} n={n:<5} p50 {:>7.2} ms (floor {:>6.2}, x{:.2})  p99 {:>7.2} ms (floor {:>6.2}, x{:.2})  {:>7.1} req/s (floor {:>7.1}, {:.0}%)",
+            api.p50_ms, floor.p50_ms, api.p50_ms / floor.p50_ms, api.p99_ms, floor.p99_ms, api.p99_ms / floor.p99_ms,
+            api.rps, floor.rps, 100.0 * api.rps / floor.rps
+        );
+        results.insert(
+            name,
+            json!({
+                "n": n, "concurrency": concurrency,
+                "p50_ms": round(api.p50_ms), "p99_ms": round(api.p99_ms), "rps": round(api.rps),
+                "floor_p50_ms": round(floor.p50_ms), "floor_p99_ms": round(floor.p99_ms), "floor_rps": round(floor.rps),
+                "p50_ratio": round(api.p50_ms / floor.p50_ms), "p99_ratio": round(api.p99_ms / floor.p99_ms),
+                "rps_ratio": round(api.rps / floor.rps),
+            }),
+        );
+    }
+
+    let binary = release.join("create_payment");
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+    let mut starts = Vec::new();
+    for _ in 0..7 {
+        starts.push(cold_start_ms(&binary, &stack.dynamodb).await);
+    }
+    starts.sort_by(f64::total_cmp);
+    let start_ms = starts[starts.len() / 2];
+    println!("bootstrap create_payment: {:.2} MB stripped, start to first handled event {start_ms:.1} ms (median of 7)", size as f64 / 1e6);
+    results.insert(
+        "bootstrap".into(),
+        json!({"binary": "create_payment", "size_bytes": size, "size_mb": round(size as f64 / 1e6), "start_to_first_event_ms": round(start_ms)}),
+    );
+    let out: Value = Value::Object(results);
+    let path = root.join("bench/results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap() + "\n").unwrap();
+    println!("wrote {}", path.display());
+}

@@ -1,1 +1,470 @@
+//! The pay-in API against the real local twin: DynamoDB Local, the runner, the bootstraps.
 
+mod common;
+
+use std::collections::HashSet;
+
+use common::{new_key, send, single, stack, Resp};
+use serde_json::json;
+use shared::domain::idempotency::{IdempotencyKey, IdempotencyRecord};
+use shared::domain::ids::ApiKeyId;
+use shared::domain::rate_limit::RateLimit;
+use shared::domain::{Checkout, CheckoutRequest};
+use shared::ports::Checkouts;
+
+fn assert_error(r: &Resp, status: u16, code: &str) {
+    assert_eq!(r.status, status, "body: {}", r.text);
+    assert_eq!(r.code(), code, "body: {}", r.text);
+    assert!(
+        r.json["error"]["type"].is_string() && r.json["error"]["message"].is_string(),
+        "{}",
+        r.text
+    );
+    let ct = r
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+}
+
+#[tokio::test]
+async fn single_seller_create_and_read_back() {
+    let acct = stack().new_account(None).await;
+    let r = acct.create(&single(json!(99.99), "USD")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let v = &r.json;
+    assert_eq!(v["status"], "CREATED");
+    assert_eq!(v["amount"], "99.99");
+    assert_eq!(v["total_amount"], "99.99");
+    assert_eq!(v["currency"], "USD");
+    assert_eq!(v["seller_id"], "seller_456");
+    assert!(v["psp_redirect_url"].is_null());
+    let po = v["payment_order_id"].as_str().unwrap();
+    let chk = v["checkout_id"].as_str().unwrap();
+    assert!(po.starts_with("po_") && chk.starts_with("chk_"));
+    assert_eq!(v["payment_orders"][0]["payment_order_id"], po);
+
+    let got = acct.get(&format!("/v1/payments/{po}")).await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    for field in [
+        "payment_order_id",
+        "checkout_id",
+        "order_id",
+        "sub_order_id",
+        "buyer_id",
+        "seller_id",
+        "amount",
+        "currency",
+        "status",
+        "psp_token",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(
+            got.json.get(field).is_some(),
+            "GET payment lacks {field}: {}",
+            got.text
+        );
+    }
+    assert_eq!(got.json["amount"], "99.99");
+    assert_eq!(got.json["checkout_id"], chk);
+    assert_eq!(got.json["status"], "CREATED");
+
+    let c = acct.get(&format!("/v1/checkouts/{chk}")).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert_eq!(c.json["payment_orders"].as_array().unwrap().len(), 1);
+    assert_eq!(c.json["payment_order_id"], po);
+}
+
+#[tokio::test]
+async fn multi_seller_amounts_are_exact_in_every_currency_class() {
+    let acct = stack().new_account(None).await;
+    let body = json!({
+        "buyer_id": "user_123", "order_id": "order_789", "total_amount": 0.3, "currency": "USD",
+        "line_items": [
+            {"seller_id": "seller_A", "amount": 0.1, "sub_order_id": "sub_001"},
+            {"seller_id": "seller_B", "amount": "0.20", "sub_order_id": "sub_002"},
+        ]
+    });
+    let r = acct.create(&body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["total_amount"], "0.30");
+    let orders = r.json["payment_orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 2);
+    assert_eq!(
+        (orders[0]["amount"].as_str(), orders[1]["amount"].as_str()),
+        (Some("0.10"), Some("0.20"))
+    );
+    assert_eq!(orders[1]["sub_order_id"], "sub_002");
+    assert!(
+        r.json.get("payment_order_id").is_none(),
+        "multi-seller form has no top-level order"
+    );
+    let chk = r.json["checkout_id"].as_str().unwrap();
+    let c = acct.get(&format!("/v1/checkouts/{chk}")).await;
+    assert_eq!(c.json["payment_orders"], r.json["payment_orders"]);
+
+    for (currency, amount, want) in [("JPY", json!(1500), "1500"), ("KWD", json!("12.345"), "12.345")] {
+        let r = acct.create(&single(amount, currency)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.json["amount"], want);
+        let got = acct
+            .get(&format!(
+                "/v1/payments/{}",
+                r.json["payment_order_id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(got.json["amount"], want);
+    }
+}
+
+#[tokio::test]
+async fn replay_returns_the_same_response_and_other_body_is_422() {
+    let acct = stack().new_account(None).await;
+    let key = new_key();
+    let body = single(json!("25.00"), "EUR").to_string();
+    let first = acct.post("/v1/payments", Some(&key), &body).await;
+    assert_eq!(first.status, 201);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    // Same meaning, other spelling: a replay too.
+    let respelled = body.replace("\"25.00\"", "25");
+    for b in [&body, &respelled] {
+        let again = acct.post("/v1/payments", Some(&key), b).await;
+        assert_eq!(again.status, 201);
+        assert_eq!(again.text, first.text, "byte-identical replay");
+        assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    }
+    let other = acct
+        .post("/v1/payments", Some(&key), &body.replace("25.00", "26.00"))
+        .await;
+    assert_error(&other, 422, "idempotency_key_reused");
+    // The same key under another API key is a different request.
+    let other_acct = stack().new_account(None).await;
+    let theirs = other_acct.post("/v1/payments", Some(&key), &body).await;
+    assert_eq!(theirs.status, 201);
+    assert_ne!(theirs.json["checkout_id"], first.json["checkout_id"]);
+}
+
+#[tokio::test]
+async fn thirty_concurrent_duplicates_create_one_checkout() {
+    let acct = stack().new_account(None).await;
+    let key = new_key();
+    let body = json!({
+        "buyer_id": "user_1", "order_id": "order_c", "total_amount": "100.00", "currency": "USD",
+        "line_items": [
+            {"seller_id": "seller_A", "amount": "40.00", "sub_order_id": "s1"},
+            {"seller_id": "seller_B", "amount": "60.00", "sub_order_id": "s2"},
+        ]
+    })
+    .to_string();
+    let results =
+        futures::future::join_all((0..30).map(|_| acct.post("/v1/payments", Some(&key), &body))).await;
+    let mut checkout_ids = HashSet::new();
+    let (mut created, mut conflicts) = (0, 0);
+    for r in &results {
+        match r.status {
+            201 => {
+                created += 1;
+                checkout_ids.insert(r.json["checkout_id"].as_str().unwrap().to_owned());
+            }
+            409 => {
+                conflicts += 1;
+                assert_error(r, 409, "idempotency_key_in_use");
+            }
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    assert_eq!(
+        checkout_ids.len(),
+        1,
+        "one checkout for one key: {checkout_ids:?}"
+    );
+    assert_eq!(created + conflicts, 30);
+    assert!(created >= 1);
+    // Exactly one fresh answer; every other 201 is a replay of it.
+    let fresh = results
+        .iter()
+        .filter(|r| r.status == 201 && r.headers.get("idempotent-replayed").is_none());
+    assert_eq!(fresh.count(), 1);
+    let after = acct.post("/v1/payments", Some(&key), &body).await;
+    assert_eq!(
+        (after.status, after.json["checkout_id"].as_str()),
+        (201, checkout_ids.iter().next().map(String::as_str))
+    );
+}
+
+#[tokio::test]
+async fn a_crashed_request_never_leaves_its_key_stuck() {
+    let s = stack();
+    let acct = s.new_account(None).await;
+    let store = s.store().await;
+    let body = single(json!("10.00"), "USD").to_string();
+    let request = CheckoutRequest::parse_json(body.as_bytes()).unwrap();
+    let scope = ApiKeyId::parse(&acct.key_id).unwrap();
+    let now = chrono::Utc::now();
+    let now_ms = now.timestamp_millis();
+
+    // A request that claimed its key and created the checkout, then died (lease lapsed).
+    let key = new_key();
+    let (checkout, orders) = Checkout::open(&request, &acct.account_id, now);
+    let record_id = IdempotencyKey::parse(&key).unwrap().record_id(&scope);
+    let stale = IdempotencyRecord::new_in_progress(
+        record_id,
+        request.fingerprint(),
+        checkout.id.clone(),
+        now_ms,
+        now_ms - 1,
+    );
+    store.begin_checkout(&stale, &checkout, &orders).await.unwrap();
+    let r = acct.post("/v1/payments", Some(&key), &body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.json["checkout_id"],
+        checkout.id.as_str(),
+        "the retry finishes the same checkout"
+    );
+    assert_eq!(
+        acct.post("/v1/payments", Some(&key), &body)
+            .await
+            .headers
+            .get("idempotent-replayed")
+            .unwrap(),
+        "true"
+    );
+
+    // One whose lease is still live: its twin gets 409, and no second checkout.
+    let key = new_key();
+    let (checkout, orders) = Checkout::open(&request, &acct.account_id, now);
+    let record_id = IdempotencyKey::parse(&key).unwrap().record_id(&scope);
+    let live = IdempotencyRecord::new_in_progress(
+        record_id,
+        request.fingerprint(),
+        checkout.id.clone(),
+        now_ms,
+        now_ms + 60_000,
+    );
+    store.begin_checkout(&live, &checkout, &orders).await.unwrap();
+    assert_error(
+        &acct.post("/v1/payments", Some(&key), &body).await,
+        409,
+        "idempotency_key_in_use",
+    );
+    let other_body = body.replace("10.00", "11.00");
+    assert_error(
+        &acct.post("/v1/payments", Some(&key), &other_body).await,
+        422,
+        "idempotency_key_reused",
+    );
+}
+
+#[tokio::test]
+async fn every_bad_input_is_a_clear_400() {
+    let acct = stack().new_account(None).await;
+    let good = single(json!("10.00"), "USD");
+    let with = |field: &str, value: serde_json::Value| {
+        let mut b = good.clone();
+        b[field] = value;
+        b.to_string()
+    };
+    let without = |field: &str| {
+        let mut b = good.clone();
+        b.as_object_mut().unwrap().remove(field);
+        b.to_string()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "body_missing"),
+        ("{\"buyer_id\":".into(), "json_invalid"),
+        ("not json".into(), "json_invalid"),
+        ("[]".into(), "body_not_object"),
+        ("null".into(), "body_not_object"),
+        ("\"text\"".into(), "body_not_object"),
+        (with("amount", json!(0)), "amount_not_positive"),
+        (with("amount", json!(-1)), "amount_not_positive"),
+        (with("amount", json!("abc")), "amount_invalid"),
+        (with("amount", json!("1e3")), "amount_invalid"),
+        (good.to_string().replace("\"10.00\"", "1e3"), "amount_invalid"),
+        (with("amount", json!("10.001")), "amount_too_precise"),
+        (with("amount", json!("1000000.00")), "amount_too_large"),
+        (with("amount", json!(true)), "amount_invalid"),
+        (with("amount", json!(null)), "parameter_missing"),
+        (with("currency", json!("XXX")), "currency_invalid"),
+        (with("currency", json!(840)), "parameter_invalid_string"),
+        (with("seller_id", json!("")), "parameter_invalid"),
+        (with("seller_id", json!("x".repeat(65))), "parameter_invalid"),
+        (with("buyer_id", json!(["a"])), "parameter_invalid_string"),
+        (without("order_id"), "parameter_missing"),
+        (with("nickname", json!("x")), "parameter_unknown"),
+        (with("card_number", json!("4242424242424242")), "card_data_rejected"),
+        (with("cvc", json!("123")), "card_data_rejected"),
+        (with("buyer_id", json!("4000000000000002")), "card_data_rejected"),
+        (
+            json!({"buyer_id":"b","order_id":"o","currency":"USD","total_amount":"3.00",
+                   "line_items":[{"seller_id":"a","amount":"1.00","sub_order_id":"x"},{"seller_id":"b","amount":"1.00","sub_order_id":"y"}]})
+            .to_string(),
+            "total_mismatch",
+        ),
+        (
+            json!({"buyer_id":"b","order_id":"o","currency":"USD","total_amount":"2.00",
+                   "line_items":[{"seller_id":"a","amount":"1.00","sub_order_id":"x"},{"seller_id":"b","amount":"1.00","sub_order_id":"x"}]})
+            .to_string(),
+            "duplicate_sub_order_id",
+        ),
+        (json!({"buyer_id":"b","order_id":"o","currency":"USD","total_amount":"1.00","line_items":[]}).to_string(), "line_items_invalid"),
+        (
+            {
+                let lines: Vec<_> = (0..51).map(|i| json!({"seller_id":"s","amount":"1.00","sub_order_id":format!("x{i}")})).collect();
+                json!({"buyer_id":"b","order_id":"o","currency":"USD","total_amount":"51.00","line_items":lines}).to_string()
+            },
+            "too_many_line_items",
+        ),
+    ];
+    for (body, code) in &cases {
+        let r = acct.post("/v1/payments", Some(&new_key()), body).await;
+        assert_error(&r, 400, code);
+    }
+    // The card number never reaches a log line.
+    let logs = stack().function_logs();
+    assert!(
+        !logs.contains("4242424242424242") && !logs.contains("4000000000000002"),
+        "card data logged"
+    );
+    assert!(!logs.contains(&acct.key), "API key logged");
+
+    // Header rules.
+    let body = good.to_string();
+    assert_error(
+        &acct.post("/v1/payments", None, &body).await,
+        400,
+        "idempotency_key_missing",
+    );
+    assert_error(
+        &acct.post("/v1/payments", Some(&"k".repeat(256)), &body).await,
+        400,
+        "idempotency_key_invalid",
+    );
+    let wrong_type = acct
+        .http
+        .post(format!("{}/v1/payments", acct.api))
+        .bearer_auth(&acct.key)
+        .header("idempotency-key", new_key())
+        .header("content-type", "text/plain")
+        .body(body.clone());
+    assert_error(&send(wrong_type).await, 400, "content_type_invalid");
+    let no_type = acct
+        .http
+        .post(format!("{}/v1/payments", acct.api))
+        .bearer_auth(&acct.key)
+        .header("idempotency-key", new_key())
+        .body(body);
+    assert_error(&send(no_type).await, 400, "content_type_invalid");
+}
+
+#[tokio::test]
+async fn authentication_and_account_isolation() {
+    let s = stack();
+    let alice = s.new_account(None).await;
+    let bob = s.new_account(None).await;
+    let r = alice.create(&single(json!(5), "USD")).await;
+    assert_eq!(r.status, 201);
+    let po = r.json["payment_order_id"].as_str().unwrap();
+    let chk = r.json["checkout_id"].as_str().unwrap();
+
+    // Bob cannot see Alice's records: 404, exactly as for an unknown id.
+    assert_error(
+        &bob.get(&format!("/v1/payments/{po}")).await,
+        404,
+        "resource_missing",
+    );
+    assert_error(
+        &bob.get(&format!("/v1/checkouts/{chk}")).await,
+        404,
+        "resource_missing",
+    );
+    assert_error(
+        &alice.get("/v1/payments/po_0000000000000000000000000000000").await,
+        404,
+        "resource_missing",
+    );
+    assert_error(
+        &alice.get("/v1/checkouts/not-an-id").await,
+        404,
+        "resource_missing",
+    );
+
+    let url = format!("{}/v1/payments/{po}", s.api);
+    let http = reqwest::Client::new();
+    assert_error(&send(http.get(&url)).await, 401, "api_key_invalid");
+    assert_error(
+        &send(http.get(&url).bearer_auth("psys_test_wrong")).await,
+        401,
+        "api_key_invalid",
+    );
+    assert_error(
+        &send(http.get(&url).header("authorization", "Basic abc")).await,
+        401,
+        "api_key_invalid",
+    );
+    let unauth_post = http
+        .post(format!("{}/v1/payments", s.api))
+        .header("content-type", "application/json")
+        .header("idempotency-key", new_key())
+        .body(single(json!(5), "USD").to_string());
+    assert_error(&send(unauth_post).await, 401, "api_key_invalid");
+
+    // The dev key seeded by the twin works.
+    let dev = send(http.get(&url).bearer_auth(common::DEV_API_KEY)).await;
+    assert_error(&dev, 404, "resource_missing");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let acct = stack().new_account(None).await;
+    let big = format!("{{\"buyer_id\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    assert_error(
+        &acct.post("/v1/payments", Some(&new_key()), &big).await,
+        413,
+        "body_too_large",
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_is_per_key_with_retry_after() {
+    let s = stack();
+    let limited = s.new_account(Some(RateLimit::new(1, 3).unwrap())).await;
+    let other = s.new_account(None).await;
+    let url = "/v1/payments/po_00000000000000000000000000000000";
+    let statuses: Vec<u16> = futures::future::join_all((0..6).map(|_| limited.get(url)))
+        .await
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 404).count(),
+        3,
+        "burst of 3 served: {statuses:?}"
+    );
+    let r = limited.get(url).await;
+    assert_error(&r, 429, "rate_limit_exceeded");
+    let retry_after: u64 = r
+        .headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=4).contains(&retry_after), "Retry-After {retry_after}");
+    // Another key is not affected.
+    assert_eq!(other.get(url).await.status, 404);
+    // After the refill interval the key works again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(limited.get(url).await.status, 404);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404() {
+    let acct = stack().new_account(None).await;
+    let r = acct.get("/v1/nothing-here").await;
+    assert_eq!(r.status, 404);
+}
