@@ -59,7 +59,7 @@ where
 
 fn body(i: usize) -> String {
     // The multi-seller shape (3 sellers) for every third request, single otherwise.
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         json!({"buyer_id": "bench_buyer", "order_id": format!("o{i}"), "currency": "USD", "total_amount": "100.00",
                "line_items": [{"seller_id": "s1", "amount": "40.00", "sub_order_id": "a"},
                               {"seller_id": "s2", "amount": "35.00", "sub_order_id": "b"},

@@ -20,7 +20,12 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
 
 /// Configuration for a known endpoint with static credentials: the local twin, its tests and
 /// tools. Functions never call this; they use [`sdk_config`] and the standard variables.
-pub async fn static_sdk_config(endpoint_url: &str, region: &str, access_key: &str, secret_key: &str) -> SdkConfig {
+pub async fn static_sdk_config(
+    endpoint_url: &str,
+    region: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();

@@ -1,0 +1,467 @@
+//! `twin`: a Docker-free local copy of this project's AWS stack.
+//!
+//! It reads the SAM template, starts DynamoDB Local and moto, creates the tables, and serves the
+//! HTTP API by running the very same Lambda `bootstrap` binaries behind a Lambda Runtime API it
+//! hosts itself (one child process per warm instance).
+
+mod http_api;
+mod logs;
+mod resources;
+mod runtime;
+mod services;
+mod template;
+
+use services::{DynamoData, Service};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+use template::{Template, REGION};
+
+const USAGE: &str = "\
+usage: twin [--template infra/template.yaml] [--bin-dir target/debug] [--data-dir DIR | --in-memory]
+            [--param Name=Value ...] [--exit-on-stdin-eof] [--log-dir DIR]
+
+environment: API_PORT=3000 DYNAMODB_PORT=8000 MOTO_PORT=5000 PSP_PORT=4000 (0 = any free port),
+  DEV_API_KEY, PSP_SECRET_KEY, PSP_WEBHOOK_SECRET, DYNAMODB_LOCAL_JAR, MOTO_SERVER,
+  TWIN_MAX_INSTANCES=32 (per function), TWIN_PREWARM=0 (instances started per function at start),
+  TWIN_ECHO_LOGS=1 (echo function logs to stderr),
+  TWIN_THREADS=0 (0: one event-loop thread, the leanest on 2 cores; N: N worker threads)";
+
+const DEFAULT_DATA_DIR: &str = ".local/data";
+const DEFAULT_LOG_DIR: &str = ".local/logs";
+const DEV_ACCOUNT: &str = "acct_dev";
+const STARTUP_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+struct Config {
+    template: PathBuf,
+    bin_dir: PathBuf,
+    data: DynamoData,
+    log_dir: PathBuf,
+    params: Vec<(String, String)>,
+    exit_on_stdin_eof: bool,
+    api_listener: std::net::TcpListener,
+    api_port: u16,
+    dynamodb_port: u16,
+    moto_port: u16,
+    psp_port: u16,
+    dev_api_key: String,
+    psp_secret_key: String,
+    psp_webhook_secret: String,
+    jar: Option<String>,
+    moto_server: PathBuf,
+    max_instances: usize,
+    prewarm: usize,
+    echo_logs: bool,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a valid number")),
+        None => Ok(default),
+    }
+}
+
+/// A port from the environment; 0 means any free port (bind 127.0.0.1:0, read it, release it).
+/// A fixed port must be free now (else a service would fail late, or we would talk to a stranger).
+fn port(name: &str, default: u16) -> Result<u16, String> {
+    let p: u16 = env_number(name, default)?;
+    if p != 0 && name == "PSP_PORT" {
+        // Reserved for the sandbox PSP (a later issue): nothing listens on it yet.
+        return Ok(p);
+    }
+    if p != 0 {
+        return std::net::TcpListener::bind(("127.0.0.1", p))
+            .map(|_| p)
+            .map_err(|e| format!("{name}={p}: port not available ({e})"));
+    }
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot find a free port for {name}: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port for {name}: {e}"))
+}
+
+fn parse_args() -> Result<Config, String> {
+    let mut template = PathBuf::from("infra/template.yaml");
+    let mut bin_dir = PathBuf::from("target/debug");
+    let mut data_dir: Option<PathBuf> = None;
+    let mut in_memory = false;
+    let mut log_dir = PathBuf::from(DEFAULT_LOG_DIR);
+    let mut params = Vec::new();
+    let mut exit_on_stdin_eof = false;
+
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{what} needs a value"))
+        };
+        match flag.as_str() {
+            "--template" => template = value("--template")?.into(),
+            "--bin-dir" => bin_dir = value("--bin-dir")?.into(),
+            "--data-dir" => data_dir = Some(value("--data-dir")?.into()),
+            "--in-memory" => in_memory = true,
+            "--log-dir" => log_dir = value("--log-dir")?.into(),
+            "--param" => {
+                let p = value("--param")?;
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| format!("--param {p}: expected Name=Value"))?;
+                params.push((k.to_string(), v.to_string()));
+            }
+            "--exit-on-stdin-eof" => exit_on_stdin_eof = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if in_memory && data_dir.is_some() {
+        return Err("--data-dir and --in-memory exclude each other".into());
+    }
+    let data = if in_memory {
+        DynamoData::InMemory
+    } else {
+        DynamoData::Dir(
+            data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+                .join("dynamodb"),
+        )
+    };
+
+    let requested_api: u16 = env_number("API_PORT", 3000)?;
+    let api_listener = std::net::TcpListener::bind(("127.0.0.1", requested_api))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{requested_api} (API_PORT): {e}"))?;
+    let api_port = api_listener.local_addr().map_err(|e| e.to_string())?.port();
+
+    Ok(Config {
+        template,
+        bin_dir,
+        data,
+        log_dir,
+        params,
+        exit_on_stdin_eof,
+        api_listener,
+        api_port,
+        dynamodb_port: port("DYNAMODB_PORT", 8000)?,
+        moto_port: port("MOTO_PORT", 5000)?,
+        psp_port: port("PSP_PORT", 4000)?,
+        dev_api_key: env_or("DEV_API_KEY", "psys_test_devkey_4f2a9c7e1b5d"),
+        psp_secret_key: env_or("PSP_SECRET_KEY", "sk_test_sandbox_51PsysLocalDev"),
+        psp_webhook_secret: env_or("PSP_WEBHOOK_SECRET", "whsec_sandbox_localdev_7c1e9a"),
+        jar: std::env::var("DYNAMODB_LOCAL_JAR").ok().filter(|v| !v.is_empty()),
+        moto_server: env_or("MOTO_SERVER", services::DEFAULT_MOTO).into(),
+        max_instances: env_number("TWIN_MAX_INSTANCES", 32)?,
+        prewarm: env_number("TWIN_PREWARM", 0)?,
+        echo_logs: std::env::var("TWIN_ECHO_LOGS").is_ok_and(|v| v == "1" || v == "true"),
+    })
+}
+
+/// The AWS variables the twin and every function process get.
+fn aws_env(cfg: &Config) -> Vec<(String, String)> {
+    let ddb = format!("http://127.0.0.1:{}", cfg.dynamodb_port);
+    let moto = format!("http://127.0.0.1:{}", cfg.moto_port);
+    [
+        ("AWS_REGION", REGION.to_string()),
+        ("AWS_DEFAULT_REGION", REGION.to_string()),
+        ("AWS_ACCESS_KEY_ID", "local".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", ddb),
+        ("AWS_ENDPOINT_URL_SQS", moto.clone()),
+        ("AWS_ENDPOINT_URL_S3", moto),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn main() -> ExitCode {
+    let cfg = match parse_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("twin: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let base_env = aws_env(&cfg);
+    // Set while still single-threaded, before the runtime starts.
+    for (k, v) in &base_env {
+        std::env::set_var(k, v);
+    }
+    let threads: usize = std::env::var("TWIN_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let built = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("twin: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(cfg, base_env));
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twin: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Seed the dev API key into the ApiKeysTable (idempotent: a restart keeps its key id).
+async fn seed_dev_key(
+    client: &aws_sdk_dynamodb::Client,
+    table: Option<&str>,
+    raw_key: &str,
+) -> Result<(), String> {
+    let Some(table) = table else {
+        eprintln!("twin: warning: the template has no ApiKeysTable; DEV_API_KEY not seeded");
+        return Ok(());
+    };
+    let account = shared::domain::ids::AccountId::parse(DEV_ACCOUNT)
+        .map_err(|e| format!("account id {DEV_ACCOUNT}: {e}"))?;
+    let key_id = shared::adapters::dynamo::api_keys::seed_api_key(client, table, raw_key, &account, None)
+        .await
+        .map_err(|e| format!("cannot seed DEV_API_KEY into {table}: {e}"))?;
+    eprintln!("twin: DEV_API_KEY seeded in {table} (account {DEV_ACCOUNT}, key id {key_id})");
+    Ok(())
+}
+
+async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String> {
+    let t0 = Instant::now();
+    let moto_endpoint = format!("http://127.0.0.1:{}", cfg.moto_port);
+    let ddb_endpoint = format!("http://127.0.0.1:{}", cfg.dynamodb_port);
+
+    // Everything that can be checked without the services, first.
+    let tpl = Template::load(&cfg.template, &cfg.params).map_err(|e| e.to_string())?;
+    let tables = tpl.tables().map_err(|e| e.to_string())?;
+    let preliminary = template::Runtime {
+        moto_endpoint: moto_endpoint.clone(),
+        attributes: tables
+            .iter()
+            .filter(|t| t.stream_view_type.is_some())
+            .map(|t| {
+                (
+                    (t.logical_id.clone(), "StreamArn".to_string()),
+                    format!("{}/stream/pending", template::table_arn(&t.name)),
+                )
+            })
+            .collect(),
+    };
+    tpl.functions(&preliminary).map_err(|e| e.to_string())?;
+    let jar = services::find_jar(cfg.jar.clone())?;
+    std::fs::create_dir_all(&cfg.log_dir)
+        .map_err(|e| format!("cannot create log dir {}: {e}", cfg.log_dir.display()))?;
+
+    let mut ddb = services::start_dynamodb(&jar, cfg.dynamodb_port, &cfg.data, &cfg.log_dir)?;
+    let mut moto = services::start_moto(&cfg.moto_server, cfg.moto_port, &cfg.log_dir)?;
+    let (ddb_ready, moto_ready) = tokio::join!(
+        ddb.wait_ready(services::READY_TIMEOUT),
+        moto.wait_ready(services::READY_TIMEOUT)
+    );
+    let ddb_ready = ddb_ready?;
+    let moto_ready = moto_ready?;
+    eprintln!(
+        "twin: DynamoDB Local up in {:.1} s, moto up in {:.1} s",
+        ddb_ready.as_secs_f64(),
+        moto_ready.as_secs_f64()
+    );
+
+    let sdk = shared::adapters::aws::static_sdk_config(&ddb_endpoint, REGION, "local", "local").await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let attributes = tokio::time::timeout(STARTUP_CALL_TIMEOUT, resources::create_tables(&client, &tables))
+        .await
+        .map_err(|_| format!("DynamoDB Local did not answer within {STARTUP_CALL_TIMEOUT:?}"))??;
+    resources::report_unsupported(&tpl);
+    let rt_values = template::Runtime {
+        moto_endpoint,
+        attributes,
+    };
+    let functions = tpl.functions(&rt_values).map_err(|e| e.to_string())?;
+    let api_keys_table = tables
+        .iter()
+        .find(|t| t.logical_id == "ApiKeysTable")
+        .map(|t| t.name.as_str());
+    tokio::time::timeout(
+        STARTUP_CALL_TIMEOUT,
+        seed_dev_key(&client, api_keys_table, &cfg.dev_api_key),
+    )
+    .await
+    .map_err(|_| format!("DynamoDB Local did not answer within {STARTUP_CALL_TIMEOUT:?}"))??;
+
+    let logs = logs::LogWriter::start(cfg.echo_logs)?;
+    let pool = Arc::new(runtime::Pool::new(
+        &functions,
+        &runtime::PoolOptions {
+            bin_dir: cfg.bin_dir.clone(),
+            max_instances: cfg.max_instances,
+            base_env,
+        },
+        &logs,
+        &cfg.log_dir,
+    )?);
+    let router = http_api::Router::new(&functions)?;
+    cfg.api_listener
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::from_std(
+        cfg.api_listener
+            .try_clone()
+            .map_err(|e| format!("API listener: {e}"))?,
+    )
+    .map_err(|e| format!("API listener: {e}"))?;
+    let api = Arc::new(http_api::Api {
+        router,
+        pool: Arc::clone(&pool),
+        local_port: cfg.api_port,
+    });
+    let server = tokio::spawn(http_api::serve(listener, Arc::clone(&api)));
+    if cfg.prewarm > 0 {
+        pool.prewarm(cfg.prewarm);
+    }
+
+    print_banner(&cfg, &api, &pool, t0);
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "TWIN READY api=http://127.0.0.1:{} dynamodb={ddb_endpoint} moto=http://127.0.0.1:{}",
+            cfg.api_port, cfg.moto_port
+        );
+        let _ = out.flush();
+    }
+
+    let outcome = wait_for_shutdown(cfg.exit_on_stdin_eof, &mut ddb, &mut moto).await;
+    match &outcome {
+        Ok(reason) => eprintln!("twin: {reason}; shutting down"),
+        Err(e) => eprintln!("twin: error: {e}; shutting down"),
+    }
+    server.abort();
+    pool.shutdown().await;
+    tokio::join!(ddb.stop(), moto.stop());
+    logs.flush();
+    eprintln!("twin: stopped");
+    outcome.map(|_| ())
+}
+
+async fn wait_for_shutdown(
+    exit_on_stdin_eof: bool,
+    ddb: &mut Service,
+    moto: &mut Service,
+) -> Result<&'static str, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    // Read stdin on a plain thread (tokio's stdin needs a feature this workspace doesn't use).
+    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
+    if exit_on_stdin_eof {
+        std::thread::Builder::new()
+            .name("twin-stdin".into())
+            .spawn(move || {
+                use std::io::Read;
+                let mut stdin = std::io::stdin().lock();
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stdin.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = eof_tx.send(());
+            })
+            .map_err(|e| format!("cannot watch stdin: {e}"))?;
+    } else {
+        drop(eof_tx);
+    }
+    let stdin_eof = async {
+        if eof_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let ddb_name = ddb.name;
+    let ddb_log = ddb.log_path.display().to_string();
+    let moto_name = moto.name;
+    let moto_log = moto.log_path.display().to_string();
+    tokio::select! {
+        _ = sigint.recv() => Ok("SIGINT"),
+        _ = sigterm.recv() => Ok("SIGTERM"),
+        _ = stdin_eof => Ok("stdin closed"),
+        st = ddb.child.wait() => Err(format!("{ddb_name} exited unexpectedly ({}); see {ddb_log}",
+            st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))),
+        st = moto.child.wait() => Err(format!("{moto_name} exited unexpectedly ({}); see {moto_log}",
+            st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))),
+    }
+}
+
+fn print_banner(cfg: &Config, api: &http_api::Api, pool: &runtime::Pool, t0: Instant) {
+    let data = match &cfg.data {
+        DynamoData::InMemory => "in-memory".to_string(),
+        DynamoData::Dir(d) => d.display().to_string(),
+    };
+    let mut b = String::new();
+    b.push_str("\n┌─ twin: local AWS twin ready ");
+    b.push_str(&format!("({:.1} s)\n", t0.elapsed().as_secs_f64()));
+    let rows = [
+        ("API_PORT", cfg.api_port.to_string()),
+        ("DYNAMODB_PORT", cfg.dynamodb_port.to_string()),
+        ("MOTO_PORT", cfg.moto_port.to_string()),
+        ("DEV_API_KEY", cfg.dev_api_key.clone()),
+        ("PSP_PORT", format!("{} (reserved)", cfg.psp_port)),
+        ("PSP_SECRET_KEY", cfg.psp_secret_key.clone()),
+        ("PSP_WEBHOOK_SECRET", cfg.psp_webhook_secret.clone()),
+        ("template", cfg.template.display().to_string()),
+        ("bin dir", cfg.bin_dir.display().to_string()),
+        ("dynamodb data", data),
+        ("log dir", cfg.log_dir.display().to_string()),
+        (
+            "instances",
+            format!(
+                "max {} per function, {} prewarmed",
+                cfg.max_instances, cfg.prewarm
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        b.push_str(&format!("│ {k:<20} {v}\n"));
+    }
+    b.push_str("│ routes:\n");
+    for r in api.router.routes() {
+        b.push_str(&format!("│   {:<40} → {}\n", r.route_key, r.function));
+    }
+    for (id, path) in pool.missing_binaries() {
+        b.push_str(&format!(
+            "│ warning: {id}: {} does not exist (cargo build --bins)\n",
+            path.display()
+        ));
+    }
+    b.push_str("└─\n");
+    eprint!("{b}");
+}

