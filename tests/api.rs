@@ -279,6 +279,7 @@ async fn every_bad_input_is_a_clear_400() {
         ("[]".into(), "body_not_object"),
         ("null".into(), "body_not_object"),
         ("\"text\"".into(), "body_not_object"),
+        (good.to_string().replacen('{', "{\"amount\":\"5000.00\",", 1), "parameter_duplicate"),
         (with("amount", json!(0)), "amount_not_positive"),
         (with("amount", json!(-1)), "amount_not_positive"),
         (with("amount", json!("abc")), "amount_invalid"),

@@ -77,7 +77,59 @@ pub struct CheckoutRequest {
     pub lines: Vec<LineItem>,
 }
 
-type Fields = BTreeMap<String, Box<RawValue>>;
+/// A JSON object's members as raw text, in a map that refuses duplicate names: `{"amount": 1,
+/// "amount": 1000}` is ambiguous, and an ambiguous payment is refused rather than guessed.
+struct Fields(BTreeMap<String, Box<RawValue>>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = BTreeMap::new();
+                while let Some((name, value)) = map.next_entry::<String, Box<RawValue>>()? {
+                    if fields.contains_key(&name) {
+                        let shown: String = name.chars().take(64).collect();
+                        return Err(serde::de::Error::custom(format!("{DUPLICATE}{shown}")));
+                    }
+                    fields.insert(name, value);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+const DUPLICATE: &str = "duplicate member: ";
+
+impl std::ops::Deref for Fields {
+    type Target = BTreeMap<String, Box<RawValue>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Fields {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// A duplicated member name, found while parsing `at` (`""` or `line_items[...]`).
+fn duplicate_error(e: &serde_json::Error, at: &str) -> Option<ApiError> {
+    let text = e.to_string();
+    let name = text.split_once(DUPLICATE)?.1.rsplit_once(" at line")?.0;
+    Some(ApiError::invalid_param(
+        format!("{at}{name}"),
+        "parameter_duplicate",
+        format!("Parameter {at}{name} appears more than once"),
+    ))
+}
 
 impl CheckoutRequest {
     /// Parses and validates a JSON body. Amounts are read from the raw JSON text, so `0.1`
@@ -188,12 +240,14 @@ impl CheckoutRequest {
 
 fn parse_lines(top: &mut Fields, currency: Currency) -> Result<Vec<LineItem>, ApiError> {
     let raw = top.remove("line_items").ok_or_else(|| missing("line_items"))?;
-    let items: Vec<Fields> = serde_json::from_str(raw.get()).map_err(|_| {
-        ApiError::invalid_param(
-            "line_items",
-            "line_items_invalid",
-            "line_items must be an array of objects",
-        )
+    let items: Vec<Fields> = serde_json::from_str(raw.get()).map_err(|e| {
+        duplicate_error(&e, "line_items[].").unwrap_or_else(|| {
+            ApiError::invalid_param(
+                "line_items",
+                "line_items_invalid",
+                "line_items must be an array of objects",
+            )
+        })
     })?;
     if items.is_empty() {
         return Err(ApiError::invalid_param(
@@ -239,6 +293,9 @@ fn parse_lines(top: &mut Fields, currency: Currency) -> Result<Vec<LineItem>, Ap
 
 fn json_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
+    if let Some(dup) = duplicate_error(&e, "") {
+        return dup;
+    }
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => ApiError::invalid(
             "json_invalid",
@@ -562,6 +619,13 @@ mod tests {
         assert_eq!(code("[]"), "body_not_object");
         assert_eq!(code("null"), "body_not_object");
         assert_eq!(code("42"), "body_not_object");
+        let dup = parse(&SINGLE.replace("{", "{\"amount\":\"1000.00\",")).unwrap_err();
+        assert_eq!(
+            (dup.code, dup.param.as_deref()),
+            ("parameter_duplicate", Some("amount"))
+        );
+        let dup_line = parse(&MULTI.replace("\"seller_C\"", "\"seller_C\",\"seller_id\":\"x\"")).unwrap_err();
+        assert_eq!(dup_line.code, "parameter_duplicate", "{dup_line:?}");
     }
 
     #[test]
