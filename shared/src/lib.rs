@@ -15,12 +15,13 @@ pub mod telemetry;
 /// Runs an HTTP Lambda: JSON logs, the environment built once, then one handler per request.
 #[macro_export]
 macro_rules! http_lambda {
-    ($handler:path) => {
+    ($handler:path, $env:ty) => {
         #[tokio::main]
         async fn main() -> Result<(), lambda_http::Error> {
             $crate::telemetry::init();
-            let env: &'static $crate::adapters::config::Env =
-                Box::leak(Box::new($crate::adapters::config::Env::load().await?));
+            let env: &'static $env = Box::leak(Box::new(
+                <$env as $crate::adapters::config::FromEnv>::load().await?,
+            ));
             lambda_http::run(lambda_http::service_fn(
                 move |req: lambda_http::Request| async move {
                     Ok::<_, std::convert::Infallible>($handler(env, req).await)

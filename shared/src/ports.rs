@@ -5,7 +5,10 @@ use std::future::Future;
 
 use crate::domain::idempotency::IdempotencyRecord;
 use crate::domain::ids::{AccountId, ApiKeyId, CheckoutId, PaymentOrderId};
+use crate::domain::outbox::{Anomaly, OutboxEvent};
+use crate::domain::psp::{PspError, PspSession, SessionRequest};
 use crate::domain::rate_limit::RateLimit;
+use crate::domain::PaymentStatus;
 use crate::domain::{Checkout, PaymentOrder};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,26 @@ pub trait Checkouts: Send + Sync {
         &self,
         id: &PaymentOrderId,
     ) -> impl Future<Output = Result<Option<PaymentOrder>, StoreError>> + Send;
+
+    /// Atomically: moves the checkout and its orders from `from` to their new state (as given)
+    /// and stores the final reply under the lease. `false` if the checkout was no longer in
+    /// `from` or the lease was lost: nothing was written.
+    fn save_transition(
+        &self,
+        checkout: &Checkout,
+        orders: &[PaymentOrder],
+        from: PaymentStatus,
+        completion: Completion<'_>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A final reply stored with the lease holder's last write.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion<'a> {
+    pub record_id: &'a str,
+    pub lease_token: &'a str,
+    pub status: u16,
+    pub body: &'a str,
 }
 
 pub trait Idempotency: Send + Sync {
@@ -104,6 +127,14 @@ pub trait Idempotency: Send + Sync {
         now_ms: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Ends our lease at once (after a retryable failure), so the client's retry can take over
+    /// without waiting for the deadline. `false` if the lease was no longer ours.
+    fn release(
+        &self,
+        record_id: &str,
+        lease_token: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Stores the final response; `false` if the lease was no longer ours.
     fn complete(
         &self,
@@ -112,4 +143,54 @@ pub trait Idempotency: Send + Sync {
         status: u16,
         body: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The payment executor's view of the PSP.
+pub trait Psp: Send + Sync {
+    /// Creates (or, for the same checkout, returns again) the hosted-page session. The
+    /// checkout id is the PSP idempotency key.
+    fn create_session(
+        &self,
+        request: &SessionRequest,
+    ) -> impl Future<Output = Result<PspSession, PspError>> + Send;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The transition, the event marker and the outbox record were written.
+    Applied,
+    /// This PSP event was applied before: nothing written.
+    Duplicate,
+    /// The checkout moved or another writer was busy: nothing written; retry later.
+    Conflict,
+}
+
+/// What the webhook needs from storage.
+pub trait Webhooks: Send + Sync {
+    fn checkout_id_by_psp_token(
+        &self,
+        psp_token: &str,
+    ) -> impl Future<Output = Result<Option<CheckoutId>, StoreError>> + Send;
+
+    /// In one transaction: the PSP event's marker (must be new), the checkout and its orders
+    /// moving from `from`, and the outbox record.
+    fn apply_event(
+        &self,
+        psp_event_id: &str,
+        checkout: &Checkout,
+        orders: &[PaymentOrder],
+        from: PaymentStatus,
+        outbox: &OutboxEvent,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// The marker alone, for an event acknowledged without a transition; `false` if seen before.
+    fn mark_event(
+        &self,
+        psp_event_id: &str,
+        note: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records an anomaly for reconciliation together with the event's marker, in one
+    /// transaction; `false` if the event was seen before (nothing written).
+    fn record_anomaly(&self, anomaly: &Anomaly) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

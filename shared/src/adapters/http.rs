@@ -4,9 +4,12 @@
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::adapters::config::Env;
+use crate::adapters::config::{Env, PaymentsEnv, PublicEnv, WebhookEnv};
+use crate::adapters::stripe::parse_event;
 use crate::app::create_payment::{create_payment, CreatePayment};
+use crate::app::webhook::{anomaly, apply_webhook, VerifiedEvent};
 use crate::app::{auth, queries, Caller, Reply};
+use crate::domain::psp::{verify_signature, SIGNATURE_TOLERANCE_S};
 use crate::domain::ApiError;
 
 /// Bodies above this are refused with 413 before anything else is read.
@@ -72,19 +75,21 @@ async fn authenticate(env: &Env, req: &Request) -> Result<Caller, ApiError> {
     auth::authenticate(&env.store, header(req, "authorization"), env.rate_limit, now_us()).await
 }
 
-pub async fn handle_create_payment(env: &Env, req: Request) -> Response<Body> {
+pub async fn handle_create_payment(env: &PaymentsEnv, req: Request) -> Response<Body> {
     let result = async {
         check_size(&req)?;
-        let caller = authenticate(env, &req).await?;
+        let caller = authenticate(&env.api, &req).await?;
         check_json_content_type(&req)?;
         create_payment(
-            &env.store,
+            &env.api.store,
+            &env.psp,
             CreatePayment {
                 caller: &caller,
                 idempotency_key: header(&req, "idempotency-key"),
                 body: body_bytes(&req),
                 now: chrono::Utc::now(),
                 deadline_ms: deadline_ms(&req),
+                public_base_url: &env.public_base_url,
             },
         )
         .await
@@ -111,27 +116,73 @@ pub async fn handle_get_checkout(env: &Env, req: Request) -> Response<Body> {
     respond("get_checkout", result)
 }
 
+/// `POST /webhooks/psp`: no API key; the signature over the raw body is the authentication.
+/// A bad signature changes nothing (400). A verified event we cannot use is acknowledged (2xx)
+/// and recorded as an anomaly; our own failures are 5xx so the PSP retries.
+pub async fn handle_psp_webhook(env: &WebhookEnv, req: Request) -> Response<Body> {
+    let result = async {
+        check_size(&req)?;
+        let body = body_bytes(&req);
+        let now = chrono::Utc::now();
+        verify_signature(
+            header(&req, "stripe-signature"),
+            body,
+            &env.secrets,
+            now.timestamp(),
+            SIGNATURE_TOLERANCE_S,
+        )
+        .map_err(|e| ApiError::invalid("signature_invalid", format!("Webhook signature rejected: {e}")))?;
+        match parse_event(body) {
+            Ok((id, notice)) => apply_webhook(&env.store, VerifiedEvent { id, notice }, now).await,
+            Err(why) => {
+                // Signed by the PSP but not something we understand: acknowledge and keep it.
+                let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+                anomaly(
+                    &env.store,
+                    &format!("unparsed_{}", &digest[..32]),
+                    "unparseable_event",
+                    why,
+                    None,
+                    now,
+                )
+                .await
+            }
+        }
+    }
+    .await;
+    respond("psp_webhook", result)
+}
+
+/// `GET /checkout/complete?checkout_id=…`: the buyer's landing page after the PSP.
+pub async fn handle_checkout_complete(env: &PublicEnv, req: Request) -> Response<Body> {
+    let query = req.query_string_parameters_ref().cloned().unwrap_or_default();
+    let id = query.first("checkout_id").unwrap_or_default().to_owned();
+    let cancelled = query.first("cancelled").is_some_and(|v| v == "true");
+    let result = queries::completion_page(&env.store, &id, cancelled).await;
+    respond("checkout_complete", result)
+}
+
 /// One log line per request (route, status, replay): never headers, keys or bodies.
 pub fn respond(route: &str, result: Result<Reply, ApiError>) -> Response<Body> {
-    let (status, body, replayed, retry_after) = match result {
-        Ok(reply) => (reply.status, reply.body, reply.replayed, None),
+    let (status, body, replayed, retry_after, content_type) = match result {
+        Ok(reply) => (reply.status, reply.body, reply.replayed, None, reply.content_type),
         Err(e) => {
             if e.status >= 500 {
                 tracing::error!(route, status = e.status, code = e.code, "request failed");
             } else {
                 tracing::info!(route, status = e.status, code = e.code, "request refused");
             }
-            (e.status, e.body(), false, e.retry_after_s)
+            (e.status, e.body(), false, e.retry_after_s, "application/json")
         }
     };
-    if status < 400 {
+    if status < 400 || replayed {
         tracing::info!(route, status, replayed, "request served");
     }
     let mut response = Response::new(Body::Text(body));
     *response.status_mut() = lambda_http::http::StatusCode::from_u16(status)
         .unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     if replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }

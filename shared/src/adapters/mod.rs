@@ -4,3 +4,4 @@ pub mod aws;
 pub mod config;
 pub mod dynamo;
 pub mod http;
+pub mod stripe;

@@ -5,6 +5,7 @@ pub mod create_payment;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod queries;
+pub mod webhook;
 
 /// A response the HTTP adapter sends as-is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,14 +14,30 @@ pub struct Reply {
     pub body: String,
     /// Sent again from the idempotency record (`Idempotent-Replayed: true`).
     pub replayed: bool,
+    pub content_type: &'static str,
 }
 
 impl Reply {
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Reply::stored(status, value.to_string(), false)
+    }
+
+    /// A JSON body as stored for replay.
+    pub fn stored(status: u16, body: String, replayed: bool) -> Self {
         Reply {
             status,
-            body: value.to_string(),
+            body,
+            replayed,
+            content_type: "application/json",
+        }
+    }
+
+    pub fn html(status: u16, body: String) -> Self {
+        Reply {
+            status,
+            body,
             replayed: false,
+            content_type: "text/html; charset=utf-8",
         }
     }
 }

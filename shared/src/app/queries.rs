@@ -4,7 +4,7 @@
 use super::{Caller, Reply};
 use crate::domain::checkout::{checkout_view, payment_order_view};
 use crate::domain::ids::{CheckoutId, PaymentOrderId};
-use crate::domain::ApiError;
+use crate::domain::{ApiError, PaymentStatus};
 use crate::ports::{Checkouts, StoreError};
 
 pub async fn get_payment_order<S: Checkouts>(
@@ -27,10 +27,75 @@ pub async fn get_checkout<S: Checkouts>(store: &S, caller: &Caller, raw_id: &str
     let id = CheckoutId::parse(raw_id).map_err(|_| missing())?;
     match store.get_checkout(&id).await.map_err(store_error)? {
         Some((checkout, orders)) if checkout.account_id == caller.account_id => {
-            Ok(Reply::json(200, &checkout_view(&checkout, &orders, None)))
+            Ok(Reply::json(200, &checkout_view(&checkout, &orders)))
         }
         _ => Err(missing()),
     }
+}
+
+/// `GET /checkout/complete?checkout_id=…`: where the PSP sends the buyer back (design §6 ⑧a).
+/// The redirect proves nothing: the page shows "Processing…" (and refreshes) until the verified
+/// webhook has moved the checkout, then the final status. Public, so it shows no amounts or ids
+/// beyond the one in the URL.
+pub async fn completion_page<S: Checkouts>(
+    store: &S,
+    raw_id: &str,
+    cancelled: bool,
+) -> Result<Reply, ApiError> {
+    let found = match CheckoutId::parse(raw_id) {
+        Ok(id) => store.get_checkout(&id).await.map_err(store_error)?,
+        Err(_) => None,
+    };
+    let Some((checkout, _)) = found else {
+        return Ok(Reply::html(
+            404,
+            page("Checkout not found", "We could not find this checkout.", false),
+        ));
+    };
+    let (title, text, refresh) = match checkout.status {
+        PaymentStatus::Success => (
+            "Payment received",
+            "Thank you: your payment was confirmed by the payment provider.",
+            false,
+        ),
+        PaymentStatus::Failed => (
+            "Payment failed",
+            "The payment did not go through and you were not charged.",
+            false,
+        ),
+        PaymentStatus::Created | PaymentStatus::Executing if cancelled => (
+            "Payment cancelled",
+            "You left the payment page. Nothing was charged; you can return to the checkout to try again.",
+            false,
+        ),
+        PaymentStatus::Created | PaymentStatus::Executing => (
+            "Processing…",
+            "We are waiting for the payment provider to confirm your payment. This page updates by itself.",
+            true,
+        ),
+    };
+    let mut html = page(title, text, refresh);
+    html = html.replace(
+        "<!--status-->",
+        &format!(
+            "<p id=\"status\" data-status=\"{}\">{}</p>",
+            checkout.status, checkout.status
+        ),
+    );
+    Ok(Reply::html(200, html))
+}
+
+fn page(title: &str, text: &str, refresh: bool) -> String {
+    let meta = if refresh {
+        r#"<meta http-equiv="refresh" content="2">"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">{meta}<title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}#status{{color:#666;font-size:.9rem}}</style></head>
+<body><h1>{title}</h1><p>{text}</p><!--status--></body></html>"#
+    )
 }
 
 fn store_error(e: StoreError) -> ApiError {
@@ -42,7 +107,7 @@ fn store_error(e: StoreError) -> ApiError {
 mod tests {
     use super::*;
     use crate::app::create_payment::{create_payment, CreatePayment};
-    use crate::app::memory::Memory;
+    use crate::app::memory::{FakePsp, Memory};
     use crate::domain::ids::{AccountId, ApiKeyId};
 
     #[tokio::test]
@@ -60,12 +125,14 @@ mod tests {
         let body = br#"{"buyer_id":"b","seller_id":"s","amount":5,"currency":"JPY","order_id":"o"}"#;
         let created = create_payment(
             &store,
+            &FakePsp::default(),
             CreatePayment {
                 caller: &alice,
                 idempotency_key: Some("k"),
                 body,
                 now,
                 deadline_ms: now.timestamp_millis() + 1000,
+                public_base_url: "https://shop.example",
             },
         )
         .await

@@ -422,6 +422,10 @@ pub struct Checkout {
     pub total: Money,
     pub status: PaymentStatus,
     pub psp_token: Option<String>,
+    /// The PSP's hosted page for this checkout (the response's `psp_redirect_url`).
+    pub psp_url: Option<String>,
+    /// Why the checkout failed, in the PSP's words, when it did.
+    pub failure_reason: Option<String>,
     pub payment_order_ids: Vec<PaymentOrderId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -479,6 +483,8 @@ impl Checkout {
             total: req.total,
             status: PaymentStatus::Created,
             psp_token: None,
+            psp_url: None,
+            failure_reason: None,
             payment_order_ids: orders.iter().map(|o| o.id.clone()).collect(),
             created_at: now,
             updated_at: now,
@@ -539,11 +545,7 @@ pub fn payment_order_view(o: &PaymentOrder) -> serde_json::Value {
 
 /// The checkout as `POST /v1/payments` and `GET /v1/checkouts/{id}` show it. The single-seller
 /// form also carries its one order's `payment_order_id`, `seller_id` and `amount` at the top.
-pub fn checkout_view(
-    c: &Checkout,
-    orders: &[PaymentOrder],
-    psp_redirect_url: Option<&str>,
-) -> serde_json::Value {
+pub fn checkout_view(c: &Checkout, orders: &[PaymentOrder]) -> serde_json::Value {
     let mut v = serde_json::json!({
         "object": "checkout",
         "checkout_id": c.id,
@@ -554,7 +556,8 @@ pub fn checkout_view(
         "total_amount": c.total.to_string(),
         "payment_orders": orders.iter().map(payment_order_view).collect::<Vec<_>>(),
         "psp_token": c.psp_token,
-        "psp_redirect_url": psp_redirect_url,
+        "psp_redirect_url": c.psp_url,
+        "failure_reason": c.failure_reason,
         "created_at": format_time(c.created_at),
         "updated_at": format_time(c.updated_at),
     });
@@ -748,16 +751,38 @@ mod tests {
         let mut bad = orders.clone();
         bad[0].amount = Money::from_minor(1, r.currency);
         assert!(c.check(&bad).is_err());
-        let v = checkout_view(&c, &orders, None);
+        let v = checkout_view(&c, &orders);
         assert_eq!(v["total_amount"], "100.00");
         assert_eq!(v["payment_orders"][1]["amount"], "35.00");
         assert!(v.get("payment_order_id").is_none());
         let single = parse(SINGLE).unwrap();
         let (c, orders) = Checkout::open(&single, &acct, Utc::now());
-        let v = checkout_view(&c, &orders, None);
+        let v = checkout_view(&c, &orders);
         assert_eq!(v["payment_order_id"], orders[0].id.as_str());
         assert_eq!(v["amount"], "99.99");
         assert_eq!(v["status"], "CREATED");
         assert!(v["psp_redirect_url"].is_null());
+    }
+}
+
+impl Checkout {
+    /// Applies `event` to the checkout and all its orders (one charge pays for all, so they
+    /// move together). Returns the status they left.
+    pub fn apply(
+        &mut self,
+        orders: &mut [PaymentOrder],
+        event: super::status::PaymentEvent,
+        now: DateTime<Utc>,
+    ) -> Result<PaymentStatus, super::status::IllegalTransition> {
+        let from = self.status;
+        let next = from.apply(event)?;
+        self.status = next;
+        self.updated_at = now;
+        for o in orders.iter_mut() {
+            o.status = next;
+            o.psp_token.clone_from(&self.psp_token);
+            o.updated_at = now;
+        }
+        Ok(from)
     }
 }

@@ -10,6 +10,8 @@ pub enum ErrorType {
     AuthenticationError,
     RateLimitError,
     IdempotencyError,
+    /// The PSP refused the payment request; final for this checkout.
+    PspError,
     ApiError,
 }
 
@@ -51,6 +53,21 @@ impl ApiError {
             param: None,
             retry_after_s: None,
         }
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
+    /// 402: the PSP refused to create the payment (a non-retryable 4xx on its side).
+    pub fn psp_rejected(reason: &str) -> Self {
+        Self::new(
+            402,
+            ErrorType::PspError,
+            "psp_rejected",
+            format!("The payment provider refused this payment: {reason}"),
+        )
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {

@@ -14,3 +14,5 @@ pub use currency::Currency;
 pub use error::ApiError;
 pub use money::Money;
 pub use status::PaymentStatus;
+pub mod outbox;
+pub mod psp;

@@ -9,6 +9,7 @@
 pub mod api_keys;
 pub mod codec;
 pub mod payments;
+pub mod webhooks;
 
 use aws_sdk_dynamodb::Client;
 

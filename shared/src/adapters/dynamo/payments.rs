@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::codec::{get_n, get_s, get_time, n, opt_n, opt_s, parse, s, time, unavailable, Item};
@@ -14,7 +14,7 @@ use crate::domain::checkout::CheckoutForm;
 use crate::domain::idempotency::{IdempotencyRecord, RecordState};
 use crate::domain::ids::{AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId, SellerId, SubOrderId};
 use crate::domain::{Checkout, Currency, Money, PaymentOrder, PaymentStatus};
-use crate::ports::{Begin, Checkouts, Idempotency, StoreError};
+use crate::ports::{Begin, Checkouts, Completion, Idempotency, StoreError};
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
@@ -57,6 +57,12 @@ pub fn checkout_item(c: &Checkout) -> Item {
     ]);
     if let Some(token) = &c.psp_token {
         item.insert("psp_token".into(), s(token));
+    }
+    if let Some(url) = &c.psp_url {
+        item.insert("psp_url".into(), s(url));
+    }
+    if let Some(reason) = &c.failure_reason {
+        item.insert("failure_reason".into(), s(reason));
     }
     item
 }
@@ -122,6 +128,8 @@ pub fn checkout_from(item: &Item) -> Result<Checkout, StoreError> {
         total: Money::from_minor(get_n(item, "total_minor")?, currency(item)?),
         status: status(item)?,
         psp_token: opt_s(item, "psp_token")?.map(str::to_owned),
+        psp_url: opt_s(item, "psp_url")?.map(str::to_owned),
+        failure_reason: opt_s(item, "failure_reason")?.map(str::to_owned),
         payment_order_ids: ids,
         created_at: get_time(item, "created_at")?,
         updated_at: get_time(item, "updated_at")?,
@@ -351,6 +359,77 @@ impl Checkouts for DynamoStore {
             .map_err(|e| unavailable("GetItem payment order", e))?;
         out.item.as_ref().map(payment_order_from).transpose()
     }
+
+    async fn save_transition(
+        &self,
+        checkout: &Checkout,
+        orders: &[PaymentOrder],
+        from: PaymentStatus,
+        completion: Completion<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut items = self.transition_items(checkout, orders, from)?;
+        let complete = Update::builder()
+            .table_name(&self.tables.idempotency)
+            .key("pk", s(completion.record_id))
+            .update_expression(
+                "SET record_state = :completed, response_status = :status, response_body = :body REMOVE lease_token, lease_until_ms",
+            )
+            .condition_expression("record_state = :in_progress AND lease_token = :token")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":status", n(completion.status))
+            .expression_attribute_values(":body", s(completion.body))
+            .expression_attribute_values(":token", s(completion.lease_token))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        items.push(TransactWriteItem::builder().update(complete).build());
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c))
+                    if c.cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+                {
+                    Ok(false)
+                }
+                _ => Err(unavailable("TransactWriteItems transition", e)),
+            },
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Puts the checkout and each order in their new state, each on condition that it is still
+    /// in `from` (so two writers can never both move it).
+    pub(crate) fn transition_items(
+        &self,
+        checkout: &Checkout,
+        orders: &[PaymentOrder],
+        from: PaymentStatus,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let guarded = |item: Item| -> Result<TransactWriteItem, StoreError> {
+            let put = Put::builder()
+                .table_name(&self.tables.payments)
+                .set_item(Some(item))
+                .condition_expression("payment_status = :from")
+                .expression_attribute_values(":from", s(from.as_str()))
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
+        let mut items = vec![guarded(checkout_item(checkout))?];
+        for order in orders {
+            items.push(guarded(payment_order_item(order))?);
+        }
+        Ok(items)
+    }
 }
 
 impl Idempotency for DynamoStore {
@@ -392,6 +471,22 @@ impl Idempotency for DynamoStore {
             .send()
             .await;
         conditional(result.map(|_| ()), "UpdateItem idempotency take over")
+    }
+
+    async fn release(&self, record_id: &str, lease_token: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("pk", s(record_id))
+            .update_expression("SET lease_until_ms = :zero")
+            .condition_expression("record_state = :in_progress AND lease_token = :token")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":token", s(lease_token))
+            .send()
+            .await;
+        conditional(result.map(|_| ()), "UpdateItem idempotency release")
     }
 
     async fn complete(

@@ -1,0 +1,312 @@
+//! `POST /webhooks/psp`: the signed webhook is the only proof of payment (design §6 ⑧b).
+//!
+//! The adapter verifies the signature over the raw body and parses the PSP's event; here we
+//! find the checkout, check the amount, and apply the transition through the state machine in
+//! one transaction with the event's marker (dedup) and the outbox record. Anything verified but
+//! unusable is acknowledged (2xx, so the PSP stops retrying) and recorded as an anomaly for
+//! reconciliation; our own failures answer 5xx so the PSP retries.
+
+use chrono::{DateTime, Utc};
+
+use super::Reply;
+use crate::domain::ids::CheckoutId;
+use crate::domain::outbox::{Anomaly, OutboxEvent};
+use crate::domain::psp::PspNotice;
+use crate::domain::{ApiError, Checkout, PaymentOrder, PaymentStatus};
+use crate::ports::{Applied, Checkouts, StoreError, Webhooks};
+
+/// A verified event from the PSP.
+pub struct VerifiedEvent {
+    pub id: String,
+    pub notice: PspNotice,
+}
+
+fn ack(outcome: &str) -> Reply {
+    Reply::json(200, &serde_json::json!({"received": true, "outcome": outcome}))
+}
+
+pub async fn apply_webhook<S: Webhooks + Checkouts>(
+    store: &S,
+    event: VerifiedEvent,
+    now: DateTime<Utc>,
+) -> Result<Reply, ApiError> {
+    let VerifiedEvent { id, notice } = event;
+    let (session_id, checkout_ref, amount_minor, currency, outcome) = match notice {
+        PspNotice::Session {
+            session_id,
+            checkout_ref,
+            amount_minor,
+            currency,
+            outcome,
+        } => (session_id, checkout_ref, amount_minor, currency, outcome),
+        PspNotice::PaymentAttemptFailed { reason } => {
+            // The buyer may try another card on the same page: no transition.
+            tracing::info!(psp_event_id = %id, reason = %reason, "payment attempt declined");
+            store
+                .mark_event(&id, "payment attempt failed")
+                .await
+                .map_err(retry_later)?;
+            return Ok(ack("attempt_failed"));
+        }
+        PspNotice::Ignored => {
+            store.mark_event(&id, "ignored").await.map_err(retry_later)?;
+            return Ok(ack("ignored"));
+        }
+    };
+
+    let Some((mut checkout, mut orders)) = find_checkout(store, &session_id, checkout_ref.as_deref()).await?
+    else {
+        return anomaly(
+            store,
+            &id,
+            "unknown_session",
+            format!("no checkout for session {session_id}"),
+            None,
+            now,
+        )
+        .await;
+    };
+    if checkout.psp_token.as_deref().is_some_and(|t| t != session_id) {
+        let detail = format!(
+            "session {session_id} names checkout {} which has another session",
+            checkout.id
+        );
+        return anomaly(store, &id, "session_mismatch", detail, Some(&checkout.id), now).await;
+    }
+    if amount_minor != checkout.total.minor()
+        || !currency.eq_ignore_ascii_case(checkout.total.currency().code())
+    {
+        let detail = format!(
+            "session {session_id} is for {amount_minor} {currency} (minor units); checkout {} is for {:?}",
+            checkout.id, checkout.total
+        );
+        return anomaly(store, &id, "amount_mismatch", detail, Some(&checkout.id), now).await;
+    }
+    let Some(event) = outcome.event() else {
+        store
+            .mark_event(&id, "awaiting async payment")
+            .await
+            .map_err(retry_later)?;
+        return Ok(ack("awaiting_payment"));
+    };
+    if checkout.status == PaymentStatus::Created {
+        // The webhook beat the create call's own write of the session. Not lost: the PSP
+        // retries this delivery, and by then the checkout is EXECUTING.
+        tracing::warn!(psp_event_id = %id, checkout_id = %checkout.id, "webhook before the session was stored; asking the PSP to retry");
+        return Err(ApiError::unavailable(1, "checkout not yet submitted; retry").with_code("not_ready"));
+    }
+    if checkout.psp_token.is_none() {
+        checkout.psp_token = Some(session_id.clone());
+    }
+    let from = match checkout.apply(&mut orders, event, now) {
+        Ok(from) => from,
+        Err(illegal) => {
+            let detail = format!("{illegal} (checkout {})", checkout.id);
+            return anomaly(store, &id, "illegal_transition", detail, Some(&checkout.id), now).await;
+        }
+    };
+    let outbox = OutboxEvent::settled(&checkout, &orders, &id, now).ok_or_else(ApiError::internal)?;
+    match store
+        .apply_event(&id, &checkout, &orders, from, &outbox)
+        .await
+        .map_err(retry_later)?
+    {
+        Applied::Applied => {
+            tracing::info!(psp_event_id = %id, checkout_id = %checkout.id, status = %checkout.status, "payment settled");
+            Ok(ack("applied"))
+        }
+        Applied::Duplicate => Ok(ack("duplicate")),
+        Applied::Conflict => Err(ApiError::unavailable(1, "concurrent update; retry").with_code("conflict")),
+    }
+}
+
+async fn find_checkout<S: Webhooks + Checkouts>(
+    store: &S,
+    session_id: &str,
+    checkout_ref: Option<&str>,
+) -> Result<Option<(Checkout, Vec<PaymentOrder>)>, ApiError> {
+    let by_token = store
+        .checkout_id_by_psp_token(session_id)
+        .await
+        .map_err(retry_later)?;
+    // The index may lag (or the create call may not have stored the token yet): fall back to
+    // the checkout id we sent as client_reference_id / metadata, which the PSP signed back.
+    let id = match by_token {
+        Some(id) => Some(id),
+        None => checkout_ref.and_then(|r| CheckoutId::parse(r).ok()),
+    };
+    match id {
+        Some(id) => store.get_checkout(&id).await.map_err(retry_later),
+        None => Ok(None),
+    }
+}
+
+/// Acknowledges a verified event we cannot use, recording why.
+pub async fn anomaly<S: Webhooks>(
+    store: &S,
+    psp_event_id: &str,
+    kind: &'static str,
+    detail: String,
+    checkout_id: Option<&CheckoutId>,
+    now: DateTime<Utc>,
+) -> Result<Reply, ApiError> {
+    tracing::warn!(psp_event_id, kind, detail = %detail, "webhook anomaly");
+    let record = Anomaly {
+        psp_event_id: psp_event_id.to_owned(),
+        kind,
+        detail,
+        checkout_id: checkout_id.map(ToString::to_string),
+        at: now,
+    };
+    if !store.record_anomaly(&record).await.map_err(retry_later)? {
+        return Ok(ack("duplicate"));
+    }
+    Ok(ack(kind))
+}
+
+fn retry_later(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "webhook store failed; the PSP will retry");
+    ApiError::unavailable(1, "temporarily unavailable; retry")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::create_payment::{create_payment, CreatePayment};
+    use crate::app::memory::{FakePsp, Memory};
+    use crate::app::Caller;
+    use crate::domain::ids::{AccountId, ApiKeyId};
+    use crate::domain::psp::SessionOutcome;
+
+    async fn executing(store: &Memory) -> (CheckoutId, String) {
+        let caller = Caller {
+            account_id: AccountId::parse("acct_a").unwrap(),
+            key_id: ApiKeyId::generate(),
+        };
+        let now = Utc::now();
+        let body = br#"{"buyer_id":"b","order_id":"o","currency":"USD","total_amount":"0.30",
+            "line_items":[{"seller_id":"s1","amount":"0.10","sub_order_id":"a"},{"seller_id":"s2","amount":"0.20","sub_order_id":"b"}]}"#;
+        let input = CreatePayment {
+            caller: &caller,
+            idempotency_key: Some("k"),
+            body,
+            now,
+            deadline_ms: now.timestamp_millis() + 10_000,
+            public_base_url: "https://shop.example",
+        };
+        let r = create_payment(store, &FakePsp::default(), input).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        (
+            CheckoutId::parse(v["checkout_id"].as_str().unwrap()).unwrap(),
+            v["psp_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn session(id: &str, token: &str, amount_minor: i64, outcome: SessionOutcome) -> VerifiedEvent {
+        VerifiedEvent {
+            id: id.into(),
+            notice: PspNotice::Session {
+                session_id: token.into(),
+                checkout_ref: None,
+                amount_minor,
+                currency: "usd".into(),
+                outcome,
+            },
+        }
+    }
+
+    fn outcome(r: &Reply) -> String {
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["outcome"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn paid_moves_every_order_to_success_once_with_one_outbox_record() {
+        let store = Memory::default();
+        let (id, token) = executing(&store).await;
+        let r = apply_webhook(
+            &store,
+            session("evt_1", &token, 30, SessionOutcome::Paid),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome(&r), "applied");
+        let again = apply_webhook(
+            &store,
+            session("evt_1", &token, 30, SessionOutcome::Paid),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome(&again), "duplicate");
+        let (c, orders) = store.checkout(&id).unwrap();
+        assert_eq!(c.status, PaymentStatus::Success);
+        assert!(orders.iter().all(|o| o.status == PaymentStatus::Success));
+        let outbox = store.outbox.lock().unwrap().clone();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(
+            outbox[0]
+                .payment_orders
+                .iter()
+                .map(|o| o.amount_minor)
+                .sum::<i64>(),
+            30
+        );
+
+        // A late failure after success changes nothing and is an anomaly.
+        let late = apply_webhook(
+            &store,
+            session("evt_2", &token, 30, SessionOutcome::Expired),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome(&late), "illegal_transition");
+        assert_eq!(store.checkout(&id).unwrap().0.status, PaymentStatus::Success);
+        assert_eq!(store.anomalies.lock().unwrap().len(), 1);
+        assert_eq!(store.outbox.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn mismatches_and_strangers_are_anomalies() {
+        let store = Memory::default();
+        let (id, token) = executing(&store).await;
+        let r = apply_webhook(
+            &store,
+            session("evt_a", &token, 31, SessionOutcome::Paid),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome(&r), "amount_mismatch");
+        let r = apply_webhook(
+            &store,
+            session("evt_b", "cs_unknown", 30, SessionOutcome::Paid),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome(&r), "unknown_session");
+        assert_eq!(store.checkout(&id).unwrap().0.status, PaymentStatus::Executing);
+        assert_eq!(store.anomalies.lock().unwrap().len(), 2);
+        // Found through the checkout id we sent, when the token index has nothing yet.
+        let by_ref = VerifiedEvent {
+            id: "evt_c".into(),
+            notice: PspNotice::Session {
+                session_id: token.clone(),
+                checkout_ref: Some(id.to_string()),
+                amount_minor: 30,
+                currency: "USD".into(),
+                outcome: SessionOutcome::Failed,
+            },
+        };
+        assert_eq!(
+            outcome(&apply_webhook(&store, by_ref, Utc::now()).await.unwrap()),
+            "applied"
+        );
+        assert_eq!(store.checkout(&id).unwrap().0.status, PaymentStatus::Failed);
+    }
+}
