@@ -44,7 +44,7 @@ integration: deps
 lint: fmt clippy cfn-lint
 
 test: deps fmt clippy cfn-lint
-	mkdir -p target; set -o pipefail; cargo test --workspace --all-targets 2>&1 | tee target/test.log
+	mkdir -p target; set -o pipefail; cargo test --workspace --lib --bins --tests 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 
 bench: deps

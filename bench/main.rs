@@ -1,7 +1,8 @@
 //! `make bench`: create_payment through the local twin (the release bootstraps, via the Lambda
 //! Runtime API, against DynamoDB Local) next to its floor measured in the same run: the same
 //! items one payment writes (idempotency record, checkout, payment orders) in one direct
-//! `TransactWriteItems`. Also the stripped bootstrap size and its start-to-first-event time.
+//! `TransactWriteItems` plus the one sandbox-PSP session create it needs; the PSP webhook next
+//! to the transaction it writes; the stripped bootstrap size and its start-to-first-event time.
 //! Writes bench/results.json.
 
 #[path = "../tests/common/mod.rs"]
@@ -12,11 +13,19 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{json, Value};
+use shared::adapters::stripe::{RetryPolicy, StripeClient};
 use shared::domain::idempotency::IdempotencyRecord;
 use shared::domain::ids::AccountId;
+use shared::domain::ids::CheckoutId;
+use shared::domain::outbox::OutboxEvent;
+use shared::domain::psp::{sign, SessionRequest};
 use shared::domain::rate_limit::RateLimit;
+use shared::domain::status::PaymentEvent;
 use shared::domain::{Checkout, CheckoutRequest};
-use shared::ports::Checkouts;
+use shared::ports::{Applied, Checkouts, Psp, Webhooks};
+
+const PSP_SECRET_KEY: &str = "sk_test_sandbox_51PsysLocalDev";
+const WEBHOOK_SECRET: &str = "whsec_sandbox_localdev_7c1e9a";
 
 const WARMUP: usize = 64;
 
@@ -148,6 +157,9 @@ async fn cold_start_ms(binary: &Path, ddb: &str) -> f64 {
         .env("PAYMENTS_TABLE", "PaymentsTable")
         .env("IDEMPOTENCY_TABLE", "IdempotencyTable")
         .env("API_KEYS_TABLE", "ApiKeysTable")
+        .env("PSP_API_BASE", "http://127.0.0.1:9")
+        .env("PSP_SECRET_KEY", "sk_test_bench")
+        .env("PUBLIC_BASE_URL", "http://127.0.0.1:3000")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -166,7 +178,7 @@ async fn cold_start_ms(binary: &Path, ddb: &str) -> f64 {
 async fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let release = root.join("target/release");
-    let stack = common::start(&release.join("twin"), &release, "bench");
+    let stack = common::start(&release.join("twin"), &release, "bench", &[]);
     let n_c1: usize = std::env::var("BENCH_N_C1")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -178,6 +190,7 @@ async fn main() {
     let acct = stack.new_account(RateLimit::new(1_000_000, 1_000_000)).await;
     let store = stack.store().await;
     let floor_account = AccountId::parse("acct_bench_floor").unwrap();
+    let psp = StripeClient::new(&stack.psp, PSP_SECRET_KEY, RetryPolicy::default()).unwrap();
 
     // Warm the function instances up to the highest concurrency.
     measure(WARMUP, 16, |i| {
@@ -194,7 +207,7 @@ async fn main() {
     let mut results = serde_json::Map::new();
     for (concurrency, n) in [(1usize, n_c1), (16, n_c16)] {
         let floor = measure(n, concurrency, |i| {
-            let (store, floor_account) = (&store, &floor_account);
+            let (store, floor_account, psp) = (&store, &floor_account, &psp);
             async move {
                 let text = body(i);
                 let request = CheckoutRequest::parse_json(text.as_bytes()).unwrap();
@@ -209,6 +222,9 @@ async fn main() {
                     ms + 10_000,
                 );
                 store.begin_checkout(&record, &checkout, &orders).await.unwrap();
+                // ...and the one PSP call it needs (the sandbox, same run).
+                let session = SessionRequest::for_checkout(&checkout, &orders, "http://127.0.0.1:3000");
+                psp.create_session(&session).await.unwrap();
             }
         })
         .await;
@@ -239,6 +255,89 @@ async fn main() {
             }),
         );
     }
+
+    // Webhook handling at concurrency 16: signed checkout.session.completed events for
+    // EXECUTING checkouts, next to the transaction the webhook must write, issued directly.
+    let n_wh: usize = std::env::var("BENCH_N_WEBHOOK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let created: Vec<Value> = futures::stream::iter(0..2 * n_wh)
+        .map(|i| {
+            let acct = &acct;
+            async move {
+                acct.post("/v1/payments", Some(&common::new_key()), &body(i))
+                    .await
+                    .json
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let (for_api, for_floor) = created.split_at(n_wh);
+    let mut loaded = Vec::with_capacity(n_wh);
+    for c in for_floor {
+        let id = CheckoutId::parse(c["checkout_id"].as_str().unwrap()).unwrap();
+        loaded.push(store.get_checkout(&id).await.unwrap().unwrap());
+    }
+    let loaded = std::sync::Mutex::new(loaded);
+    let floor = measure(n_wh, 16, |i| {
+        let (store, loaded) = (&store, &loaded);
+        async move {
+            let (mut checkout, mut orders) = loaded.lock().unwrap().pop().unwrap();
+            let now = chrono::Utc::now();
+            let from = checkout
+                .apply(&mut orders, PaymentEvent::PspSucceeded, now)
+                .unwrap();
+            let event_id = format!("evt_floor_{i}_{}", common::new_key());
+            let outbox = OutboxEvent::settled(&checkout, &orders, &event_id, now).unwrap();
+            let applied = store
+                .apply_event(&event_id, &checkout, &orders, from, &outbox)
+                .await
+                .unwrap();
+            assert_eq!(applied, Applied::Applied);
+        }
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let api = measure(n_wh, 16, |i| {
+        let (http, c, api) = (&http, &for_api[i], &stack.api);
+        async move {
+            let event = json!({"id": format!("evt_bench_{i}_{}", common::new_key()), "object": "event",
+                "type": "checkout.session.completed", "created": chrono::Utc::now().timestamp(),
+                "data": {"object": {"id": c["psp_token"], "object": "checkout.session", "client_reference_id": c["checkout_id"],
+                "amount_total": if i.is_multiple_of(3) { 10000 } else { 9999 }, "currency": "usd", "payment_status": "paid"}}})
+            .to_string();
+            let signature = sign(event.as_bytes(), WEBHOOK_SECRET, chrono::Utc::now().timestamp());
+            let r = http
+                .post(format!("{api}/webhooks/psp"))
+                .header("stripe-signature", signature)
+                .header("content-type", "application/json")
+                .body(event)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["outcome"], "applied", "{v}");
+        }
+    })
+    .await;
+    println!(
+        "{:<20} n={n_wh:<5} p50 {:>7.2} ms (floor {:>6.2}, x{:.2})  p99 {:>7.2} ms (floor {:>6.2}, x{:.2})  {:>7.1} req/s (floor {:>7.1}, {:.0}%)",
+        "psp_webhook_c16", api.p50_ms, floor.p50_ms, api.p50_ms / floor.p50_ms, api.p99_ms, floor.p99_ms, api.p99_ms / floor.p99_ms,
+        api.rps, floor.rps, 100.0 * api.rps / floor.rps
+    );
+    results.insert(
+        "psp_webhook_c16".into(),
+        json!({
+            "n": n_wh, "concurrency": 16,
+            "p50_ms": round(api.p50_ms), "p99_ms": round(api.p99_ms), "rps": round(api.rps),
+            "floor_p50_ms": round(floor.p50_ms), "floor_p99_ms": round(floor.p99_ms), "floor_rps": round(floor.rps),
+            "p50_ratio": round(api.p50_ms / floor.p50_ms), "p99_ratio": round(api.p99_ms / floor.p99_ms),
+            "rps_ratio": round(api.rps / floor.rps),
+        }),
+    );
 
     let binary = release.join("create_payment");
     let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);

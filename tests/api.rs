@@ -34,12 +34,17 @@ async fn single_seller_create_and_read_back() {
     let r = acct.create(&single(json!(99.99), "USD")).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let v = &r.json;
-    assert_eq!(v["status"], "CREATED");
+    assert_eq!(v["status"], "EXECUTING");
     assert_eq!(v["amount"], "99.99");
     assert_eq!(v["total_amount"], "99.99");
     assert_eq!(v["currency"], "USD");
     assert_eq!(v["seller_id"], "seller_456");
-    assert!(v["psp_redirect_url"].is_null());
+    let token = v["psp_token"].as_str().expect("psp_token");
+    assert!(token.starts_with("cs_test_"), "{token}");
+    assert!(v["psp_redirect_url"]
+        .as_str()
+        .expect("redirect url")
+        .contains(token));
     let po = v["payment_order_id"].as_str().unwrap();
     let chk = v["checkout_id"].as_str().unwrap();
     assert!(po.starts_with("po_") && chk.starts_with("chk_"));
@@ -69,7 +74,8 @@ async fn single_seller_create_and_read_back() {
     }
     assert_eq!(got.json["amount"], "99.99");
     assert_eq!(got.json["checkout_id"], chk);
-    assert_eq!(got.json["status"], "CREATED");
+    assert_eq!(got.json["status"], "EXECUTING");
+    assert_eq!(got.json["psp_token"], token);
 
     let c = acct.get(&format!("/v1/checkouts/{chk}")).await;
     assert_eq!(c.status, 200, "{}", c.text);
@@ -105,7 +111,7 @@ async fn multi_seller_amounts_are_exact_in_every_currency_class() {
     let c = acct.get(&format!("/v1/checkouts/{chk}")).await;
     assert_eq!(c.json["payment_orders"], r.json["payment_orders"]);
 
-    for (currency, amount, want) in [("JPY", json!(1500), "1500"), ("KWD", json!("12.345"), "12.345")] {
+    for (currency, amount, want) in [("JPY", json!(1500), "1500"), ("KWD", json!("12.340"), "12.340")] {
         let r = acct.create(&single(amount, currency)).await;
         assert_eq!(r.status, 201, "{}", r.text);
         assert_eq!(r.json["amount"], want);
@@ -117,6 +123,11 @@ async fn multi_seller_amounts_are_exact_in_every_currency_class() {
             .await;
         assert_eq!(got.json["amount"], want);
     }
+    // Valid ISO amount the PSP cannot charge exactly (Stripe wants three-decimal amounts to end
+    // in 0): a final 402 naming the reason, never a rounded charge.
+    let r = acct.create(&single(json!("12.345"), "KWD")).await;
+    assert_eq!((r.status, r.code()), (402, "psp_rejected"), "{}", r.text);
+    assert!(r.text.contains("end in 0"), "{}", r.text);
 }
 
 #[tokio::test]

@@ -262,7 +262,16 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     let ddb_endpoint = format!("http://127.0.0.1:{}", cfg.dynamodb_port);
 
     // Everything that can be checked without the services, first.
-    let tpl = Template::load(&cfg.template, &cfg.params).map_err(|e| e.to_string())?;
+    let psp_endpoint = format!("http://127.0.0.1:{}", cfg.psp_port);
+    let api_endpoint = format!("http://127.0.0.1:{}", cfg.api_port);
+    let twin_values = [
+        ("PspApiBase", psp_endpoint.clone()),
+        ("PspSecretKey", cfg.psp_secret_key.clone()),
+        ("PspWebhookSecret", cfg.psp_webhook_secret.clone()),
+        ("PublicBaseUrl", api_endpoint.clone()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let tpl = Template::load(&cfg.template, &cfg.params, &twin_values).map_err(|e| e.to_string())?;
     let tables = tpl.tables().map_err(|e| e.to_string())?;
     let preliminary = template::Runtime {
         moto_endpoint: moto_endpoint.clone(),
@@ -284,12 +293,27 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
 
     let mut ddb = services::start_dynamodb(&jar, cfg.dynamodb_port, &cfg.data, &cfg.log_dir)?;
     let mut moto = services::start_moto(&cfg.moto_server, cfg.moto_port, &cfg.log_dir)?;
-    let (ddb_ready, moto_ready) = tokio::join!(
+    let mut psp = services::start_sandbox_psp(
+        &cfg.bin_dir.join("sandbox_psp"),
+        cfg.psp_port,
+        &cfg.psp_secret_key,
+        &cfg.psp_webhook_secret,
+        &cfg.log_dir,
+    )?;
+    let (ddb_ready, moto_ready, psp_ready) = tokio::join!(
         ddb.wait_ready(services::READY_TIMEOUT),
-        moto.wait_ready(services::READY_TIMEOUT)
+        moto.wait_ready(services::READY_TIMEOUT),
+        psp.wait_ready(services::READY_TIMEOUT)
     );
     let ddb_ready = ddb_ready?;
     let moto_ready = moto_ready?;
+    psp_ready?;
+    register_webhook(
+        &psp_endpoint,
+        &cfg.psp_secret_key,
+        &format!("{api_endpoint}/webhooks/psp"),
+    )
+    .await?;
     eprintln!(
         "twin: DynamoDB Local up in {:.1} s, moto up in {:.1} s",
         ddb_ready.as_secs_f64(),
@@ -354,7 +378,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "TWIN READY api=http://127.0.0.1:{} dynamodb={ddb_endpoint} moto=http://127.0.0.1:{}",
+            "TWIN READY api=http://127.0.0.1:{} dynamodb={ddb_endpoint} moto=http://127.0.0.1:{} psp={psp_endpoint}",
             cfg.api_port, cfg.moto_port
         );
         let _ = out.flush();
@@ -367,10 +391,35 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     }
     server.abort();
     pool.shutdown().await;
-    tokio::join!(ddb.stop(), moto.stop());
+    tokio::join!(ddb.stop(), moto.stop(), psp.stop());
     logs.flush();
     eprintln!("twin: stopped");
     outcome.map(|_| ())
+}
+
+/// Registers our webhook route with the sandbox PSP, as a user does once in Stripe's dashboard.
+async fn register_webhook(psp: &str, secret_key: &str, url: &str) -> Result<(), String> {
+    let form = format!(
+        "url={}&enabled_events%5B%5D=%2A",
+        url.replace(':', "%3A").replace('/', "%2F")
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{psp}/v1/webhook_endpoints"))
+        .bearer_auth(secret_key)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .timeout(STARTUP_CALL_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("registering the webhook with the sandbox PSP: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "the sandbox PSP refused the webhook endpoint: {}",
+            response.text().await.unwrap_or_default()
+        ));
+    }
+    eprintln!("twin: webhook endpoint {url} registered with the sandbox PSP");
+    Ok(())
 }
 
 async fn wait_for_shutdown(

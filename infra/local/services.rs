@@ -135,6 +135,30 @@ pub fn start_moto(moto: &Path, port: u16, log_dir: &Path) -> Result<Service, Str
     spawn_service("moto", cmd, port, log, log_path)
 }
 
+/// The sandbox PSP (Stripe's wire format), from the same bin dir as the functions. It signs
+/// webhooks with `webhook_secret`, which the twin also gives the webhook function.
+pub fn start_sandbox_psp(
+    bin: &Path,
+    port: u16,
+    secret_key: &str,
+    webhook_secret: &str,
+    log_dir: &Path,
+) -> Result<Service, String> {
+    if !bin.is_file() {
+        return Err(format!(
+            "sandbox PSP not found at {}; build it with `cargo build --bins`",
+            bin.display()
+        ));
+    }
+    let log_path = log_dir.join("sandbox-psp.log");
+    let log = open_log(&log_path, "sandbox PSP")?;
+    let mut cmd = Command::new(bin);
+    cmd.env("PSP_PORT", port.to_string())
+        .env("PSP_SECRET_KEY", secret_key)
+        .env("PSP_WEBHOOK_SECRET", webhook_secret);
+    spawn_service("sandbox PSP", cmd, port, log, log_path)
+}
+
 fn spawn_service(
     name: &'static str,
     mut cmd: Command,

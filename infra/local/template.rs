@@ -131,10 +131,24 @@ pub struct Runtime {
 }
 
 impl Template {
-    pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Self, TemplateError> {
+    /// `overrides` must name declared parameters (`--param`); `twin_values` are the twin's own
+    /// values (local endpoints), applied only to parameters the template declares, and only
+    /// where `--param` did not set them.
+    pub fn load(
+        path: &Path,
+        overrides: &[(String, String)],
+        twin_values: &[(String, String)],
+    ) -> Result<Self, TemplateError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| TemplateError(format!("cannot read template {}: {e}", path.display())))?;
-        Self::parse(&text, overrides)
+        let declared = Self::parse(&text, &[])?;
+        let mut all: Vec<(String, String)> = twin_values
+            .iter()
+            .filter(|(k, _)| declared.parameters.contains_key(k) && !overrides.iter().any(|(o, _)| o == k))
+            .cloned()
+            .collect();
+        all.extend(overrides.iter().cloned());
+        Self::parse(&text, &all)
     }
 
     pub fn parse(text: &str, overrides: &[(String, String)]) -> Result<Self, TemplateError> {

@@ -21,6 +21,8 @@ pub const DEV_API_KEY: &str = "psys_test_devkey_4f2a9c7e1b5d";
 pub struct Stack {
     pub api: String,
     pub dynamodb: String,
+    /// The sandbox PSP (Stripe's wire format, plus `/__sandbox/...` for tests).
+    pub psp: String,
     pub log_dir: String,
     _child: Mutex<Child>,
     // Closing this pipe (when the test process exits) tells the twin to stop everything.
@@ -35,12 +37,13 @@ static STACK: OnceLock<Stack> = OnceLock::new();
 pub fn stack() -> &'static Stack {
     STACK.get_or_init(|| {
         let twin = Path::new(env!("CARGO_BIN_EXE_twin"));
-        start(twin, twin.parent().expect("bin dir"), "test")
+        start(twin, twin.parent().expect("bin dir"), "test", &[])
     })
 }
 
-/// Starts a twin from `twin`, running the function binaries in `bin_dir`.
-pub fn start(twin: &Path, bin_dir: &Path, label: &str) -> Stack {
+/// Starts a twin from `twin`, running the function binaries in `bin_dir`, with template
+/// parameter overrides (`--param Name=Value`).
+pub fn start(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &str)]) -> Stack {
     let root = env!("CARGO_MANIFEST_DIR");
     let log_dir = format!("{root}/target/twin-logs/{label}-{}", std::process::id());
     let mut child = Command::new(twin)
@@ -57,7 +60,15 @@ pub fn start(twin: &Path, bin_dir: &Path, label: &str) -> Stack {
         .env("API_PORT", "0")
         .env("DYNAMODB_PORT", "0")
         .env("MOTO_PORT", "0")
+        .args(
+            params
+                .iter()
+                .flat_map(|(k, v)| ["--param".to_owned(), format!("{k}={v}")]),
+        )
         .env("DEV_API_KEY", DEV_API_KEY)
+        .env("PSP_PORT", "0")
+        // Fast webhook retries, as the sandbox allows for tests.
+        .env("SANDBOX_WEBHOOK_RETRY_BASE_MS", "100")
         .env_remove("TWIN_ECHO_LOGS")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -86,6 +97,7 @@ pub fn start(twin: &Path, bin_dir: &Path, label: &str) -> Stack {
     Stack {
         api: field("api"),
         dynamodb: field("dynamodb"),
+        psp: field("psp"),
         log_dir,
         _child: Mutex::new(child),
         _stdin: Mutex::new(stdin),

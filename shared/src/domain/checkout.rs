@@ -569,6 +569,28 @@ pub fn checkout_view(c: &Checkout, orders: &[PaymentOrder]) -> serde_json::Value
     v
 }
 
+impl Checkout {
+    /// Applies `event` to the checkout and all its orders (one charge pays for all, so they
+    /// move together). Returns the status they left.
+    pub fn apply(
+        &mut self,
+        orders: &mut [PaymentOrder],
+        event: super::status::PaymentEvent,
+        now: DateTime<Utc>,
+    ) -> Result<PaymentStatus, super::status::IllegalTransition> {
+        let from = self.status;
+        let next = from.apply(event)?;
+        self.status = next;
+        self.updated_at = now;
+        for o in orders.iter_mut() {
+            o.status = next;
+            o.psp_token.clone_from(&self.psp_token);
+            o.updated_at = now;
+        }
+        Ok(from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,27 +784,5 @@ mod tests {
         assert_eq!(v["amount"], "99.99");
         assert_eq!(v["status"], "CREATED");
         assert!(v["psp_redirect_url"].is_null());
-    }
-}
-
-impl Checkout {
-    /// Applies `event` to the checkout and all its orders (one charge pays for all, so they
-    /// move together). Returns the status they left.
-    pub fn apply(
-        &mut self,
-        orders: &mut [PaymentOrder],
-        event: super::status::PaymentEvent,
-        now: DateTime<Utc>,
-    ) -> Result<PaymentStatus, super::status::IllegalTransition> {
-        let from = self.status;
-        let next = from.apply(event)?;
-        self.status = next;
-        self.updated_at = now;
-        for o in orders.iter_mut() {
-            o.status = next;
-            o.psp_token.clone_from(&self.psp_token);
-            o.updated_at = now;
-        }
-        Ok(from)
     }
 }

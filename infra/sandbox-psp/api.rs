@@ -1,0 +1,1492 @@
+//! The `/v1` API, in Stripe's shapes: Checkout Sessions, PaymentIntents, events, webhook
+//! endpoints, balance transactions. Auth, API fault injection, idempotency and the request log
+//! wrap every call.
+
+use crate::form::{self, Node};
+use crate::store::{self, Cause, Endpoint, LineItem, PaymentIntent, Session, SessionStatus, State};
+use crate::{stripe_error, unrecognized, App, Req, Resp};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest charge, in minor units (Stripe's: 8 digits).
+const MAX_AMOUNT: i64 = 99_999_999;
+const MAX_LINE_ITEMS: usize = 100;
+const MAX_QUANTITY: i64 = 999_999;
+const MAX_ENDPOINTS: usize = 1000;
+const MAX_URL_LEN: usize = 5000;
+/// Slack on the 30-minute lower bound of `expires_at` (clock skew and transit).
+const EXPIRES_AT_SLACK_S: i64 = 10;
+const PAYMENT_METHOD_TYPES: &[&str] = &["card", "us_bank_account"];
+
+/// What an API call needs besides the state.
+pub struct Ctx<'a> {
+    pub public_url: &'a str,
+    pub request_id: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub api_version: &'a str,
+}
+
+impl Ctx<'_> {
+    fn cause(&self) -> Cause {
+        Cause {
+            request_id: Some(self.request_id.to_string()),
+            idempotency_key: self.idempotency_key.map(str::to_string),
+        }
+    }
+}
+
+// --- errors ------------------------------------------------------------------------------------
+
+fn invalid(message: &str, param: Option<&str>) -> Resp {
+    stripe_error(400, "invalid_request_error", None, message, param)
+}
+
+fn invalid_code(code: &str, message: &str, param: &str) -> Resp {
+    stripe_error(400, "invalid_request_error", Some(code), message, Some(param))
+}
+
+fn unknown_param(param: &str) -> Resp {
+    invalid_code(
+        "parameter_unknown",
+        &format!("Received unknown parameter: {param}"),
+        param,
+    )
+}
+
+fn missing(param: &str) -> Resp {
+    invalid_code(
+        "parameter_missing",
+        &format!("Missing required param: {param}."),
+        param,
+    )
+}
+
+fn no_such(kind: &str, id: &str, param: &str) -> Resp {
+    stripe_error(
+        404,
+        "invalid_request_error",
+        Some("resource_missing"),
+        &format!("No such {kind}: '{id}'"),
+        Some(param),
+    )
+}
+
+fn child(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}[{key}]")
+    }
+}
+
+/// Every key of the hash `node` (named `prefix`) must be in `allowed`.
+fn only(node: &Node, allowed: &[&str], prefix: &str) -> Result<(), Resp> {
+    match node {
+        Node::Map(m) => {
+            for k in m.keys() {
+                if !allowed.contains(&k.as_str()) {
+                    return Err(unknown_param(&child(prefix, k)));
+                }
+            }
+            Ok(())
+        }
+        _ => Err(invalid(&format!("Invalid hash: {prefix}"), Some(prefix))),
+    }
+}
+
+fn string<'n>(node: Option<&'n Node>, param: &str) -> Result<Option<&'n str>, Resp> {
+    match node {
+        None => Ok(None),
+        Some(Node::Str(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(
+            &format!("Invalid string: {param} must be a string"),
+            Some(param),
+        )),
+    }
+}
+
+fn required<'n>(node: Option<&'n Node>, param: &str) -> Result<&'n str, Resp> {
+    match string(node, param)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(missing(param)),
+    }
+}
+
+fn integer(s: &str, param: &str) -> Result<i64, Resp> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid_code(
+            "parameter_invalid_integer",
+            &format!("Invalid integer: {s}"),
+            param,
+        ));
+    }
+    s.parse().map_err(|_| {
+        invalid_code(
+            "parameter_invalid_integer",
+            &format!("Invalid integer: {s}"),
+            param,
+        )
+    })
+}
+
+fn int_in(s: &str, param: &str, min: i64, max: i64) -> Result<i64, Resp> {
+    let v = integer(s, param)?;
+    if v < min {
+        return Err(invalid(
+            &format!("This value must be greater than or equal to {min}."),
+            Some(param),
+        ));
+    }
+    if v > max {
+        return Err(invalid(
+            &format!("This value must be less than or equal to {max}."),
+            Some(param),
+        ));
+    }
+    Ok(v)
+}
+
+fn printable(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+fn url_param(s: &str, param: &str) -> Result<String, Resp> {
+    let ok = (s.starts_with("http://") || s.starts_with("https://"))
+        && s.len() > "https://".len()
+        && s.len() <= MAX_URL_LEN
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii());
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(invalid_code("url_invalid", "Not a valid URL", param))
+    }
+}
+
+/// Stripe's metadata rules: up to 50 keys, key ≤ 40 characters (no brackets), value ≤ 500.
+/// An empty value on create means "no such key".
+pub fn metadata(node: Option<&Node>, param: &str) -> Result<BTreeMap<String, String>, Resp> {
+    let mut out = BTreeMap::new();
+    match node {
+        None => {}
+        Some(Node::Str(s)) if s.is_empty() => {}
+        Some(Node::Map(m)) => {
+            for (k, v) in m {
+                let name = child(param, k);
+                let Node::Str(v) = v else {
+                    return Err(invalid(
+                        &format!("Invalid value for {name}: must be a string"),
+                        Some(&name),
+                    ));
+                };
+                if k.chars().count() > 40 {
+                    return Err(invalid(
+                        &format!("Metadata keys can have up to 40 characters; {name} is too long."),
+                        Some(&name),
+                    ));
+                }
+                if v.chars().count() > 500 {
+                    return Err(invalid(
+                        &format!("Metadata values can have up to 500 characters, but you passed in a value that is {} characters. Invalid value: {name}", v.chars().count()),
+                        Some(&name),
+                    ));
+                }
+                if !v.is_empty() {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+            if out.len() > 50 {
+                return Err(invalid("You can have up to 50 metadata keys.", Some(param)));
+            }
+        }
+        Some(_) => return Err(invalid(&format!("Invalid hash: {param}"), Some(param))),
+    }
+    Ok(out)
+}
+
+/// `expand[]` values, each of which must be in `allowed`.
+fn expand(root: &Node, allowed: &[&str]) -> Result<Vec<String>, Resp> {
+    let Some(node) = root.get("expand") else {
+        return Ok(Vec::new());
+    };
+    let list = node
+        .as_list()
+        .ok_or_else(|| invalid("Invalid array: expand must be an array", Some("expand")))?;
+    let mut out = Vec::new();
+    for (i, n) in list {
+        let param = format!("expand[{i}]");
+        let v = string(Some(n), &param)?.unwrap_or("");
+        if !allowed.contains(&v) {
+            return Err(invalid(
+                &format!("This property cannot be expanded ({v})."),
+                Some(&param),
+            ));
+        }
+        out.push(v.to_string());
+    }
+    Ok(out)
+}
+
+// --- the wrapper: faults, auth, idempotency, log -----------------------------------------------
+
+fn mask_key(key: &str) -> String {
+    if key.is_empty() || key.chars().any(|c| !c.is_ascii_graphic()) {
+        return "****".to_string();
+    }
+    let prefix_len = [
+        "sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_",
+    ]
+    .iter()
+    .find(|p| key.starts_with(*p))
+    .map_or(0, |p| p.len());
+    let rest = &key[prefix_len..];
+    let shown = if rest.len() > 4 {
+        &rest[rest.len() - 4..]
+    } else {
+        ""
+    };
+    let stars = (rest.len() - shown.len()).min(64);
+    format!("{}{}{}", &key[..prefix_len], "*".repeat(stars), shown)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized(message: &str) -> Resp {
+    stripe_error(401, "invalid_request_error", None, message, None)
+        .with_header("WWW-Authenticate", "Basic realm=\"Stripe\"")
+}
+
+/// `Authorization: Bearer <key>`, or HTTP Basic with the key as user name (as Stripe accepts).
+pub fn authenticate(secret: &str, req: &Req) -> Result<(), Resp> {
+    let Some(h) = req.header("authorization").map(str::trim) else {
+        return Err(unauthorized(
+            "You did not provide an API key. You need to provide your API key in the Authorization \
+             header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See \
+             https://stripe.com/docs/api#authentication for details, or we can help at \
+             https://support.stripe.com/.",
+        ));
+    };
+    let (scheme, value) = h.split_once(' ').unwrap_or((h, ""));
+    let key = if scheme.eq_ignore_ascii_case("bearer") {
+        value.trim().to_string()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|s| s.split_once(':').map_or(s.clone(), |(u, _)| u.to_string()))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    if key.is_empty() {
+        return Err(unauthorized(
+            "Invalid API Key provided: use 'Authorization: Bearer YOUR_SECRET_KEY' or HTTP Basic \
+             with the key as the user name.",
+        ));
+    }
+    if constant_time_eq(key.as_bytes(), secret.as_bytes()) {
+        Ok(())
+    } else {
+        Err(unauthorized(&format!(
+            "Invalid API Key provided: {}",
+            mask_key(&key)
+        )))
+    }
+}
+
+pub async fn handle(app: &Arc<App>, req: Req, request_id: &str) -> Resp {
+    let idem = req.header("idempotency-key").map(str::to_string);
+    let fault = app.lock().faults.take_api_failure();
+    if let Some(status) = fault {
+        let resp = stripe_error(
+            status,
+            "api_error",
+            None,
+            "An unknown error occurred (sandbox fault injection: nothing was changed).",
+            None,
+        );
+        log(app, &req, request_id, idem.as_deref(), &resp, Some("fail_next"));
+        return resp;
+    }
+    if let Err(resp) = authenticate(&app.cfg.secret_key, &req) {
+        log(app, &req, request_id, idem.as_deref(), &resp, None);
+        return resp;
+    }
+    let delay = app.lock().faults.take_api_delay();
+    let api_version = req
+        .header("stripe-version")
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 64 && printable(v))
+        .unwrap_or(store::DEFAULT_API_VERSION)
+        .to_string();
+    let ctx = Ctx {
+        public_url: &app.cfg.public_url,
+        request_id,
+        idempotency_key: idem.as_deref(),
+        api_version: &api_version,
+    };
+    let secret = app.cfg.secret_key.clone();
+    let resp = app.with_state(|st| execute(st, &ctx, &secret, &req));
+    log(
+        app,
+        &req,
+        request_id,
+        idem.as_deref(),
+        &resp,
+        delay.map(|_| "delay_next"),
+    );
+    if let Some(ms) = delay {
+        // The operation is done; only the answer is late (a client timeout here is the case
+        // that idempotent retries exist for).
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    resp
+}
+
+fn log(app: &App, req: &Req, request_id: &str, idem: Option<&str>, resp: &Resp, fault: Option<&str>) {
+    let replayed = resp
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("idempotent-replayed") && v == "true");
+    let entry = json!({
+        "request_id": request_id, "method": req.method.as_str(), "path": req.path,
+        "query": if req.query.is_empty() { Value::Null } else { json!(req.query) },
+        "idempotency_key": idem, "stripe_version": req.header("stripe-version"),
+        "status": resp.status, "idempotent_replayed": replayed, "fault": fault,
+        "time": store::now(), "at_ms": store::now_ms(),
+    });
+    store::push_bounded(&mut app.lock().requests, entry);
+}
+
+/// Idempotency around the endpoint, atomically (the whole call holds the state lock).
+pub fn execute(st: &mut State, ctx: &Ctx, secret: &str, req: &Req) -> Resp {
+    let pairs = match params(req) {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let key = match ctx.idempotency_key {
+        Some(k) if req.method == hyper::Method::POST => k,
+        _ => return dispatch(st, ctx, req, &pairs),
+    };
+    if key.is_empty() || key.len() > 255 {
+        return invalid("Idempotency-Key must be 1 to 255 characters long.", None);
+    }
+    let canonical = form::canonical(&pairs);
+    let slot = (secret.to_string(), key.to_string());
+    if let Some(rec) = st.idempotency.get(&slot) {
+        if store::now() - rec.created < store::IDEMPOTENCY_TTL_S {
+            if rec.method == req.method.as_str() && rec.path == req.path && rec.canonical == canonical {
+                return Resp {
+                    status: rec.status,
+                    headers: vec![
+                        ("Content-Type".into(), "application/json".into()),
+                        ("Idempotent-Replayed".into(), "true".into()),
+                        ("Original-Request".into(), rec.request_id.clone()),
+                    ],
+                    body: rec.body.clone(),
+                };
+            }
+            return stripe_error(
+                400,
+                "idempotency_error",
+                None,
+                &format!(
+                    "Keys for idempotent requests can only be used with the same parameters they were \
+                     first used with. Try using a key other than '{key}' if you meant to execute a \
+                     different request."
+                ),
+                None,
+            );
+        }
+    }
+    let resp = dispatch(st, ctx, req, &pairs);
+    // Stored once the endpoint ran: successes, declines, server errors. Validation errors are
+    // not stored (a corrected request may reuse the key), as at Stripe.
+    if (200..300).contains(&resp.status) || resp.status == 402 || resp.status >= 500 {
+        if st.idempotency.len() >= store::MAX_RECORDS {
+            // Bounded: forget the oldest record (a scan, only ever at the cap).
+            let oldest = st
+                .idempotency
+                .iter()
+                .min_by_key(|(_, r)| r.created)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                st.idempotency.remove(&k);
+            }
+        }
+        st.idempotency.insert(
+            slot,
+            store::IdemRecord {
+                created: store::now(),
+                method: req.method.as_str().to_string(),
+                path: req.path.clone(),
+                canonical,
+                status: resp.status,
+                body: resp.body.clone(),
+                request_id: ctx.request_id.to_string(),
+            },
+        );
+    }
+    resp.with_header("Idempotency-Key", key)
+}
+
+/// Query parameters, plus the form body of a POST.
+fn params(req: &Req) -> Result<Vec<(String, String)>, Resp> {
+    let mut pairs = form::pairs(req.query.as_bytes());
+    if !req.body.is_empty() {
+        let ct = req
+            .header("content-type")
+            .unwrap_or("application/x-www-form-urlencoded");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(invalid(
+                &format!(
+                    "Invalid request: unsupported Content-Type {ct}. If error persists and you need \
+                     assistance, please contact support@stripe.com."
+                ),
+                None,
+            ));
+        }
+        pairs.extend(form::pairs(&req.body));
+    }
+    Ok(pairs)
+}
+
+fn dispatch(st: &mut State, ctx: &Ctx, req: &Req, pairs: &[(String, String)]) -> Resp {
+    let root = match form::parse_pairs(pairs) {
+        Ok(r) => r,
+        Err(e) => return invalid(&e.message, Some(&e.param)),
+    };
+    let segs: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(2).collect();
+    let post = req.method == hyper::Method::POST;
+    let get = req.method == hyper::Method::GET;
+    let result = match (segs.as_slice(), post, get) {
+        (["checkout", "sessions"], true, _) => create_session(st, ctx, &root),
+        (["checkout", "sessions"], _, true) => list_sessions(st, ctx, &root),
+        (["checkout", "sessions", id], _, true) => retrieve_session(st, ctx, &root, id),
+        (["checkout", "sessions", id, "line_items"], _, true) => session_line_items(st, &root, id),
+        (["checkout", "sessions", id, "expire"], true, _) => expire_session(st, ctx, &root, id),
+        (["payment_intents", id], _, true) => retrieve_intent(st, &root, id),
+        (["events"], _, true) => list_events(st, &root),
+        (["events", id], _, true) => retrieve_event(st, &root, id),
+        (["webhook_endpoints"], true, _) => create_endpoint(st, &root),
+        (["webhook_endpoints"], _, true) => list_endpoints(st, &root),
+        (["webhook_endpoints", id], _, true) => retrieve_endpoint(st, &root, id),
+        (["webhook_endpoints", id], _, _) if req.method == hyper::Method::DELETE => {
+            delete_endpoint(st, &root, id)
+        }
+        (["balance_transactions"], _, true) => list_balance_txns(st, &root),
+        (["balance_transactions", id], _, true) => retrieve_balance_txn(st, &root, id),
+        _ => Err(unrecognized(req)),
+    };
+    result.unwrap_or_else(|e| e)
+}
+
+type Out = Result<Resp, Resp>;
+
+// --- Checkout Sessions ---------------------------------------------------------------------------
+
+const SESSION_PARAMS: &[&str] = &[
+    "mode",
+    "line_items",
+    "success_url",
+    "cancel_url",
+    "client_reference_id",
+    "customer_email",
+    "metadata",
+    "expires_at",
+    "expand",
+    "payment_method_types",
+    "payment_intent_data",
+    "locale",
+];
+
+fn create_session(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
+    only(root, SESSION_PARAMS, "")?;
+    let mode = required(root.get("mode"), "mode")?;
+    match mode {
+        "payment" => {}
+        "setup" | "subscription" => {
+            return Err(invalid(
+                "The sandbox PSP supports only mode=payment.",
+                Some("mode"),
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                "Invalid mode: must be one of payment, setup, or subscription",
+                Some("mode"),
+            ))
+        }
+    }
+    let expand = expand(root, &["payment_intent", "line_items"])?;
+    let items_node = root.get("line_items").ok_or_else(|| missing("line_items"))?;
+    let items = items_node
+        .as_list()
+        .ok_or_else(|| invalid("Invalid array: line_items must be an array", Some("line_items")))?;
+    if items.is_empty() {
+        return Err(missing("line_items"));
+    }
+    if items.len() > MAX_LINE_ITEMS {
+        return Err(invalid(
+            &format!("You may only specify up to {MAX_LINE_ITEMS} line items."),
+            Some("line_items"),
+        ));
+    }
+    let created = store::now();
+    let mut line_items = Vec::with_capacity(items.len());
+    let mut currency: Option<String> = None;
+    let mut subtotal: i64 = 0;
+    for (i, item) in &items {
+        let p = format!("line_items[{i}]");
+        only(item, &["quantity", "price_data", "price"], &p)?;
+        if let Some(price) = string(item.get("price"), &format!("{p}[price]"))? {
+            return Err(no_such("price", price, &format!("{p}[price]")));
+        }
+        let qp = format!("{p}[quantity]");
+        let quantity = int_in(required(item.get("quantity"), &qp)?, &qp, 1, MAX_QUANTITY)?;
+        let pdp = format!("{p}[price_data]");
+        let pd = item.get("price_data").ok_or_else(|| missing(&pdp))?;
+        only(pd, &["currency", "unit_amount", "product_data"], &pdp)?;
+        let cp = format!("{pdp}[currency]");
+        let cur = required(pd.get("currency"), &cp)?.to_ascii_lowercase();
+        if !store::is_currency(&cur) {
+            return Err(invalid(&format!("Invalid currency: {cur}."), Some(&cp)));
+        }
+        let first = currency.get_or_insert_with(|| cur.clone());
+        if *first != cur {
+            return Err(invalid(
+                &format!("All line items must use the same currency: {first} and {cur} were given."),
+                Some(&cp),
+            ));
+        }
+        let ap = format!("{pdp}[unit_amount]");
+        let unit_amount = int_in(required(pd.get("unit_amount"), &ap)?, &ap, 0, MAX_AMOUNT)?;
+        let prp = format!("{pdp}[product_data]");
+        let prod = pd.get("product_data").ok_or_else(|| missing(&prp))?;
+        only(prod, &["name", "description", "metadata"], &prp)?;
+        let np = format!("{prp}[name]");
+        let name = required(prod.get("name"), &np)?;
+        if name.chars().count() > 250 || !printable(name) {
+            return Err(invalid(
+                "Invalid string: the product name must be at most 250 characters",
+                Some(&np),
+            ));
+        }
+        let description = string(prod.get("description"), &format!("{prp}[description]"))?
+            .filter(|d| !d.is_empty())
+            .map(str::to_string);
+        metadata(prod.get("metadata"), &format!("{prp}[metadata]"))?;
+        let line_total = unit_amount
+            .checked_mul(quantity)
+            .filter(|t| *t <= MAX_AMOUNT)
+            .ok_or_else(|| too_large(&cur))?;
+        subtotal = subtotal
+            .checked_add(line_total)
+            .filter(|t| *t <= MAX_AMOUNT)
+            .ok_or_else(|| too_large(&cur))?;
+        line_items.push(LineItem {
+            id: store::new_id("li_", 24),
+            name: name.to_string(),
+            description,
+            quantity,
+            unit_amount,
+            currency: cur,
+            product_id: store::new_id("prod_", 14),
+            price_id: store::new_id("price_", 24),
+        });
+    }
+    let currency = currency.unwrap_or_default();
+    if subtotal <= 0 {
+        return Err(invalid(
+            "The Checkout Session's total amount due must be greater than 0.",
+            Some("line_items"),
+        ));
+    }
+    let success_url = url_param(required(root.get("success_url"), "success_url")?, "success_url")?;
+    let cancel_url = match string(root.get("cancel_url"), "cancel_url")? {
+        Some(u) if !u.is_empty() => Some(url_param(u, "cancel_url")?),
+        _ => None,
+    };
+    let client_reference_id = match string(root.get("client_reference_id"), "client_reference_id")? {
+        Some(c) if c.chars().count() > 200 || !printable(c) => {
+            return Err(invalid(
+                "Invalid string: client_reference_id must be at most 200 characters",
+                Some("client_reference_id"),
+            ))
+        }
+        Some(c) if !c.is_empty() => Some(c.to_string()),
+        _ => None,
+    };
+    let customer_email = match string(root.get("customer_email"), "customer_email")? {
+        Some(e) if !e.is_empty() => {
+            if !e.contains('@') || e.len() > 512 || !printable(e) || e.contains(char::is_whitespace) {
+                return Err(invalid(
+                    &format!("Invalid email address: {e}"),
+                    Some("customer_email"),
+                ));
+            }
+            Some(e.to_string())
+        }
+        _ => None,
+    };
+    let md = metadata(root.get("metadata"), "metadata")?;
+    let expires_at = match string(root.get("expires_at"), "expires_at")? {
+        None | Some("") => created + 24 * 3600,
+        Some(v) => {
+            let t = integer(v, "expires_at")?;
+            if t < created + 30 * 60 - EXPIRES_AT_SLACK_S {
+                return Err(invalid(
+                    "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.",
+                    Some("expires_at"),
+                ));
+            }
+            if t > created + 24 * 3600 {
+                return Err(invalid(
+                    "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
+                    Some("expires_at"),
+                ));
+            }
+            t
+        }
+    };
+    let mut pm_types = Vec::new();
+    if let Some(node) = root.get("payment_method_types") {
+        let list = node.as_list().ok_or_else(|| {
+            invalid(
+                "Invalid array: payment_method_types must be an array",
+                Some("payment_method_types"),
+            )
+        })?;
+        for (i, n) in list {
+            let p = format!("payment_method_types[{i}]");
+            let v = string(Some(n), &p)?.unwrap_or("");
+            if !PAYMENT_METHOD_TYPES.contains(&v) {
+                return Err(invalid(
+                    &format!("Invalid {p}: must be one of card, us_bank_account (in the sandbox)"),
+                    Some(&p),
+                ));
+            }
+            if !pm_types.iter().any(|t| t == v) {
+                pm_types.push(v.to_string());
+            }
+        }
+    }
+    if pm_types.is_empty() {
+        pm_types.push("card".to_string());
+    }
+    let (pi_description, pi_metadata) = match root.get("payment_intent_data") {
+        None => (None, BTreeMap::new()),
+        Some(pid) => {
+            only(pid, &["description", "metadata"], "payment_intent_data")?;
+            let d = string(pid.get("description"), "payment_intent_data[description]")?
+                .filter(|d| !d.is_empty())
+                .map(str::to_string);
+            (d, metadata(pid.get("metadata"), "payment_intent_data[metadata]")?)
+        }
+    };
+    if let Some(l) = root.get("locale") {
+        string(Some(l), "locale")?;
+    }
+
+    let pi_id = store::new_id("pi_", 24);
+    let intent = PaymentIntent {
+        client_secret: format!("{pi_id}_secret_{}", &store::new_id("", 25)),
+        id: pi_id.clone(),
+        created,
+        amount: subtotal,
+        amount_received: 0,
+        currency: currency.clone(),
+        status: "requires_payment_method",
+        description: pi_description,
+        metadata: pi_metadata,
+        last_payment_error: None,
+        latest_charge: None,
+        payment_method: None,
+        payment_method_types: pm_types.clone(),
+        canceled_at: None,
+        cancellation_reason: None,
+    };
+    let session = Session {
+        id: store::new_id("cs_test_", 58),
+        created,
+        currency,
+        line_items,
+        amount_subtotal: subtotal,
+        amount_total: subtotal,
+        status: SessionStatus::Open,
+        paid: false,
+        payment_intent: pi_id,
+        client_reference_id,
+        customer_email,
+        metadata: md,
+        success_url,
+        cancel_url,
+        expires_at,
+        payment_method_types: pm_types,
+        api_version: ctx.api_version.to_string(),
+    };
+    let body = st.session_json(&session, ctx.public_url, &expand);
+    st.insert_session(session, intent);
+    Ok(Resp::json(200, &body))
+}
+
+fn too_large(currency: &str) -> Resp {
+    invalid(
+        &format!(
+            "The Checkout Session's total amount due must be no more than {} {currency}.",
+            store::format_minor(MAX_AMOUNT, currency)
+        ),
+        Some("line_items"),
+    )
+}
+
+/// Expire a lapsed open session now (the sweep would within a second).
+pub fn expire_if_due(st: &mut State, id: &str, public_url: &str) {
+    let due = st
+        .sessions
+        .get(id)
+        .is_some_and(|s| s.status == SessionStatus::Open && s.expires_at <= store::now());
+    if due {
+        st.expire_session(id, public_url, &Cause::default());
+    }
+}
+
+fn retrieve_session(st: &mut State, ctx: &Ctx, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    let expand = expand(root, &["payment_intent", "line_items"])?;
+    expire_if_due(st, id, ctx.public_url);
+    let s = st
+        .sessions
+        .get(id)
+        .ok_or_else(|| no_such("checkout.session", id, "session"))?;
+    Ok(Resp::json(200, &st.session_json(s, ctx.public_url, &expand)))
+}
+
+fn session_line_items(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand", "limit", "starting_after", "ending_before"], "")?;
+    let s = st
+        .sessions
+        .get(id)
+        .ok_or_else(|| no_such("checkout.session", id, "session"))?;
+    Ok(Resp::json(200, &st.line_items_json(s)))
+}
+
+fn expire_session(st: &mut State, ctx: &Ctx, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    let expand = expand(root, &["payment_intent", "line_items"])?;
+    expire_if_due(st, id, ctx.public_url);
+    let status = st
+        .sessions
+        .get(id)
+        .map(|s| s.status)
+        .ok_or_else(|| no_such("checkout.session", id, "session"))?;
+    if status != SessionStatus::Open {
+        return Err(invalid(
+            &format!(
+                "Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout \
+                 Session has a status of \"{}\".",
+                status.as_str()
+            ),
+            None,
+        ));
+    }
+    st.expire_session(id, ctx.public_url, &ctx.cause());
+    let s = st
+        .sessions
+        .get(id)
+        .ok_or_else(|| no_such("checkout.session", id, "session"))?;
+    Ok(Resp::json(200, &st.session_json(s, ctx.public_url, &expand)))
+}
+
+fn list_sessions(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
+    only(
+        root,
+        &[
+            "limit",
+            "starting_after",
+            "ending_before",
+            "created",
+            "payment_intent",
+            "status",
+            "expand",
+        ],
+        "",
+    )?;
+    let q = ListQuery::parse(root)?;
+    let status = string(root.get("status"), "status")?;
+    let pi = string(root.get("payment_intent"), "payment_intent")?;
+    let all: Vec<&Session> = st
+        .session_order
+        .iter()
+        .rev()
+        .filter_map(|id| st.sessions.get(id))
+        .collect();
+    let (page, has_more) = q.page(
+        &all,
+        |s| s.id.as_str(),
+        |s| {
+            q.created_ok(s.created)
+                && status.is_none_or(|v| v == s.status.as_str())
+                && pi.is_none_or(|v| v == s.payment_intent)
+        },
+    )?;
+    let data: Vec<Value> = page
+        .iter()
+        .map(|s| st.session_json(s, ctx.public_url, &[]))
+        .collect();
+    Ok(list(data, has_more, "/v1/checkout/sessions"))
+}
+
+// --- PaymentIntents ------------------------------------------------------------------------------
+
+fn retrieve_intent(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand", "client_secret"], "")?;
+    expand(root, &[])?;
+    let pi = st
+        .intents
+        .get(id)
+        .ok_or_else(|| no_such("payment_intent", id, "intent"))?;
+    Ok(Resp::json(200, &st.intent_json(pi)))
+}
+
+// --- lists ---------------------------------------------------------------------------------------
+
+fn list(data: Vec<Value>, has_more: bool, url: &str) -> Resp {
+    Resp::json(
+        200,
+        &json!({"object": "list", "data": data, "has_more": has_more, "url": url}),
+    )
+}
+
+#[derive(Default)]
+pub struct ListQuery {
+    limit: usize,
+    starting_after: Option<String>,
+    ending_before: Option<String>,
+    gt: Option<i64>,
+    gte: Option<i64>,
+    lt: Option<i64>,
+    lte: Option<i64>,
+}
+
+impl ListQuery {
+    fn parse(root: &Node) -> Result<ListQuery, Resp> {
+        let mut q = ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        };
+        if let Some(l) = string(root.get("limit"), "limit")? {
+            q.limit = int_in(l, "limit", 1, 100)? as usize;
+        }
+        q.starting_after = string(root.get("starting_after"), "starting_after")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        q.ending_before = string(root.get("ending_before"), "ending_before")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if q.starting_after.is_some() && q.ending_before.is_some() {
+            return Err(invalid(
+                "You may only specify one of these parameters: ending_before, starting_after.",
+                Some("starting_after"),
+            ));
+        }
+        match root.get("created") {
+            None => {}
+            Some(Node::Str(s)) => {
+                let t = integer(s, "created")?;
+                q.gte = Some(t);
+                q.lte = Some(t);
+            }
+            Some(node) => {
+                only(node, &["gt", "gte", "lt", "lte"], "created")?;
+                let get = |k: &str| -> Result<Option<i64>, Resp> {
+                    let p = format!("created[{k}]");
+                    string(node.get(k), &p)?.map(|v| integer(v, &p)).transpose()
+                };
+                q.gt = get("gt")?;
+                q.gte = get("gte")?;
+                q.lt = get("lt")?;
+                q.lte = get("lte")?;
+            }
+        }
+        Ok(q)
+    }
+
+    fn created_ok(&self, t: i64) -> bool {
+        self.gt.is_none_or(|v| t > v)
+            && self.gte.is_none_or(|v| t >= v)
+            && self.lt.is_none_or(|v| t < v)
+            && self.lte.is_none_or(|v| t <= v)
+    }
+
+    /// One page of `all` (newest first) kept by `keep`, after/before the cursors.
+    fn page<'a, T>(
+        &self,
+        all: &[&'a T],
+        id_of: impl Fn(&T) -> &str,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<(Vec<&'a T>, bool), Resp> {
+        let position = |cursor: &str, param: &str| {
+            all.iter().position(|x| id_of(x) == cursor).ok_or_else(|| {
+                invalid_code("resource_missing", &format!("No such object: '{cursor}'"), param)
+            })
+        };
+        if let Some(c) = &self.ending_before {
+            let pos = position(c, "ending_before")?;
+            // Newer than the cursor, the ones closest to it; still newest first.
+            let newer: Vec<&'a T> = all[..pos].iter().rev().filter(|x| keep(x)).copied().collect();
+            let has_more = newer.len() > self.limit;
+            let mut page: Vec<&'a T> = newer.into_iter().take(self.limit).collect();
+            page.reverse();
+            return Ok((page, has_more));
+        }
+        let start = match &self.starting_after {
+            Some(c) => position(c, "starting_after")? + 1,
+            None => 0,
+        };
+        let mut page: Vec<&'a T> = all[start..]
+            .iter()
+            .filter(|x| keep(x))
+            .take(self.limit + 1)
+            .copied()
+            .collect();
+        let has_more = page.len() > self.limit;
+        page.truncate(self.limit);
+        Ok((page, has_more))
+    }
+}
+
+// --- events --------------------------------------------------------------------------------------
+
+fn type_matches(pattern: &str, t: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => t.starts_with(prefix),
+        None => pattern == t,
+    }
+}
+
+fn list_events(st: &mut State, root: &Node) -> Out {
+    only(
+        root,
+        &[
+            "limit",
+            "starting_after",
+            "ending_before",
+            "created",
+            "type",
+            "types",
+            "delivery_success",
+        ],
+        "",
+    )?;
+    let q = ListQuery::parse(root)?;
+    let one = string(root.get("type"), "type")?.filter(|s| !s.is_empty());
+    let mut types: Vec<String> = Vec::new();
+    if let Some(node) = root.get("types") {
+        if one.is_some() {
+            return Err(invalid(
+                "You may only specify one of these parameters: type, types.",
+                Some("types"),
+            ));
+        }
+        let l = node
+            .as_list()
+            .ok_or_else(|| invalid("Invalid array: types", Some("types")))?;
+        for (i, n) in l {
+            types.push(string(Some(n), &format!("types[{i}]"))?.unwrap_or("").to_string());
+        }
+    }
+    if let Some(t) = one {
+        types.push(t.to_string());
+    }
+    let delivery = match string(root.get("delivery_success"), "delivery_success")? {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => {
+            return Err(invalid(
+                "Invalid boolean: delivery_success",
+                Some("delivery_success"),
+            ))
+        }
+    };
+    let all: Vec<&store::StoredEvent> = st
+        .event_order
+        .iter()
+        .rev()
+        .filter_map(|id| st.events.get(id))
+        .collect();
+    let (page, has_more) = q.page(
+        &all,
+        |e| e.id.as_str(),
+        |e| {
+            q.created_ok(e.created)
+                && (types.is_empty() || types.iter().any(|p| type_matches(p, &e.event_type)))
+                && delivery.is_none_or(|d| (e.json["pending_webhooks"].as_u64() == Some(0)) == d)
+        },
+    )?;
+    let data: Vec<Value> = page.iter().map(|e| e.json.clone()).collect();
+    Ok(list(data, has_more, "/v1/events"))
+}
+
+fn retrieve_event(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    let e = st.events.get(id).ok_or_else(|| no_such("event", id, "id"))?;
+    Ok(Resp::json(200, &e.json))
+}
+
+// --- webhook endpoints ---------------------------------------------------------------------------
+
+fn valid_event_type(t: &str) -> bool {
+    t == "*"
+        || (t.len() <= 100
+            && t.contains('.')
+            && !t.starts_with('.')
+            && !t.ends_with('.')
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.'))
+}
+
+fn create_endpoint(st: &mut State, root: &Node) -> Out {
+    only(
+        root,
+        &[
+            "url",
+            "enabled_events",
+            "description",
+            "metadata",
+            "api_version",
+            "connect",
+            "expand",
+        ],
+        "",
+    )?;
+    let url = url_param(required(root.get("url"), "url")?, "url")?;
+    let ee = root
+        .get("enabled_events")
+        .ok_or_else(|| missing("enabled_events"))?;
+    let list = ee.as_list().ok_or_else(|| {
+        invalid(
+            "Invalid array: enabled_events must be an array",
+            Some("enabled_events"),
+        )
+    })?;
+    if list.is_empty() {
+        return Err(missing("enabled_events"));
+    }
+    let mut enabled_events = Vec::new();
+    for (i, n) in list {
+        let p = format!("enabled_events[{i}]");
+        let v = string(Some(n), &p)?.unwrap_or("");
+        if !valid_event_type(v) {
+            return Err(invalid(
+                &format!("Invalid {p}: {v} is not an event type"),
+                Some(&p),
+            ));
+        }
+        if !enabled_events.iter().any(|e| e == v) {
+            enabled_events.push(v.to_string());
+        }
+    }
+    let description = string(root.get("description"), "description")?
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let api_version = string(root.get("api_version"), "api_version")?
+        .filter(|d| !d.is_empty() && d.len() <= 64 && printable(d))
+        .map(str::to_string);
+    if let Some(c) = string(root.get("connect"), "connect")? {
+        if c == "true" {
+            return Err(invalid(
+                "The sandbox PSP has no Connect endpoints.",
+                Some("connect"),
+            ));
+        }
+    }
+    expand(root, &[])?;
+    if st.endpoints.len() >= MAX_ENDPOINTS {
+        return Err(invalid("Too many webhook endpoints in the sandbox.", Some("url")));
+    }
+    let endpoint = Endpoint {
+        id: store::new_id("we_", 24),
+        created: store::now(),
+        url,
+        enabled_events,
+        description,
+        metadata: metadata(root.get("metadata"), "metadata")?,
+        api_version,
+        secret: st.webhook_secret.clone(),
+    };
+    let body = State::endpoint_json(&endpoint, true);
+    st.endpoints.push(endpoint);
+    Ok(Resp::json(200, &body))
+}
+
+fn list_endpoints(st: &mut State, root: &Node) -> Out {
+    only(root, &["limit", "starting_after", "ending_before"], "")?;
+    let q = ListQuery::parse(root)?;
+    let all: Vec<&Endpoint> = st.endpoints.iter().rev().collect();
+    let (page, has_more) = q.page(&all, |e| e.id.as_str(), |_| true)?;
+    let data: Vec<Value> = page.iter().map(|e| State::endpoint_json(e, false)).collect();
+    Ok(list(data, has_more, "/v1/webhook_endpoints"))
+}
+
+fn retrieve_endpoint(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    let e = st
+        .endpoints
+        .iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| no_such("webhook_endpoint", id, "webhook_endpoint"))?;
+    Ok(Resp::json(200, &State::endpoint_json(e, false)))
+}
+
+fn delete_endpoint(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &[], "")?;
+    let pos = st
+        .endpoints
+        .iter()
+        .position(|e| e.id == id)
+        .ok_or_else(|| no_such("webhook_endpoint", id, "webhook_endpoint"))?;
+    st.endpoints.remove(pos);
+    Ok(Resp::json(
+        200,
+        &json!({"id": id, "object": "webhook_endpoint", "deleted": true}),
+    ))
+}
+
+// --- balance transactions ------------------------------------------------------------------------
+
+fn list_balance_txns(st: &mut State, root: &Node) -> Out {
+    only(
+        root,
+        &[
+            "limit",
+            "starting_after",
+            "ending_before",
+            "created",
+            "type",
+            "source",
+            "currency",
+            "payout",
+        ],
+        "",
+    )?;
+    let q = ListQuery::parse(root)?;
+    let kind = string(root.get("type"), "type")?.filter(|s| !s.is_empty());
+    let source = string(root.get("source"), "source")?.filter(|s| !s.is_empty());
+    let currency = string(root.get("currency"), "currency")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase);
+    if string(root.get("payout"), "payout")?.is_some_and(|p| !p.is_empty()) {
+        // No payouts in the sandbox: nothing belongs to one.
+        return Ok(list(Vec::new(), false, "/v1/balance_transactions"));
+    }
+    let all: Vec<&store::BalanceTxn> = st.balance_txns.iter().rev().collect();
+    let (page, has_more) = q.page(
+        &all,
+        |t| t.id.as_str(),
+        |t| {
+            q.created_ok(t.created)
+                && kind.is_none_or(|k| k == "charge")
+                && source.is_none_or(|s| s == t.charge_id)
+                && currency.as_deref().is_none_or(|c| c == t.currency)
+        },
+    )?;
+    let data: Vec<Value> = page.iter().map(|t| State::balance_txn_json(t)).collect();
+    Ok(list(data, has_more, "/v1/balance_transactions"))
+}
+
+fn retrieve_balance_txn(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    let t = st
+        .balance_txns
+        .iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| no_such("balance_transaction", id, "id"))?;
+    Ok(Resp::json(200, &State::balance_txn_json(t)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const KEY: &str = "sk_test_unit";
+
+    fn req(method: hyper::Method, path: &str, body: &str, idem: Option<&str>) -> Req {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {KEY}").parse().expect("header"));
+        headers.insert(
+            "content-type",
+            "application/x-www-form-urlencoded".parse().expect("header"),
+        );
+        if let Some(k) = idem {
+            headers.insert("idempotency-key", k.parse().expect("header"));
+        }
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        Req {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            headers,
+            body: Bytes::from(body.to_string()),
+            peer: "127.0.0.1:1".parse().expect("addr"),
+        }
+    }
+
+    fn call(st: &mut State, r: &Req) -> (Resp, Value) {
+        let ctx = Ctx {
+            public_url: "http://127.0.0.1:4000",
+            request_id: "req_unit",
+            idempotency_key: r.header("idempotency-key"),
+            api_version: store::DEFAULT_API_VERSION,
+        };
+        let resp = execute(st, &ctx, KEY, r);
+        let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+        (resp, v)
+    }
+
+    const BODY: &str =
+        "mode=payment&success_url=https%3A%2F%2Fshop.test%2Fok%3Fs%3D%7BCHECKOUT_SESSION_ID%7D\
+&line_items[0][quantity]=2&line_items[0][price_data][currency]=USD\
+&line_items[0][price_data][unit_amount]=4999&line_items[0][price_data][product_data][name]=Mug\
+&line_items[1][quantity]=1&line_items[1][price_data][currency]=usd\
+&line_items[1][price_data][unit_amount]=1&line_items[1][price_data][product_data][name]=Sticker\
+&metadata[checkout_id]=chk_1&client_reference_id=po_1";
+
+    #[test]
+    fn creates_a_session_in_stripes_shape() {
+        let mut st = State::new("whsec_x".into());
+        let (resp, v) = call(
+            &mut st,
+            &req(hyper::Method::POST, "/v1/checkout/sessions", BODY, None),
+        );
+        assert_eq!(resp.status, 200, "{v}");
+        assert_eq!(v["object"], "checkout.session");
+        assert_eq!(v["amount_total"], 9999);
+        assert_eq!(v["amount_subtotal"], 9999);
+        assert_eq!(v["currency"], "usd");
+        assert_eq!(v["status"], "open");
+        assert_eq!(v["payment_status"], "unpaid");
+        assert_eq!(v["livemode"], false);
+        assert_eq!(v["metadata"]["checkout_id"], "chk_1");
+        let id = v["id"].as_str().expect("id");
+        assert!(id.starts_with("cs_test_"));
+        assert_eq!(v["url"], format!("http://127.0.0.1:4000/pay/{id}"));
+        let pi = v["payment_intent"].as_str().expect("pi");
+        let (_, p) = call(
+            &mut st,
+            &req(hyper::Method::GET, &format!("/v1/payment_intents/{pi}"), "", None),
+        );
+        assert_eq!(p["status"], "requires_payment_method");
+        assert_eq!(p["amount"], 9999);
+    }
+
+    #[test]
+    fn idempotent_replay_and_mismatch() {
+        let mut st = State::new("whsec_x".into());
+        let r = req(hyper::Method::POST, "/v1/checkout/sessions", BODY, Some("key-1"));
+        let (first, v1) = call(&mut st, &r);
+        assert_eq!(first.status, 200);
+        let (again, v2) = call(&mut st, &r);
+        assert_eq!(again.status, 200);
+        assert_eq!(again.body, first.body, "byte-identical replay");
+        assert_eq!(v1["id"], v2["id"]);
+        assert!(again
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Idempotent-Replayed" && v == "true"));
+        assert_eq!(st.sessions.len(), 1, "one session only");
+        // Same parameters in another order: still the same request.
+        let reordered = format!(
+            "client_reference_id=po_1&{}",
+            BODY.replace("&client_reference_id=po_1", "")
+        );
+        let (same, _) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                "/v1/checkout/sessions",
+                &reordered,
+                Some("key-1"),
+            ),
+        );
+        assert_eq!(same.body, first.body);
+        // Other parameters with the same key: idempotency_error, nothing created.
+        let other = BODY.replace("4999", "5000");
+        let (bad, e) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                "/v1/checkout/sessions",
+                &other,
+                Some("key-1"),
+            ),
+        );
+        assert_eq!(bad.status, 400);
+        assert_eq!(e["error"]["type"], "idempotency_error");
+        assert_eq!(st.sessions.len(), 1);
+        // A validation error is not stored: the key can be used for the corrected request.
+        let broken = BODY.replace("mode=payment", "mode=bogus");
+        let (v, _) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                "/v1/checkout/sessions",
+                &broken,
+                Some("key-2"),
+            ),
+        );
+        assert_eq!(v.status, 400);
+        let (ok, _) = call(
+            &mut st,
+            &req(hyper::Method::POST, "/v1/checkout/sessions", BODY, Some("key-2")),
+        );
+        assert_eq!(ok.status, 200);
+        assert_eq!(st.sessions.len(), 2);
+    }
+
+    #[test]
+    fn bad_input_is_a_4xx_with_param() {
+        let mut st = State::new("whsec_x".into());
+        let cases = [
+            (BODY.replace("mode=payment&", ""), "mode"),
+            (format!("{BODY}&bogus=1"), "bogus"),
+            (
+                BODY.replace("unit_amount]=4999", "unit_amount]=49.99"),
+                "line_items[0][price_data][unit_amount]",
+            ),
+            (
+                BODY.replace("unit_amount]=4999", "unit_amount]=-1"),
+                "line_items[0][price_data][unit_amount]",
+            ),
+            (
+                BODY.replace("[quantity]=2", "[quantity]=0"),
+                "line_items[0][quantity]",
+            ),
+            (
+                BODY.replacen("=usd", "=eur", 1),
+                "line_items[1][price_data][currency]",
+            ),
+            (
+                BODY.replace("=USD", "=xyz"),
+                "line_items[0][price_data][currency]",
+            ),
+            (
+                format!("{BODY}&line_items[0][price_data][foo]=1"),
+                "line_items[0][price_data][foo]",
+            ),
+            (format!("{BODY}&expires_at=1"), "expires_at"),
+            (format!("{BODY}&metadata=x"), "metadata"),
+            (
+                BODY.replace("unit_amount]=4999", "unit_amount]=99999999"),
+                "line_items",
+            ),
+            (format!("{BODY}&line_items[0]=x"), "line_items[0]"),
+        ];
+        for (body, param) in cases {
+            let (resp, v) = call(
+                &mut st,
+                &req(hyper::Method::POST, "/v1/checkout/sessions", &body, None),
+            );
+            assert_eq!(resp.status, 400, "{param}: {v}");
+            assert_eq!(v["error"]["type"], "invalid_request_error", "{param}");
+            assert_eq!(v["error"]["param"], param, "{v}");
+        }
+        let (resp, v) = call(
+            &mut st,
+            &req(hyper::Method::GET, "/v1/checkout/sessions/cs_test_nope", "", None),
+        );
+        assert_eq!(resp.status, 404);
+        assert_eq!(v["error"]["code"], "resource_missing");
+        let (resp, _) = call(&mut st, &req(hyper::Method::GET, "/v1/events?limit=0", "", None));
+        assert_eq!(resp.status, 400);
+        assert!(st.sessions.is_empty());
+    }
+
+    #[test]
+    fn auth_bearer_basic_and_masked_errors() {
+        let mut r = req(hyper::Method::GET, "/v1/events", "", None);
+        assert!(authenticate(KEY, &r).is_ok());
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"));
+        r.headers
+            .insert("authorization", format!("Basic {basic}").parse().expect("h"));
+        assert!(authenticate(KEY, &r).is_ok());
+        r.headers
+            .insert("authorization", "Bearer sk_test_wrongkey1234".parse().expect("h"));
+        let e = authenticate(KEY, &r).expect_err("401");
+        assert_eq!(e.status, 401);
+        let v: Value = serde_json::from_slice(&e.body).expect("json");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            v["error"]["message"],
+            "Invalid API Key provided: sk_test_********1234"
+        );
+        r.headers.remove("authorization");
+        assert_eq!(authenticate(KEY, &r).expect_err("401").status, 401);
+        assert_eq!(mask_key("abc"), "***");
+    }
+
+    #[test]
+    fn event_list_pagination_and_filters() {
+        let mut st = State::new("whsec_x".into());
+        for i in 0..5 {
+            let t = if i % 2 == 0 {
+                "checkout.session.completed"
+            } else {
+                "checkout.session.expired"
+            };
+            st.emit(t, json!({"n": i}), "2024-06-20", &Cause::default());
+        }
+        let (_, v) = call(&mut st, &req(hyper::Method::GET, "/v1/events?limit=2", "", None));
+        assert_eq!(v["object"], "list");
+        assert_eq!(v["has_more"], true);
+        assert_eq!(v["data"][0]["data"]["object"]["n"], 4);
+        let last = v["data"][1]["id"].as_str().expect("id").to_string();
+        let (_, v) = call(
+            &mut st,
+            &req(
+                hyper::Method::GET,
+                &format!("/v1/events?limit=10&starting_after={last}"),
+                "",
+                None,
+            ),
+        );
+        assert_eq!(v["data"].as_array().map(Vec::len), Some(3));
+        assert_eq!(v["has_more"], false);
+        let (_, v) = call(
+            &mut st,
+            &req(
+                hyper::Method::GET,
+                "/v1/events?type=checkout.session.expired",
+                "",
+                None,
+            ),
+        );
+        assert_eq!(v["data"].as_array().map(Vec::len), Some(2));
+        let (_, v) = call(
+            &mut st,
+            &req(
+                hyper::Method::GET,
+                "/v1/events?type=checkout.session.*&created[gte]=0",
+                "",
+                None,
+            ),
+        );
+        assert_eq!(v["data"].as_array().map(Vec::len), Some(5));
+        let (_, v) = call(
+            &mut st,
+            &req(hyper::Method::GET, "/v1/events?created[lt]=1", "", None),
+        );
+        assert_eq!(v["data"].as_array().map(Vec::len), Some(0));
+    }
+}
