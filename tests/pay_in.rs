@@ -437,3 +437,46 @@ async fn a_webhook_that_beats_the_create_call_is_not_lost() {
     wait_status(&acct, &id, "SUCCESS").await;
     assert_eq!(sessions_for(&id).await.len(), 1);
 }
+
+#[path = "common/webdriver.rs"]
+mod webdriver;
+
+#[tokio::test]
+async fn a_buyer_pays_in_a_real_browser() {
+    let _turn = TURN.lock().await;
+    reset_faults().await;
+    let acct = stack().new_account(None).await;
+    let body = json!({"buyer_id": "browser_buyer", "order_id": "o_browser", "currency": "USD", "total_amount": "100.00",
+        "line_items": [{"seller_id": "seller_A", "amount": "40.00", "sub_order_id": "a"},
+                       {"seller_id": "seller_B", "amount": "35.00", "sub_order_id": "b"},
+                       {"seller_id": "seller_C", "amount": "25.00", "sub_order_id": "c"}]});
+    let r = acct.create(&body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["checkout_id"].as_str().unwrap();
+
+    let browser = webdriver::Browser::start().await;
+    browser.goto(r.json["psp_redirect_url"].as_str().unwrap()).await;
+    let page = browser
+        .wait_for_text("card_number", Duration::from_secs(10))
+        .await;
+    assert!(page.contains("100.00"), "the hosted page shows the total");
+    // A declined card first: the page says so and the buyer stays on it.
+    browser
+        .type_into("input[name=card_number]", "4000000000000002\u{E007}")
+        .await;
+    browser.wait_for_text("declined", Duration::from_secs(10)).await;
+    browser
+        .type_into("input[name=card_number]", "4242424242424242\u{E007}")
+        .await;
+    let html = browser
+        .wait_for_text("Payment received", Duration::from_secs(20))
+        .await;
+    assert!(html.contains("data-status=\"SUCCESS\""), "{html}");
+    let landed = browser.url().await;
+    assert!(
+        landed.starts_with(&format!("{}/checkout/complete?checkout_id={id}", stack().api)),
+        "{landed}"
+    );
+    browser.quit().await;
+    assert_eq!(checkout(&acct, id).await["status"], "SUCCESS");
+}
