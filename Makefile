@@ -8,7 +8,7 @@ DYNAMODB_PORT ?= 8000
 MOTO_PORT ?= 5000
 export API_PORT DYNAMODB_PORT MOTO_PORT
 
-.PHONY: help deps build dev test lint fmt clippy cfn-lint unit integration bench clean
+.PHONY: help deps build dev test lint fmt clippy cfn-lint unit integration bench clean check dlq redrive
 
 help:
 	@echo "make dev    - run the local twin (API on :$(API_PORT)), data kept in .local/data"
@@ -50,6 +50,19 @@ test: deps fmt clippy cfn-lint
 bench: deps
 	cargo build --release --bins --example bench
 	target/release/examples/bench
+
+# Operator commands against the running `make dev` stack (same ports).
+OPS_ENV = AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$(DYNAMODB_PORT) AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$(MOTO_PORT)
+
+check:
+	cargo build --bin ops -q && $(OPS_ENV) target/debug/ops check
+
+dlq:
+	cargo build --bin ops -q && $(OPS_ENV) target/debug/ops dlq
+
+redrive:
+	cargo build --bin ops -q && $(OPS_ENV) target/debug/ops redrive $(QUEUE)
 
 clean:
 	rm -rf .local/data .local/logs bench/out

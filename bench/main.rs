@@ -80,6 +80,14 @@ fn body(i: usize) -> String {
     }
 }
 
+/// A USD decimal string from our API as minor units.
+fn minor_of(amount: &Value) -> i64 {
+    let usd = shared::domain::Currency::parse("USD").unwrap();
+    shared::domain::Money::parse(amount.as_str().unwrap(), usd)
+        .unwrap()
+        .minor()
+}
+
 fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -306,7 +314,7 @@ async fn main() {
             let event = json!({"id": format!("evt_bench_{i}_{}", common::new_key()), "object": "event",
                 "type": "checkout.session.completed", "created": chrono::Utc::now().timestamp(),
                 "data": {"object": {"id": c["psp_token"], "object": "checkout.session", "client_reference_id": c["checkout_id"],
-                "amount_total": if i.is_multiple_of(3) { 10000 } else { 9999 }, "currency": "usd", "payment_status": "paid"}}})
+                "amount_total": minor_of(&c["total_amount"]), "currency": "usd", "payment_status": "paid"}}})
             .to_string();
             let signature = sign(event.as_bytes(), WEBHOOK_SECRET, chrono::Utc::now().timestamp());
             let r = http

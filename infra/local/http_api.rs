@@ -1,6 +1,7 @@
 //! The HTTP API: routes from the template's `HttpApi` events, requests turned into API Gateway
 //! HTTP API payload format 2.0 events, and the functions' 2.0 responses turned back into HTTP.
 
+use crate::queues::Queues;
 use crate::runtime::{collect, Body, InvokeError, Pool};
 use crate::template::{FunctionSpec, ACCOUNT_ID};
 use bytes::Bytes;
@@ -455,13 +456,33 @@ pub struct Api {
     pub router: Router,
     pub pool: Arc<Pool>,
     pub local_port: u16,
+    pub queues: Arc<Queues>,
 }
 
+/// The twin's own endpoints (not the template's): `GET /__twin/queues`.
+pub const TWIN_PREFIX: &str = "/__twin/";
+
 impl Api {
+    async fn twin_endpoint(&self, method: &str, path: &str) -> Response<Body> {
+        match (method, path) {
+            ("GET", "/__twin/queues") => {
+                let body = self.queues.stats().await.to_string();
+                let mut r = Response::new(Full::new(Bytes::from(body)));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            _ => json_message(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    }
+
     async fn handle(&self, req: Request<Incoming>, source: SocketAddr) -> Response<Body> {
         let now = chrono::Utc::now();
         let method = req.method().as_str().to_string();
         let raw_path = req.uri().path().to_string();
+        if raw_path.starts_with(TWIN_PREFIX) {
+            return self.twin_endpoint(&method, &raw_path).await;
+        }
         let raw_query = req.uri().query().unwrap_or_default().to_string();
         let Some(m) = self.router.find(&method, &raw_path) else {
             return json_message(StatusCode::NOT_FOUND, "Not Found");
@@ -649,6 +670,7 @@ mod tests {
                     path: p.to_string(),
                 })
                 .collect(),
+            event_sources: Vec::new(),
         }
     }
 

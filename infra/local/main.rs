@@ -1,14 +1,20 @@
 //! `twin`: a Docker-free local copy of this project's AWS stack.
 //!
-//! It reads the SAM template, starts DynamoDB Local and moto, creates the tables, and serves the
-//! HTTP API by running the very same Lambda `bootstrap` binaries behind a Lambda Runtime API it
-//! hosts itself (one child process per warm instance).
+//! It reads the SAM template, starts DynamoDB Local and moto, creates the tables and queues,
+//! serves the HTTP API and runs the event-source mappings (DynamoDB Streams, SQS) by running
+//! the very same Lambda `bootstrap` binaries behind a Lambda Runtime API it hosts itself (one
+//! child process per warm instance).
 
+mod esm;
+mod filter;
 mod http_api;
 mod logs;
+mod queues;
 mod resources;
 mod runtime;
 mod services;
+mod sqs_source;
+mod streams;
 mod template;
 
 use services::{DynamoData, Service};
@@ -30,6 +36,7 @@ environment: API_PORT=3000 DYNAMODB_PORT=8000 MOTO_PORT=5000 PSP_PORT=4000 (0 = 
   TWIN_THREADS=0 (0: one event-loop thread, the leanest on 2 cores; N: N worker threads)";
 
 const DEFAULT_DATA_DIR: &str = ".local/data";
+/// Stream checkpoints under the data dir (with `--data-dir` only).
 const DEFAULT_LOG_DIR: &str = ".local/logs";
 const DEV_ACCOUNT: &str = "acct_dev";
 const STARTUP_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -38,6 +45,8 @@ struct Config {
     template: PathBuf,
     bin_dir: PathBuf,
     data: DynamoData,
+    /// Where the streams' checkpoints are kept (None: in memory, with `--in-memory`).
+    checkpoint_file: Option<PathBuf>,
     log_dir: PathBuf,
     params: Vec<(String, String)>,
     exit_on_stdin_eof: bool,
@@ -138,14 +147,15 @@ fn parse_args() -> Result<Config, String> {
     if in_memory && data_dir.is_some() {
         return Err("--data-dir and --in-memory exclude each other".into());
     }
-    let data = if in_memory {
-        DynamoData::InMemory
+    let (data, checkpoint_file) = if in_memory {
+        (DynamoData::InMemory, None)
     } else {
-        DynamoData::Dir(
-            data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
-                .join("dynamodb"),
-        )
+        let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        // Stream checkpoints are deliberately not persisted: moto (SQS) keeps its queues in
+        // memory, so after a restart the stream is replayed from TRIM_HORIZON and anything that
+        // was in flight is relayed again. The consumers deduplicate by event id: nothing is lost
+        // and nothing is applied twice.
+        (DynamoData::Dir(dir.join("dynamodb")), None)
     };
 
     let requested_api: u16 = env_number("API_PORT", 3000)?;
@@ -157,6 +167,7 @@ fn parse_args() -> Result<Config, String> {
         template,
         bin_dir,
         data,
+        checkpoint_file,
         log_dir,
         params,
         exit_on_stdin_eof,
@@ -286,6 +297,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
             })
             .collect(),
     };
+    tpl.queues(&preliminary).map_err(|e| e.to_string())?;
     tpl.functions(&preliminary).map_err(|e| e.to_string())?;
     let jar = services::find_jar(cfg.jar.clone())?;
     std::fs::create_dir_all(&cfg.log_dir)
@@ -326,6 +338,23 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         .await
         .map_err(|_| format!("DynamoDB Local did not answer within {STARTUP_CALL_TIMEOUT:?}"))??;
     resources::report_unsupported(&tpl);
+    let moto_sdk = shared::adapters::aws::static_sdk_config(&moto_endpoint, REGION, "local", "local").await;
+    let queue_specs = tpl
+        .queues(&template::Runtime {
+            moto_endpoint: moto_endpoint.clone(),
+            attributes: attributes.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    let queues = Arc::new(
+        tokio::time::timeout(
+            STARTUP_CALL_TIMEOUT,
+            queues::Queues::create(aws_sdk_sqs::Client::new(&moto_sdk), &queue_specs),
+        )
+        .await
+        .map_err(|_| format!("moto did not answer within {STARTUP_CALL_TIMEOUT:?}"))??,
+    );
+    let mut attributes = attributes;
+    attributes.extend(queues.attributes());
     let rt_values = template::Runtime {
         moto_endpoint,
         attributes,
@@ -367,13 +396,22 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         router,
         pool: Arc::clone(&pool),
         local_port: cfg.api_port,
+        queues: Arc::clone(&queues),
     });
     let server = tokio::spawn(http_api::serve(listener, Arc::clone(&api)));
     if cfg.prewarm > 0 {
         pool.prewarm(cfg.prewarm);
     }
+    let event_sources = esm::EventSources::start(
+        &functions,
+        Arc::clone(&pool),
+        Arc::clone(&queues),
+        aws_sdk_dynamodbstreams::Client::new(&sdk),
+        cfg.echo_logs,
+        cfg.checkpoint_file.clone(),
+    )?;
 
-    print_banner(&cfg, &api, &pool, t0);
+    print_banner(&cfg, &api, &pool, &functions, &queues, t0);
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
@@ -390,6 +428,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         Err(e) => eprintln!("twin: error: {e}; shutting down"),
     }
     server.abort();
+    event_sources.stop().await;
     pool.shutdown().await;
     tokio::join!(ddb.stop(), moto.stop(), psp.stop());
     logs.flush();
@@ -470,7 +509,14 @@ async fn wait_for_shutdown(
     }
 }
 
-fn print_banner(cfg: &Config, api: &http_api::Api, pool: &runtime::Pool, t0: Instant) {
+fn print_banner(
+    cfg: &Config,
+    api: &http_api::Api,
+    pool: &runtime::Pool,
+    functions: &[template::FunctionSpec],
+    queues: &queues::Queues,
+    t0: Instant,
+) {
     let data = match &cfg.data {
         DynamoData::InMemory => "in-memory".to_string(),
         DynamoData::Dir(d) => d.display().to_string(),
@@ -505,9 +551,36 @@ fn print_banner(cfg: &Config, api: &http_api::Api, pool: &runtime::Pool, t0: Ins
     for r in api.router.routes() {
         b.push_str(&format!("│   {:<40} → {}\n", r.route_key, r.function));
     }
+    if !queues.list.is_empty() {
+        b.push_str("│ queues:\n");
+        for q in &queues.list {
+            let dlq = match &q.dead_letter {
+                Some((arn, max)) => format!(
+                    " (→ {} after {max} receives)",
+                    template::queue_name_from_arn(arn).unwrap_or(arn)
+                ),
+                None => String::new(),
+            };
+            b.push_str(&format!("│   {:<20} {}{dlq}\n", q.name, q.url));
+        }
+    }
+    let mappings = esm::banner_lines(functions);
+    if !mappings.is_empty() {
+        b.push_str("│ event sources:\n");
+        for m in mappings {
+            b.push_str(&format!("│   {m}\n"));
+        }
+    }
+    if !queues.list.is_empty() {
+        b.push_str(&format!(
+            "│ queue counts:        http://127.0.0.1:{}/__twin/queues\n",
+            cfg.api_port
+        ));
+    }
     for (id, path) in pool.missing_binaries() {
         b.push_str(&format!(
-            "│ warning: {id}: {} does not exist (cargo build --bins)\n",
+            "│ warning: {id}: {} does not exist (cargo build --bins); its invocations fail and \
+             its event sources wait for it\n",
             path.display()
         ));
     }

@@ -1,6 +1,6 @@
 //! Creates the template's resources in the local services (idempotently).
 
-use crate::template::{IndexSpec, KeyElement, TableSpec, Template, T_BUCKET, T_QUEUE};
+use crate::template::{IndexSpec, KeyElement, TableSpec, Template, T_BUCKET};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex,
     Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
@@ -172,11 +172,9 @@ pub async fn create_tables(client: &Client, tables: &[TableSpec]) -> Result<Attr
     Ok(attrs)
 }
 
-/// Queues and buckets arrive in a later issue; say so instead of failing.
+/// Buckets arrive in a later issue; say so instead of failing.
 pub fn report_unsupported(template: &Template) {
-    for (ty, what) in [(T_QUEUE, "queue"), (T_BUCKET, "bucket")] {
-        for id in template.ids_of_type(ty) {
-            eprintln!("twin: {what} {id}: skipped (not yet supported)");
-        }
+    for id in template.ids_of_type(T_BUCKET) {
+        eprintln!("twin: bucket {id}: skipped (not yet supported)");
     }
 }

@@ -261,6 +261,14 @@ impl Pool {
         rx.await.unwrap_or(Err(InvokeError::ShuttingDown))
     }
 
+    /// Whether a function's binary exists now (event sources poll only for functions that can
+    /// run; an HTTP request to a function without one gets a 500).
+    pub fn binary_exists(&self, function_logical_id: &str) -> bool {
+        self.functions
+            .get(function_logical_id)
+            .is_some_and(|f| f.binary.is_file())
+    }
+
     /// Binaries that do not exist (yet): (logical id, path).
     pub fn missing_binaries(&self) -> Vec<(String, PathBuf)> {
         let mut out: Vec<_> = self

@@ -96,6 +96,105 @@ pub struct FunctionSpec {
     /// Resolved environment variables.
     pub environment: BTreeMap<String, String>,
     pub routes: Vec<RouteSpec>,
+    /// Event-source mappings (`Type: DynamoDB` / `Type: SQS` events), in template order.
+    pub event_sources: Vec<EventSourceSpec>,
+}
+
+/// Where a DynamoDB stream mapping starts when it has no checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartingPosition {
+    TrimHorizon,
+    Latest,
+}
+
+impl StartingPosition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartingPosition::TrimHorizon => "TRIM_HORIZON",
+            StartingPosition::Latest => "LATEST",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    DynamoDb {
+        stream_arn: String,
+        starting_position: StartingPosition,
+        bisect_on_error: bool,
+        /// None = retry until the record expires (AWS's -1).
+        max_retry_attempts: Option<u32>,
+        /// `DestinationConfig.OnFailure.Destination` (an SQS queue ARN).
+        on_failure: Option<String>,
+    },
+    Sqs {
+        queue_arn: String,
+        /// `ScalingConfig.MaximumConcurrency`: pollers (and so concurrent invocations).
+        max_concurrency: usize,
+    },
+}
+
+/// One `Events` entry of type DynamoDB or SQS: an event-source mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSourceSpec {
+    /// The function's logical id.
+    pub function: String,
+    /// The event's key under `Events`.
+    pub name: String,
+    pub kind: SourceKind,
+    pub batch_size: usize,
+    pub batching_window_secs: u64,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
+    pub report_batch_item_failures: bool,
+    /// `FilterCriteria.Filters[].Pattern`, as JSON text (validated).
+    pub filters: Vec<String>,
+    pub enabled: bool,
+}
+
+/// An `AWS::SQS::Queue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub logical_id: String,
+    pub name: String,
+    /// SQS queue attributes other than `RedrivePolicy` (CloudFormation property names are
+    /// SQS's attribute names).
+    pub attributes: BTreeMap<String, String>,
+    /// `RedrivePolicy` as SQS's JSON text, its `deadLetterTargetArn` resolved.
+    pub redrive_policy: Option<String>,
+}
+
+/// CloudFormation properties of `AWS::SQS::Queue` that are SQS attributes of the same name.
+const QUEUE_ATTRIBUTES: &[&str] = &[
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "DelaySeconds",
+    "FifoQueue",
+    "FifoThroughputLimit",
+    "KmsDataKeyReusePeriodSeconds",
+    "KmsMasterKeyId",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "SqsManagedSseEnabled",
+    "VisibilityTimeout",
+];
+
+/// The queue ARN moto gives a queue of this name (region and account fixed by the twin).
+pub fn queue_arn(name: &str) -> String {
+    format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
+}
+
+/// The last segment of an SQS queue ARN: its name.
+pub fn queue_name_from_arn(arn: &str) -> Option<&str> {
+    arn.strip_prefix("arn:aws:sqs:")?
+        .rsplit(':')
+        .next()
+        .filter(|n| !n.is_empty())
+}
+
+/// The table name in a table or stream ARN (`...:table/<name>[/stream/<label>]`).
+pub fn table_name_from_arn(arn: &str) -> Option<&str> {
+    arn.split_once(":table/")?.1.split('/').next()
 }
 
 impl FunctionSpec {
@@ -121,7 +220,8 @@ pub struct Template {
     globals_function: Mapping,
 }
 
-/// Values only known at run time (after resources exist), used to resolve `Ref`/`GetAtt`.
+/// Values only known at run time (after resources exist), used to resolve `Ref`/`GetAtt`:
+/// tables' `Arn`/`StreamArn`, queues' `Arn`/`QueueUrl` as the services report them.
 #[derive(Debug, Default, Clone)]
 pub struct Runtime {
     /// moto endpoint, e.g. `http://127.0.0.1:5000` (queue URLs).
@@ -303,6 +403,250 @@ impl Template {
         Ok(out)
     }
 
+    /// Every `AWS::SQS::Queue`, in template order.
+    pub fn queues(&self, rt: &Runtime) -> Result<Vec<QueueSpec>, TemplateError> {
+        let mut out = Vec::new();
+        for id in self.ids_of_type(T_QUEUE) {
+            let empty = Mapping::new();
+            let p = self.properties(&id).unwrap_or(&empty);
+            let name = self.physical_name(&id, rt)?;
+            let mut attributes = BTreeMap::new();
+            for attr in QUEUE_ATTRIBUTES {
+                if let Some(v) = p.get(*attr) {
+                    attributes.insert(
+                        attr.to_string(),
+                        self.resolve_string(v, rt, &format!("{id}.Properties.{attr}"))?,
+                    );
+                }
+            }
+            if attributes.get("FifoQueue").is_some_and(|v| v == "true") && !name.ends_with(".fifo") {
+                return err(format!("{id}: a FIFO queue's QueueName must end with .fifo"));
+            }
+            let redrive_policy = match p.get("RedrivePolicy") {
+                None => None,
+                Some(v) => {
+                    let ctx = format!("{id}.Properties.RedrivePolicy");
+                    let (target, max) = match v {
+                        Value::String(text) => {
+                            let j: serde_json::Value = serde_json::from_str(text)
+                                .map_err(|e| TemplateError(format!("{ctx}: not JSON: {e}")))?;
+                            (
+                                j.get("deadLetterTargetArn")
+                                    .and_then(|a| a.as_str())
+                                    .map(str::to_string),
+                                j.get("maxReceiveCount").map(|m| match m {
+                                    serde_json::Value::String(s) => s.clone(),
+                                    other => other.to_string(),
+                                }),
+                            )
+                        }
+                        _ => (
+                            v.get("deadLetterTargetArn")
+                                .map(|a| self.resolve_string(a, rt, &format!("{ctx}.deadLetterTargetArn")))
+                                .transpose()?,
+                            v.get("maxReceiveCount")
+                                .map(|m| self.resolve_string(m, rt, &format!("{ctx}.maxReceiveCount")))
+                                .transpose()?,
+                        ),
+                    };
+                    let target = target
+                        .ok_or_else(|| TemplateError(format!("{ctx}: deadLetterTargetArn is missing")))?;
+                    let max: u32 = max
+                        .ok_or_else(|| TemplateError(format!("{ctx}: maxReceiveCount is missing")))?
+                        .trim()
+                        .parse()
+                        .map_err(|_| {
+                            TemplateError(format!("{ctx}: maxReceiveCount must be a whole number"))
+                        })?;
+                    Some(
+                        serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max})
+                            .to_string(),
+                    )
+                }
+            };
+            out.push(QueueSpec {
+                logical_id: id.clone(),
+                name,
+                attributes,
+                redrive_policy,
+            });
+        }
+        Ok(out)
+    }
+
+    /// An event-source mapping from a function's `Events` entry of type DynamoDB or SQS.
+    fn event_source(
+        &self,
+        function: &str,
+        name: &str,
+        ty: &str,
+        props: Option<&Value>,
+        rt: &Runtime,
+    ) -> Result<EventSourceSpec, TemplateError> {
+        let ctx = format!("{function}.Events.{name}");
+        let empty = Value::Mapping(Mapping::new());
+        let p = props.unwrap_or(&empty);
+        let string = |field: &str| -> Result<Option<String>, TemplateError> {
+            p.get(field)
+                .map(|v| self.resolve_string(v, rt, &format!("{ctx}.{field}")))
+                .transpose()
+        };
+        let int = |field: &str| -> Result<Option<i64>, TemplateError> {
+            match string(field)? {
+                None => Ok(None),
+                Some(s) => s
+                    .trim()
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| TemplateError(format!("{ctx}.{field}: {s:?} is not a whole number"))),
+            }
+        };
+        let boolean = |field: &str, default: bool| -> Result<bool, TemplateError> {
+            match string(field)? {
+                None => Ok(default),
+                Some(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+                Some(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+                Some(s) => err(format!("{ctx}.{field}: {s:?} is not true or false")),
+            }
+        };
+        let (default_batch, max_batch) = if ty == "SQS" { (10, 10_000) } else { (100, 10_000) };
+        let batch_size = int("BatchSize")?.unwrap_or(default_batch);
+        if !(1..=max_batch).contains(&batch_size) {
+            return err(format!(
+                "{ctx}.BatchSize: {batch_size} is not within 1..={max_batch}"
+            ));
+        }
+        let window = int("MaximumBatchingWindowInSeconds")?.unwrap_or(0);
+        if !(0..=300).contains(&window) {
+            return err(format!(
+                "{ctx}.MaximumBatchingWindowInSeconds: {window} is not within 0..=300"
+            ));
+        }
+        let mut report_batch_item_failures = false;
+        for t in seq(p.get("FunctionResponseTypes")) {
+            match self
+                .resolve_string(t, rt, &format!("{ctx}.FunctionResponseTypes"))?
+                .as_str()
+            {
+                "ReportBatchItemFailures" => report_batch_item_failures = true,
+                other => return err(format!("{ctx}.FunctionResponseTypes: unknown type {other:?}")),
+            }
+        }
+        let mut filters = Vec::new();
+        if let Some(fc) = p.get("FilterCriteria") {
+            for f in seq(fc.get("Filters")) {
+                let fctx = format!("{ctx}.FilterCriteria.Filters.Pattern");
+                let text = match f.get("Pattern") {
+                    Some(Value::Mapping(_)) | Some(Value::Sequence(_)) => {
+                        let v = f.get("Pattern").cloned().unwrap_or(Value::Null);
+                        serde_json::to_string(&v).map_err(|e| TemplateError(format!("{fctx}: {e}")))?
+                    }
+                    Some(v) => self.resolve_string(v, rt, &fctx)?,
+                    None => return err(format!("{fctx} is missing")),
+                };
+                crate::filter::Pattern::parse(&text).map_err(|e| TemplateError(format!("{fctx}: {e}")))?;
+                filters.push(text);
+            }
+        }
+        let enabled = boolean("Enabled", true)?;
+        let kind = if ty == "SQS" {
+            let queue_arn =
+                string("Queue")?.ok_or_else(|| TemplateError(format!("{ctx}.Queue is missing")))?;
+            if queue_name_from_arn(&queue_arn).is_none() {
+                return err(format!("{ctx}.Queue: {queue_arn:?} is not an SQS queue ARN"));
+            }
+            if batch_size > 10 && window < 1 {
+                return err(format!(
+                    "{ctx}: a BatchSize over 10 needs MaximumBatchingWindowInSeconds of at least 1"
+                ));
+            }
+            let max_concurrency = match p.get("ScalingConfig").and_then(|s| s.get("MaximumConcurrency")) {
+                Some(v) => {
+                    let s = self.resolve_string(v, rt, &format!("{ctx}.ScalingConfig.MaximumConcurrency"))?;
+                    s.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (2..=1000).contains(n))
+                        .ok_or_else(|| {
+                            TemplateError(format!(
+                                "{ctx}.ScalingConfig.MaximumConcurrency: {s:?} is not within 2..=1000"
+                            ))
+                        })?
+                }
+                None => 2,
+            };
+            SourceKind::Sqs {
+                queue_arn,
+                max_concurrency,
+            }
+        } else {
+            let stream_arn =
+                string("Stream")?.ok_or_else(|| TemplateError(format!("{ctx}.Stream is missing")))?;
+            if !stream_arn.contains("/stream/") {
+                return err(format!(
+                    "{ctx}.Stream: {stream_arn:?} is not a DynamoDB stream ARN"
+                ));
+            }
+            let starting_position = match string("StartingPosition")?.as_deref() {
+                Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
+                Some("LATEST") => StartingPosition::Latest,
+                Some(other) => {
+                    return err(format!(
+                        "{ctx}.StartingPosition: {other:?} (DynamoDB streams take TRIM_HORIZON or LATEST)"
+                    ))
+                }
+                None => return err(format!("{ctx}.StartingPosition is missing")),
+            };
+            let max_retry_attempts = match int("MaximumRetryAttempts")? {
+                None | Some(-1) => None,
+                Some(n) if (0..=10_000).contains(&n) => Some(n as u32),
+                Some(n) => {
+                    return err(format!(
+                        "{ctx}.MaximumRetryAttempts: {n} is not -1 or within 0..=10000"
+                    ))
+                }
+            };
+            let on_failure = match p
+                .get("DestinationConfig")
+                .and_then(|d| d.get("OnFailure"))
+                .and_then(|o| o.get("Destination"))
+            {
+                Some(v) => {
+                    let arn = self.resolve_string(
+                        v,
+                        rt,
+                        &format!("{ctx}.DestinationConfig.OnFailure.Destination"),
+                    )?;
+                    if queue_name_from_arn(&arn).is_none() {
+                        return err(format!(
+                            "{ctx}.DestinationConfig.OnFailure.Destination: {arn:?}: the twin supports SQS \
+                             destinations only"
+                        ));
+                    }
+                    Some(arn)
+                }
+                None => None,
+            };
+            SourceKind::DynamoDb {
+                stream_arn,
+                starting_position,
+                bisect_on_error: boolean("BisectBatchOnFunctionError", false)?,
+                max_retry_attempts,
+                on_failure,
+            }
+        };
+        Ok(EventSourceSpec {
+            function: function.to_string(),
+            name: name.to_string(),
+            kind,
+            batch_size: batch_size as usize,
+            batching_window_secs: window as u64,
+            report_batch_item_failures,
+            filters,
+            enabled,
+        })
+    }
+
     fn key_schema(
         &self,
         v: Option<&Value>,
@@ -411,10 +755,15 @@ impl Template {
             }
 
             let mut routes = Vec::new();
+            let mut event_sources = Vec::new();
             if let Some(events) = props.get("Events").and_then(Value::as_mapping) {
                 for (ek, ev) in events {
                     let ename = key_str(ek);
                     let ty = ev.get("Type").and_then(Value::as_str).unwrap_or_default();
+                    if ty == "DynamoDB" || ty == "SQS" {
+                        event_sources.push(self.event_source(&id, &ename, ty, ev.get("Properties"), rt)?);
+                        continue;
+                    }
                     if ty != "HttpApi" {
                         continue;
                     }
@@ -445,6 +794,7 @@ impl Template {
                 memory_mb,
                 environment,
                 routes,
+                event_sources,
             });
         }
         Ok(out)
@@ -552,6 +902,9 @@ impl Template {
         };
         match ty {
             T_QUEUE => {
+                if let Some(url) = rt.attributes.get(&(target.to_string(), "QueueUrl".to_string())) {
+                    return Ok(url.clone());
+                }
                 let name = self.physical_name(target, rt)?;
                 Ok(format!("{}/{ACCOUNT_ID}/{name}", rt.moto_endpoint))
             }
@@ -576,7 +929,7 @@ impl Template {
         let name = || self.physical_name(res, rt);
         match (ty, attr) {
             (T_TABLE, "Arn") => Ok(table_arn(&name()?)),
-            (T_QUEUE, "Arn") => Ok(format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{}", name()?)),
+            (T_QUEUE, "Arn") => Ok(queue_arn(&name()?)),
             (T_QUEUE, "QueueName") => name(),
             (T_QUEUE, "QueueUrl") => self.resolve_ref(res, rt, ctx),
             (T_BUCKET, "Arn") => Ok(format!("arn:aws:s3:::{}", name()?)),
@@ -895,5 +1248,205 @@ Resources:
         let tpl = Template::parse(&text, &[]).expect("parse");
         let e = tpl.functions(&Runtime::default()).expect_err("must fail");
         assert!(e.0.contains("--param NoDefault"), "{e}");
+    }
+    const Q: &str = r#"
+Resources:
+  Items:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      AttributeDefinitions: [{ AttributeName: pk, AttributeType: S }]
+      KeySchema: [{ AttributeName: pk, KeyType: HASH }]
+      StreamSpecification: { StreamViewType: NEW_AND_OLD_IMAGES }
+  Work:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 60
+      MessageRetentionPeriod: 1209600
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt WorkDLQ.Arn
+        maxReceiveCount: 5
+      Tags: [{ Key: a, Value: b }]
+  WorkDLQ:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: work-dlq
+  Relay:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: relay } }
+    Properties:
+      Environment:
+        Variables:
+          WORK_URL: !Ref Work
+          WORK_ARN: !GetAtt Work.Arn
+      Events:
+        Outbox:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt Items.StreamArn
+            StartingPosition: LATEST
+            MaximumBatchingWindowInSeconds: 1
+            BisectBatchOnFunctionError: true
+            MaximumRetryAttempts: 5
+            FunctionResponseTypes: [ReportBatchItemFailures]
+            FilterCriteria:
+              Filters:
+                - Pattern: '{"eventName": ["INSERT"]}'
+            DestinationConfig:
+              OnFailure: { Type: SQS, Destination: !GetAtt WorkDLQ.Arn }
+  Consumer:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: consumer } }
+    Properties:
+      Events:
+        Work:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Work.Arn
+            BatchSize: 7
+            ScalingConfig: { MaximumConcurrency: 3 }
+"#;
+
+    fn stream_rt() -> Runtime {
+        let mut attributes = HashMap::new();
+        attributes.insert(
+            ("Items".to_string(), "StreamArn".to_string()),
+            "arn:aws:dynamodb:ddblocal:000000000000:table/Items/stream/2026-01-01T00:00:00.000".to_string(),
+        );
+        attributes.insert(
+            ("Work".to_string(), "QueueUrl".to_string()),
+            "http://127.0.0.1:5123/000000000000/Work".to_string(),
+        );
+        Runtime {
+            moto_endpoint: "http://127.0.0.1:5000".into(),
+            attributes,
+        }
+    }
+
+    #[test]
+    fn queues_are_parsed() {
+        let tpl = Template::parse(Q, &[]).expect("parse");
+        let qs = tpl.queues(&Runtime::default()).expect("queues");
+        assert_eq!(qs.len(), 2);
+        assert_eq!(qs[0].name, "Work");
+        assert_eq!(qs[0].attributes["VisibilityTimeout"], "60");
+        assert_eq!(qs[0].attributes["MessageRetentionPeriod"], "1209600");
+        assert!(!qs[0].attributes.contains_key("Tags"));
+        let policy: serde_json::Value =
+            serde_json::from_str(qs[0].redrive_policy.as_deref().expect("redrive")).expect("json");
+        assert_eq!(
+            policy,
+            serde_json::json!({
+                "deadLetterTargetArn": "arn:aws:sqs:us-east-1:000000000000:work-dlq",
+                "maxReceiveCount": 5
+            })
+        );
+        assert_eq!(qs[1].name, "work-dlq");
+        assert_eq!(qs[1].redrive_policy, None);
+    }
+
+    #[test]
+    fn queue_refs_resolve_to_moto_urls() {
+        let fns = Template::parse(Q, &[])
+            .expect("parse")
+            .functions(&stream_rt())
+            .expect("functions");
+        let env = &fns[0].environment;
+        // The URL moto returned wins; without it, moto's URL scheme.
+        assert_eq!(env["WORK_URL"], "http://127.0.0.1:5123/000000000000/Work");
+        assert_eq!(env["WORK_ARN"], "arn:aws:sqs:us-east-1:000000000000:Work");
+        let mut rt = stream_rt();
+        rt.attributes
+            .remove(&("Work".to_string(), "QueueUrl".to_string()));
+        let fns = Template::parse(Q, &[])
+            .expect("parse")
+            .functions(&rt)
+            .expect("functions");
+        assert_eq!(
+            fns[0].environment["WORK_URL"],
+            "http://127.0.0.1:5000/000000000000/Work"
+        );
+    }
+
+    #[test]
+    fn event_sources_are_parsed() {
+        let fns = Template::parse(Q, &[])
+            .expect("parse")
+            .functions(&stream_rt())
+            .expect("functions");
+        let relay = &fns[0].event_sources[0];
+        assert_eq!(relay.function, "Relay");
+        assert_eq!(relay.name, "Outbox");
+        assert_eq!(relay.batch_size, 100);
+        assert_eq!(relay.batching_window_secs, 1);
+        assert!(relay.report_batch_item_failures);
+        assert!(relay.enabled);
+        assert_eq!(relay.filters, vec![r#"{"eventName": ["INSERT"]}"#.to_string()]);
+        assert_eq!(
+            relay.kind,
+            SourceKind::DynamoDb {
+                stream_arn:
+                    "arn:aws:dynamodb:ddblocal:000000000000:table/Items/stream/2026-01-01T00:00:00.000".into(),
+                starting_position: StartingPosition::Latest,
+                bisect_on_error: true,
+                max_retry_attempts: Some(5),
+                on_failure: Some("arn:aws:sqs:us-east-1:000000000000:work-dlq".into()),
+            }
+        );
+        let consumer = &fns[1].event_sources[0];
+        assert_eq!(consumer.batch_size, 7);
+        assert!(!consumer.report_batch_item_failures);
+        assert_eq!(
+            consumer.kind,
+            SourceKind::Sqs {
+                queue_arn: "arn:aws:sqs:us-east-1:000000000000:Work".into(),
+                max_concurrency: 3
+            }
+        );
+        assert!(fns[1].routes.is_empty());
+    }
+
+    #[test]
+    fn bad_event_sources_fail_clearly() {
+        for (from, to, expect) in [
+            (
+                "StartingPosition: LATEST",
+                "StartingPosition: AT_TIMESTAMP",
+                "StartingPosition",
+            ),
+            (
+                "'{\"eventName\": [\"INSERT\"]}'",
+                "'{\"eventName\": \"INSERT\"}'",
+                "Pattern",
+            ),
+            ("BatchSize: 7", "BatchSize: 70", "MaximumBatchingWindowInSeconds"),
+            (
+                "MaximumConcurrency: 3",
+                "MaximumConcurrency: 1",
+                "MaximumConcurrency",
+            ),
+            (
+                "MaximumRetryAttempts: 5",
+                "MaximumRetryAttempts: -2",
+                "MaximumRetryAttempts",
+            ),
+        ] {
+            assert!(Q.contains(from), "{from}");
+            let tpl = Template::parse(&Q.replace(from, to), &[]).expect("parse");
+            let e = tpl.functions(&stream_rt()).expect_err("must fail");
+            assert!(e.0.contains(expect), "{e}");
+        }
+    }
+
+    #[test]
+    fn arn_helpers() {
+        assert_eq!(
+            queue_name_from_arn("arn:aws:sqs:us-east-1:000000000000:q.fifo"),
+            Some("q.fifo")
+        );
+        assert_eq!(queue_name_from_arn("arn:aws:s3:::b"), None);
+        assert_eq!(
+            table_name_from_arn("arn:aws:dynamodb:ddblocal:000000000000:table/T/stream/2026"),
+            Some("T")
+        );
     }
 }

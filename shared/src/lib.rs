@@ -31,3 +31,23 @@ macro_rules! http_lambda {
         }
     };
 }
+
+/// Runs an event Lambda (streams, queues): JSON logs, the environment built once, then the
+/// handler per batch.
+#[macro_export]
+macro_rules! event_lambda {
+    ($env:ty, |$e:ident, $event:ident| $body:expr) => {
+        #[tokio::main]
+        async fn main() -> Result<(), lambda_runtime::Error> {
+            $crate::telemetry::init();
+            let env: &'static $env = Box::leak(Box::new(
+                <$env as $crate::adapters::config::FromEnv>::load().await?,
+            ));
+            lambda_runtime::run(lambda_runtime::service_fn(move |$event| {
+                let $e = env;
+                async move { $body.await }
+            }))
+            .await
+        }
+    };
+}

@@ -23,6 +23,8 @@ pub struct Stack {
     pub dynamodb: String,
     /// The sandbox PSP (Stripe's wire format, plus `/__sandbox/...` for tests).
     pub psp: String,
+    /// moto (SQS, S3).
+    pub moto: String,
     pub log_dir: String,
     _child: Mutex<Child>,
     // Closing this pipe (when the test process exits) tells the twin to stop everything.
@@ -98,6 +100,7 @@ pub fn start(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &str)]) 
         api: field("api"),
         dynamodb: field("dynamodb"),
         psp: field("psp"),
+        moto: field("moto"),
         log_dir,
         _child: Mutex::new(child),
         _stdin: Mutex::new(stdin),
@@ -116,6 +119,20 @@ impl Stack {
                 api_keys: "ApiKeysTable".into(),
             },
         )
+    }
+
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config =
+            shared::adapters::aws::static_sdk_config(&self.moto, "us-east-1", "local", "local").await;
+        aws_sdk_sqs::Client::new(&config)
+    }
+
+    pub async fn ledger(&self) -> shared::adapters::dynamo::ledger::LedgerStore {
+        shared::adapters::dynamo::ledger::LedgerStore {
+            client: self.store().await.client,
+            ledger_table: "LedgerTable".into(),
+            wallets_table: "WalletsTable".into(),
+        }
     }
 
     /// A fresh account with its own API key (optionally with its own rate limit).

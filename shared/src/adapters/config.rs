@@ -113,3 +113,21 @@ impl FromEnv for PublicEnv {
         })
     }
 }
+
+/// The wallet and ledger read APIs.
+pub struct LedgerApiEnv {
+    pub api: Env,
+    pub ledger: crate::adapters::dynamo::ledger::LedgerStore,
+}
+
+impl FromEnv for LedgerApiEnv {
+    async fn load() -> Result<LedgerApiEnv, String> {
+        let api = Env::load().await?;
+        let ledger = crate::adapters::dynamo::ledger::LedgerStore {
+            client: api.store.client.clone(),
+            ledger_table: var("LEDGER_TABLE")?,
+            wallets_table: var("WALLETS_TABLE")?,
+        };
+        Ok(LedgerApiEnv { api, ledger })
+    }
+}

@@ -191,3 +191,56 @@ pub fn respond(route: &str, result: Result<Reply, ApiError>) -> Response<Body> {
     }
     response
 }
+
+fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+        .map(str::to_owned)
+}
+
+pub async fn handle_get_wallet(env: &crate::adapters::config::LedgerApiEnv, req: Request) -> Response<Body> {
+    let result = async {
+        let caller = authenticate(&env.api, &req).await?;
+        crate::app::ledger_queries::get_wallet(&env.ledger, &caller, &path_param(&req, "seller_id")).await
+    }
+    .await;
+    respond("get_wallet", result)
+}
+
+pub async fn handle_list_ledger_transactions(
+    env: &crate::adapters::config::LedgerApiEnv,
+    req: Request,
+) -> Response<Body> {
+    let result = async {
+        let caller = authenticate(&env.api, &req).await?;
+        crate::app::ledger_queries::list_transactions(
+            &env.ledger,
+            &caller,
+            query_param(&req, "payment_order_id").as_deref(),
+            query_param(&req, "limit").as_deref(),
+            query_param(&req, "cursor").as_deref(),
+        )
+        .await
+    }
+    .await;
+    respond("list_ledger_transactions", result)
+}
+
+pub async fn handle_get_ledger_account(
+    env: &crate::adapters::config::LedgerApiEnv,
+    req: Request,
+) -> Response<Body> {
+    let result = async {
+        let caller = authenticate(&env.api, &req).await?;
+        crate::app::ledger_queries::get_account(
+            &env.ledger,
+            &caller,
+            &path_param(&req, "account"),
+            query_param(&req, "limit").as_deref(),
+            query_param(&req, "cursor").as_deref(),
+        )
+        .await
+    }
+    .await;
+    respond("get_ledger_account", result)
+}

@@ -3,5 +3,6 @@
 pub mod aws;
 pub mod config;
 pub mod dynamo;
+pub mod events;
 pub mod http;
 pub mod stripe;

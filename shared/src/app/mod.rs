@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod create_payment;
+pub mod ledger_queries;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod queries;

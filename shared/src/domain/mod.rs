@@ -14,5 +14,7 @@ pub use currency::Currency;
 pub use error::ApiError;
 pub use money::Money;
 pub use status::PaymentStatus;
+pub mod invariants;
+pub mod ledger;
 pub mod outbox;
 pub mod psp;

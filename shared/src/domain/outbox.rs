@@ -3,12 +3,12 @@
 //! consumers deduplicate by `event_id`).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::checkout::{format_time, Checkout, PaymentOrder};
 use super::status::PaymentStatus;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OutboxKind {
     PaymentSucceeded,
@@ -25,7 +25,8 @@ impl OutboxKind {
 }
 
 /// One seller's line as the consumers need it: exact minor units and the currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutboxOrder {
     pub payment_order_id: String,
     pub seller_id: String,
@@ -35,7 +36,8 @@ pub struct OutboxOrder {
     pub currency: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutboxEvent {
     /// Deterministic: derived from the PSP event that caused it, so a redelivered webhook can
     /// never write a second one (and the ledger's transaction ids derive from it in turn).
@@ -94,6 +96,11 @@ impl OutboxEvent {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a relayed event; amounts are integers (minor units), never floats.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("not an outbox event: {e}"))
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod api_keys;
 pub mod codec;
+pub mod ledger;
 pub mod payments;
 pub mod webhooks;
 

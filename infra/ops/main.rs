@@ -1,0 +1,154 @@
+//! `ops`: operator commands against the deployed tables and queues (locally: the twin, through
+//! the standard `AWS_ENDPOINT_URL_*` variables the Makefile sets).
+//!
+//! - `ops check`: reads everything and prints the invariant report as JSON; exit 1 if broken.
+//! - `ops dlq`: lists what sits in each DLQ, with its failure reason.
+//! - `ops redrive <QUEUE>`: moves a DLQ's messages back to their source queue (after a fix).
+//!
+//! Names: `PAYMENTS_TABLE`, `LEDGER_TABLE`, `WALLETS_TABLE` (default: the template's logical
+//! ids, as the twin names them); queues by name.
+
+use std::process::ExitCode;
+
+use shared::adapters::aws::sdk_config;
+use shared::adapters::dynamo::ledger::{snapshot, LedgerStore};
+use shared::domain::invariants::check;
+
+const DLQS: &[(&str, &str)] = &[("LedgerDLQ", "LedgerQueue"), ("WalletDLQ", "WalletQueue")];
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, String> {
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| format!("queue {name}: {e}"))?
+        .queue_url
+        .ok_or_else(|| format!("queue {name} has no URL"))
+}
+
+async fn run(args: &[String]) -> Result<bool, String> {
+    let config = sdk_config().await;
+    match args.first().map(String::as_str) {
+        Some("check") => {
+            let store = LedgerStore {
+                client: aws_sdk_dynamodb::Client::new(&config),
+                ledger_table: env_or("LEDGER_TABLE", "LedgerTable"),
+                wallets_table: env_or("WALLETS_TABLE", "WalletsTable"),
+            };
+            let snap = snapshot(&store, &env_or("PAYMENTS_TABLE", "PaymentsTable"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let report = check(&snap);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            );
+            Ok(report.ok)
+        }
+        Some("dlq") => {
+            let sqs = aws_sdk_sqs::Client::new(&config);
+            for (dlq, _) in DLQS {
+                let url = queue_url(&sqs, dlq).await?;
+                // Peek: a short visibility timeout so the messages stay where they are.
+                let got = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(1)
+                    .message_attribute_names("All")
+                    .send()
+                    .await
+                    .map_err(|e| format!("receive {dlq}: {e}"))?;
+                let messages = got.messages.unwrap_or_default();
+                println!("{dlq}: {} message(s) shown (up to 10)", messages.len());
+                for m in &messages {
+                    let attrs = shared::adapters::events::attributes_of(m);
+                    println!(
+                        "  {}  event {}  reason: {}",
+                        m.message_id().unwrap_or("?"),
+                        attrs.get("event_id").map(String::as_str).unwrap_or("-"),
+                        attrs
+                            .get("failure_reason")
+                            .map(String::as_str)
+                            .unwrap_or("(redriven by SQS after maxReceiveCount)")
+                    );
+                }
+            }
+            Ok(true)
+        }
+        Some("redrive") => {
+            let dlq = args.get(1).ok_or("usage: ops redrive <LedgerDLQ|WalletDLQ>")?;
+            let source = DLQS
+                .iter()
+                .find(|(d, _)| d == dlq)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| format!("unknown DLQ {dlq}; one of {DLQS:?}"))?;
+            let sqs = aws_sdk_sqs::Client::new(&config);
+            let (from, to) = (queue_url(&sqs, dlq).await?, queue_url(&sqs, source).await?);
+            let mut moved = 0usize;
+            loop {
+                let got = sqs
+                    .receive_message()
+                    .queue_url(&from)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .message_attribute_names("All")
+                    .send()
+                    .await
+                    .map_err(|e| format!("receive {dlq}: {e}"))?;
+                let messages = got.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    break;
+                }
+                for m in messages {
+                    let mut send = sqs
+                        .send_message()
+                        .queue_url(&to)
+                        .message_body(m.body().unwrap_or_default());
+                    for (k, v) in shared::adapters::events::attributes_of(&m) {
+                        if matches!(k.as_str(), "event_id" | "event_type") {
+                            send = send.message_attributes(
+                                k,
+                                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                                    .data_type("String")
+                                    .string_value(v)
+                                    .build()
+                                    .map_err(|e| e.to_string())?,
+                            );
+                        }
+                    }
+                    send.send().await.map_err(|e| format!("send to {source}: {e}"))?;
+                    if let Some(h) = m.receipt_handle() {
+                        sqs.delete_message()
+                            .queue_url(&from)
+                            .receipt_handle(h)
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    moved += 1;
+                }
+            }
+            println!("moved {moved} message(s) from {dlq} back to {source}");
+            Ok(true)
+        }
+        _ => Err("usage: ops check | ops dlq | ops redrive <LedgerDLQ|WalletDLQ>".into()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ops: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

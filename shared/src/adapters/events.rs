@@ -1,0 +1,299 @@
+//! Event-driven Lambdas: the outbox relay (DynamoDB Streams → SQS) and the ledger and wallet
+//! consumers (SQS). At least once everywhere; every write below is idempotent by event id.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_sdk_sqs::types::MessageAttributeValue;
+use lambda_runtime::LambdaEvent;
+use rust_decimal::Decimal;
+
+use crate::adapters::aws::sdk_config;
+use crate::adapters::config::FromEnv;
+use crate::adapters::dynamo::ledger::{LedgerStore, Written};
+use crate::domain::checkout::format_time;
+use crate::domain::ledger::{postings, wallet_credits, PostingError};
+use crate::domain::outbox::OutboxEvent;
+
+/// After this many receives a failing message goes to the DLQ with its reason (the queue's
+/// RedrivePolicy has the same count as a safety net for crashes).
+pub const RECEIVES_MAX: u32 = 5;
+
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+// --- Relay -------------------------------------------------------------------------------
+
+pub struct RelayEnv {
+    pub sqs: aws_sdk_sqs::Client,
+    /// One queue per consumer: the event fans out to each.
+    pub queue_urls: Vec<String>,
+}
+
+impl FromEnv for RelayEnv {
+    async fn load() -> Result<Self, String> {
+        Ok(RelayEnv {
+            sqs: aws_sdk_sqs::Client::new(&sdk_config().await),
+            queue_urls: vec![var("LEDGER_QUEUE_URL")?, var("WALLET_QUEUE_URL")?],
+        })
+    }
+}
+
+fn image_string(image: &serde_json::Value, name: &str) -> Option<String> {
+    image.get(name)?.get("S")?.as_str().map(str::to_owned)
+}
+
+/// Publishes each outbox record of the batch to every consumer queue. A record that fails is
+/// reported (with the ones after it, which keeps per-checkout order); the stream retries them.
+pub async fn handle_relay(
+    env: &RelayEnv,
+    event: LambdaEvent<DynamoDbEvent>,
+) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+    let mut response = DynamoDbEventResponse::default();
+    for record in event.payload.records {
+        let sequence = record.change.sequence_number.clone();
+        let image = serde_json::to_value(&record.change.new_image).unwrap_or_default();
+        if image_string(&image, "entity").as_deref() != Some("outbox") {
+            continue;
+        }
+        let (Some(event_id), Some(event_type), Some(payload)) = (
+            image_string(&image, "event_id"),
+            image_string(&image, "event_type"),
+            image_string(&image, "payload"),
+        ) else {
+            tracing::error!(
+                ?sequence,
+                "outbox record without event_id/event_type/payload; skipped"
+            );
+            continue;
+        };
+        let mut failed = false;
+        for url in &env.queue_urls {
+            let sent = env
+                .sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(&payload)
+                .message_attributes("event_id", string_attr(&event_id))
+                .message_attributes("event_type", string_attr(&event_type))
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::error!(event_id, queue = %url, error = %crate::adapters::dynamo::codec::unavailable("SendMessage", e), "relay failed");
+                failed = true;
+                break;
+            }
+        }
+        if failed {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = sequence;
+            response.batch_item_failures.push(failure);
+            // Stop here: Lambda retries from the first failure, so later records come again.
+            break;
+        }
+        tracing::info!(event_id, event_type, "outbox event relayed");
+    }
+    Ok(response)
+}
+
+fn string_attr(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data_type is set")
+}
+
+// --- Consumers ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumer {
+    Ledger,
+    Wallet,
+}
+
+pub struct ConsumerEnv {
+    pub store: LedgerStore,
+    pub sqs: aws_sdk_sqs::Client,
+    /// The queue this consumer reads (for ChangeMessageVisibility).
+    pub source_queue_url: String,
+    pub dlq_url: String,
+    pub fee_rate: Decimal,
+}
+
+impl FromEnv for ConsumerEnv {
+    async fn load() -> Result<Self, String> {
+        let config = sdk_config().await;
+        let fee_rate: Decimal = std::env::var("PLATFORM_FEE_RATE")
+            .unwrap_or_else(|_| "0.025".into())
+            .parse()
+            .map_err(|_| "PLATFORM_FEE_RATE must be a decimal such as 0.025")?;
+        if fee_rate < Decimal::ZERO || fee_rate > Decimal::ONE {
+            return Err("PLATFORM_FEE_RATE must be between 0 and 1".into());
+        }
+        Ok(ConsumerEnv {
+            store: LedgerStore {
+                client: aws_sdk_dynamodb::Client::new(&config),
+                ledger_table: var("LEDGER_TABLE")?,
+                wallets_table: var("WALLETS_TABLE")?,
+            },
+            sqs: aws_sdk_sqs::Client::new(&config),
+            source_queue_url: var("SOURCE_QUEUE_URL")?,
+            dlq_url: var("DLQ_URL")?,
+            fee_rate,
+        })
+    }
+}
+
+enum Failure {
+    /// Will never succeed (unparseable, unbalanced): straight to the DLQ with the reason.
+    Poison(String),
+    /// May succeed later (DynamoDB unavailable): back off and retry.
+    Retryable(String),
+}
+
+async fn apply(env: &ConsumerEnv, consumer: Consumer, body: &str) -> Result<Written, Failure> {
+    let event = OutboxEvent::from_json(body).map_err(Failure::Poison)?;
+    let poison = |e: PostingError| Failure::Poison(e.to_string());
+    match consumer {
+        Consumer::Ledger => {
+            let mut written = Written::AlreadyApplied;
+            for tx in postings(&event, env.fee_rate).map_err(poison)? {
+                if env
+                    .store
+                    .append(&tx)
+                    .await
+                    .map_err(|e| Failure::Retryable(e.to_string()))?
+                    == Written::Written
+                {
+                    written = Written::Written;
+                }
+            }
+            Ok(written)
+        }
+        Consumer::Wallet => {
+            let credits = wallet_credits(&event, env.fee_rate).map_err(poison)?;
+            if credits.is_empty() {
+                return Ok(Written::AlreadyApplied);
+            }
+            let now = format_time(chrono::Utc::now());
+            env.store
+                .credit_wallets(&event.event_id, &event.account_id, &credits, &now)
+                .await
+                .map_err(|e| Failure::Retryable(e.to_string()))
+        }
+    }
+}
+
+/// Moves a message to the DLQ with its reason as message attributes; `false` if that failed.
+async fn dead_letter(
+    env: &ConsumerEnv,
+    consumer: Consumer,
+    msg: &SqsMessage,
+    reason: &str,
+    receives: u32,
+) -> bool {
+    let mut send = env
+        .sqs
+        .send_message()
+        .queue_url(&env.dlq_url)
+        .message_body(msg.body.clone().unwrap_or_default())
+        .message_attributes(
+            "failure_reason",
+            string_attr(&reason.chars().take(1000).collect::<String>()),
+        )
+        .message_attributes(
+            "failed_consumer",
+            string_attr(&format!("{consumer:?}").to_lowercase()),
+        )
+        .message_attributes("receive_count", string_attr(&receives.to_string()))
+        .message_attributes(
+            "original_message_id",
+            string_attr(msg.message_id.as_deref().unwrap_or("")),
+        );
+    for (name, attr) in &msg.message_attributes {
+        if let (Some(v), false) = (&attr.string_value, name.starts_with("failure")) {
+            send = send.message_attributes(name, string_attr(v));
+        }
+    }
+    match send.send().await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %crate::adapters::dynamo::codec::unavailable("SendMessage DLQ", e), "could not dead-letter");
+            false
+        }
+    }
+}
+
+/// Exponential backoff through the visibility timeout: 1 s, 2 s, 4 s, 8 s, 16 s.
+fn backoff(receives: u32) -> Duration {
+    Duration::from_secs(1u64 << receives.saturating_sub(1).min(4))
+}
+
+/// Processes an SQS batch; only the messages that must come back are reported as failures.
+pub async fn handle_consumer(
+    env: &ConsumerEnv,
+    consumer: Consumer,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    let mut response = SqsBatchResponse::default();
+    for msg in &event.payload.records {
+        let id = msg.message_id.clone().unwrap_or_default();
+        let receives: u32 = msg
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let outcome = apply(env, consumer, msg.body.as_deref().unwrap_or("")).await;
+        let retry = match outcome {
+            Ok(written) => {
+                tracing::info!(message_id = %id, ?consumer, ?written, "applied");
+                false
+            }
+            Err(Failure::Poison(reason)) => {
+                tracing::error!(message_id = %id, ?consumer, reason = %reason, "poison message: to the DLQ");
+                !dead_letter(env, consumer, msg, &reason, receives).await
+            }
+            Err(Failure::Retryable(reason)) if receives >= RECEIVES_MAX => {
+                tracing::error!(message_id = %id, ?consumer, reason = %reason, receives, "retries exhausted: to the DLQ");
+                !dead_letter(env, consumer, msg, &reason, receives).await
+            }
+            Err(Failure::Retryable(reason)) => {
+                let wait = backoff(receives);
+                tracing::warn!(message_id = %id, ?consumer, reason = %reason, receives, retry_in_s = wait.as_secs(), "will retry");
+                if let Some(handle) = &msg.receipt_handle {
+                    let _ = env
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&env.source_queue_url)
+                        .receipt_handle(handle)
+                        .visibility_timeout(i32::try_from(wait.as_secs()).unwrap_or(16))
+                        .send()
+                        .await;
+                }
+                true
+            }
+        };
+        if retry {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(response)
+}
+
+/// Message attributes as plain strings (for tools like `make dlq`).
+pub fn attributes_of(msg: &aws_sdk_sqs::types::Message) -> HashMap<String, String> {
+    msg.message_attributes()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.string_value().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,325 @@
+//! The transactional outbox end to end on the local twin: a verified webhook's outbox record
+//! is relayed from the DynamoDB stream to the ledger and wallet queues (moto), and the
+//! consumers write the ledger and the wallets exactly once; the invariants hold after each
+//! scenario.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{new_key, Account, Stack};
+use serde_json::{json, Value};
+use shared::adapters::dynamo::ledger::snapshot;
+use shared::domain::invariants::{check, Report};
+use shared::domain::psp::sign;
+
+const WEBHOOK_SECRET: &str = "whsec_sandbox_localdev_7c1e9a";
+
+static STACK: OnceLock<Stack> = OnceLock::new();
+
+fn stack() -> &'static Stack {
+    STACK.get_or_init(|| {
+        let twin = Path::new(env!("CARGO_BIN_EXE_twin"));
+        common::start(twin, twin.parent().unwrap(), "pipeline", &[])
+    })
+}
+
+/// Creates a checkout and settles it with a signed `checkout.session.completed`.
+async fn paid_checkout(acct: &Account, body: Value) -> Value {
+    let r = acct.create(&body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let c = r.json;
+    let amount_total: i64 = c["payment_orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| stripe_minor(o["amount"].as_str().unwrap(), o["currency"].as_str().unwrap()))
+        .sum();
+    let event = json!({"id": format!("evt_{}", &new_key()[..12]), "object": "event", "type": "checkout.session.completed",
+        "created": chrono::Utc::now().timestamp(), "data": {"object": {"id": c["psp_token"], "object": "checkout.session",
+        "client_reference_id": c["checkout_id"], "amount_total": amount_total, "currency": c["currency"].as_str().unwrap().to_lowercase(),
+        "payment_status": "paid"}}})
+    .to_string();
+    let resp = common::send(
+        reqwest::Client::new()
+            .post(format!("{}/webhooks/psp", stack().api))
+            .header(
+                "stripe-signature",
+                sign(event.as_bytes(), WEBHOOK_SECRET, chrono::Utc::now().timestamp()),
+            )
+            .header("content-type", "application/json")
+            .body(event),
+    )
+    .await;
+    assert_eq!(
+        (resp.status, resp.json["outcome"].as_str()),
+        (200, Some("applied")),
+        "{}",
+        resp.text
+    );
+    c
+}
+
+fn stripe_minor(amount: &str, currency: &str) -> i64 {
+    let c = shared::domain::Currency::parse(currency).unwrap();
+    let m = shared::domain::Money::parse(amount, c).unwrap();
+    shared::adapters::stripe::to_stripe_amount(m).unwrap()
+}
+
+/// Waits until the invariants hold and `ready` says the pipeline has caught up.
+async fn settled(
+    what: &str,
+    ready: impl Fn(&Report, &BTreeMap<(String, String), i64>) -> bool,
+) -> BTreeMap<(String, String), i64> {
+    let started = Instant::now();
+    loop {
+        let ledger = stack().ledger().await;
+        let snap = snapshot(&ledger, "PaymentsTable").await.unwrap();
+        let report = check(&snap);
+        let wallets: BTreeMap<(String, String), i64> = snap
+            .wallets
+            .iter()
+            .map(|w| {
+                (
+                    (format!("{}/{}", w.account_id, w.seller_id), w.currency.clone()),
+                    w.balance_minor,
+                )
+            })
+            .collect();
+        if report.ok && ready(&report, &wallets) {
+            return wallets;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: pipeline did not settle: {}",
+            serde_json::to_string_pretty(&report).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn wallet(w: &BTreeMap<(String, String), i64>, acct: &Account, seller: &str, currency: &str) -> i64 {
+    w.get(&(format!("{}/{seller}", acct.account_id), currency.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn payments_reach_wallets_and_ledger_exactly_once_to_the_cent() {
+    let acct = stack().new_account(None).await;
+    paid_checkout(
+        &acct,
+        json!({"buyer_id": "b", "order_id": "o1", "currency": "USD", "total_amount": "0.30",
+            "line_items": [{"seller_id": "seller_A", "amount": "0.10", "sub_order_id": "x"},
+                           {"seller_id": "seller_B", "amount": "0.20", "sub_order_id": "y"}]}),
+    )
+    .await;
+    paid_checkout(
+        &acct,
+        json!({"buyer_id": "b", "order_id": "o2", "currency": "USD", "total_amount": "100.00",
+            "line_items": [{"seller_id": "seller_A", "amount": "40.00", "sub_order_id": "x"},
+                           {"seller_id": "seller_B", "amount": "35.00", "sub_order_id": "y"},
+                           {"seller_id": "seller_C", "amount": "25.00", "sub_order_id": "z"}]}),
+    )
+    .await;
+    paid_checkout(&acct, json!({"buyer_id": "b", "seller_id": "seller_A", "amount": 1000, "currency": "JPY", "order_id": "o3"})).await;
+    paid_checkout(&acct, json!({"buyer_id": "b", "seller_id": "seller_A", "amount": "10.120", "currency": "KWD", "order_id": "o4"})).await;
+
+    let w = settled("happy path", |_, w| {
+        wallet(w, &acct, "seller_A", "KWD") > 0 && wallet(w, &acct, "seller_C", "USD") > 0
+    })
+    .await;
+    // Fee 2.5 %, half-even per order: 0.10 -> fee 0.00 (0.0025), 0.20 -> 0.00 (0.005 -> 0.00, even),
+    // 40.00 -> 1.00, 35.00 -> 0.88 (0.875 -> 0.88), 25.00 -> 0.62 (0.625 -> 0.62).
+    assert_eq!(wallet(&w, &acct, "seller_A", "USD"), 10 + 3900);
+    assert_eq!(wallet(&w, &acct, "seller_B", "USD"), 20 + 3412);
+    assert_eq!(wallet(&w, &acct, "seller_C", "USD"), 2438);
+    assert_eq!(wallet(&w, &acct, "seller_A", "JPY"), 1000 - 25);
+    assert_eq!(wallet(&w, &acct, "seller_A", "KWD"), 10120 - 253);
+
+    // The read APIs say the same, as decimal strings.
+    let wa = acct.get("/v1/wallets/seller_A").await;
+    assert_eq!(wa.status, 200, "{}", wa.text);
+    let balances: BTreeMap<String, String> = wa.json["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["currency"].as_str().unwrap().to_owned(),
+                b["balance"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(balances["USD"], "39.10");
+    assert_eq!(balances["JPY"], "975");
+    assert_eq!(balances["KWD"], "9.867");
+    assert_eq!(acct.get("/v1/wallets/nobody").await.status, 404);
+    let other = stack().new_account(None).await;
+    assert_eq!(
+        other.get("/v1/wallets/seller_A").await.status,
+        404,
+        "another account's sellers are invisible"
+    );
+
+    let account = acct
+        .get("/v1/ledger/accounts/seller_payable:seller_B?limit=1")
+        .await;
+    assert_eq!(account.status, 200, "{}", account.text);
+    assert_eq!(account.json["balances"][0]["balance"], "34.32");
+    assert_eq!(account.json["entries"]["data"].as_array().unwrap().len(), 1);
+    assert_eq!(account.json["entries"]["has_more"], true);
+    let cursor = account.json["entries"]["next_cursor"].as_str().unwrap();
+    let next = acct
+        .get(&format!(
+            "/v1/ledger/accounts/seller_payable:seller_B?limit=1&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(next.json["entries"]["data"].as_array().unwrap().len(), 1);
+    assert_ne!(
+        next.json["entries"]["data"][0],
+        account.json["entries"]["data"][0]
+    );
+    let receivable = acct.get("/v1/ledger/accounts/psp_receivable").await;
+    assert!(receivable.json["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["currency"] == "USD" && b["balance"] == "100.30"));
+    assert_eq!(acct.get("/v1/ledger/accounts/cash").await.status, 404);
+}
+
+#[tokio::test]
+async fn redelivered_events_change_nothing_and_poison_goes_to_the_dlq_with_its_reason() {
+    let acct = stack().new_account(None).await;
+    let c = paid_checkout(&acct, json!({"buyer_id": "b", "seller_id": "seller_D", "amount": "50.00", "currency": "EUR", "order_id": "o"})).await;
+    let w = settled("first delivery", |_, w| wallet(w, &acct, "seller_D", "EUR") > 0).await;
+    assert_eq!(wallet(&w, &acct, "seller_D", "EUR"), 5000 - 125);
+    let po = c["payment_order_id"].as_str().unwrap();
+    let txs = acct
+        .get(&format!("/v1/ledger/transactions?payment_order_id={po}"))
+        .await;
+    assert_eq!(txs.status, 200, "{}", txs.text);
+    let data = txs.json["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "one ledger transaction per payment order");
+    let entries = data[0]["entries"].as_array().unwrap();
+    assert_eq!(
+        entries[0],
+        json!({"account": "psp_receivable", "direction": "DEBIT", "amount": "50.00", "currency": "EUR"})
+    );
+    assert_eq!(entries[1]["account"], "seller_payable:seller_D");
+    assert_eq!(
+        entries[2],
+        json!({"account": "platform_fee_revenue", "direction": "CREDIT", "amount": "1.25", "currency": "EUR"})
+    );
+    assert_eq!(acct.get("/v1/ledger/transactions").await.status, 400);
+
+    // The relayed event, sent again five times to each consumer queue.
+    let store = stack().store().await;
+    let outbox = store
+        .client
+        .scan()
+        .table_name("PaymentsTable")
+        .filter_expression("entity = :o AND checkout_id = :c")
+        .expression_attribute_values(":o", aws_sdk_dynamodb::types::AttributeValue::S("outbox".into()))
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S(c["checkout_id"].as_str().unwrap().into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let item = &outbox.items.unwrap()[0];
+    let payload = item["payload"].as_s().unwrap().clone();
+    let sqs = stack().sqs().await;
+    let url = |name: &str| {
+        let sqs = sqs.clone();
+        let name = name.to_owned();
+        async move {
+            sqs.get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let (ledger_q, wallet_q, ledger_dlq) = (
+        url("LedgerQueue").await,
+        url("WalletQueue").await,
+        url("LedgerDLQ").await,
+    );
+    for q in [&ledger_q, &wallet_q] {
+        for _ in 0..5 {
+            sqs.send_message()
+                .queue_url(q)
+                .message_body(&payload)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    // A poison message and an impossible posting (a negative amount) in the same stream of work.
+    sqs.send_message()
+        .queue_url(&ledger_q)
+        .message_body("this is not json")
+        .send()
+        .await
+        .unwrap();
+    let negative = payload.replacen("\"amount_minor\":5000", "\"amount_minor\":-5000", 1);
+    assert_ne!(negative, payload);
+    sqs.send_message()
+        .queue_url(&ledger_q)
+        .message_body(&negative)
+        .send()
+        .await
+        .unwrap();
+
+    // Both poison messages reach the DLQ, each with its reason.
+    let started = Instant::now();
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "poison not in the DLQ: {reasons:?}"
+        );
+        let got = sqs
+            .receive_message()
+            .queue_url(&ledger_dlq)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages.unwrap_or_default() {
+            let attrs = shared::adapters::events::attributes_of(&m);
+            reasons.push(attrs.get("failure_reason").cloned().unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(&ledger_dlq)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("not an outbox event")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("must be greater than zero") || r.contains("invalid posting")),
+        "{reasons:?}"
+    );
+
+    // Give the duplicates time to be consumed, then nothing moved.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let w = settled("after duplicates", |_, _| true).await;
+    assert_eq!(wallet(&w, &acct, "seller_D", "EUR"), 5000 - 125);
+}
