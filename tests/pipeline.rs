@@ -23,7 +23,12 @@ static STACK: OnceLock<Stack> = OnceLock::new();
 fn stack() -> &'static Stack {
     STACK.get_or_init(|| {
         let twin = Path::new(env!("CARGO_BIN_EXE_twin"));
-        common::start(twin, twin.parent().unwrap(), "pipeline", &[])
+        common::start(
+            twin,
+            twin.parent().unwrap(),
+            "pipeline",
+            &[("ConsumerVisibilityTimeout", "3")],
+        )
     })
 }
 
@@ -322,4 +327,136 @@ async fn redelivered_events_change_nothing_and_poison_goes_to_the_dlq_with_its_r
     tokio::time::sleep(Duration::from_secs(3)).await;
     let w = settled("after duplicates", |_, _| true).await;
     assert_eq!(wallet(&w, &acct, "seller_D", "EUR"), 5000 - 125);
+}
+
+/// Kills every running instance of a function's bootstrap; true if one was running.
+fn kill_all(binary: &str) -> bool {
+    let path = Path::new(env!("CARGO_BIN_EXE_twin"))
+        .parent()
+        .unwrap()
+        .join(binary);
+    std::process::Command::new("pkill")
+        .args(["-9", "-f", &path.display().to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn consumers_killed_mid_batch_lose_and_double_nothing() {
+    let acct = stack().new_account(None).await;
+    let n = 20usize;
+    let payments = futures::future::join_all((0..n).map(|i| {
+        let acct = &acct;
+        async move {
+            paid_checkout(
+                acct,
+                json!({"buyer_id": "b", "seller_id": "seller_K", "amount": format!("{}.07", 10 + i), "currency": "USD", "order_id": format!("k{i}")}),
+            )
+            .await
+        }
+    }));
+    // Kill the consumers again and again while the batches are in flight.
+    let killer = async {
+        let mut killed = 0;
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            killed += usize::from(kill_all("wallet_consumer")) + usize::from(kill_all("ledger_consumer"));
+        }
+        killed
+    };
+    let (_, killed) = tokio::join!(payments, killer);
+    assert!(killed > 0, "no consumer was running to kill");
+    // Each payment: amount A = (10+i).07, fee = A * 2.5 % half-even; the wallet is the sum of nets.
+    let usd = shared::domain::Currency::parse("USD").unwrap();
+    let rate: rust_decimal::Decimal = "0.025".parse().unwrap();
+    let expected: i64 = (0..n)
+        .map(|i| {
+            let a = shared::domain::Money::from_minor((10 + i as i64) * 100 + 7, usd);
+            a.checked_sub(a.percentage_half_even(rate).unwrap())
+                .unwrap()
+                .minor()
+        })
+        .sum();
+    let w = settled("after kills", |r, w| {
+        r.ok && wallet(w, &acct, "seller_K", "USD") == expected
+    })
+    .await;
+    assert_eq!(wallet(&w, &acct, "seller_K", "USD"), expected);
+}
+
+#[tokio::test]
+async fn operators_see_dlq_reasons_and_can_redrive() {
+    let s = stack();
+    let sqs = s.sqs().await;
+    let wallet_q = sqs
+        .get_queue_url()
+        .queue_name("WalletQueue")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let marker = format!("poison-{}", &new_key()[..8]);
+    sqs.send_message()
+        .queue_url(&wallet_q)
+        .message_body(&marker)
+        .send()
+        .await
+        .unwrap();
+    let ops = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ops"))
+            .args(args)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &s.dynamodb)
+            .env("AWS_ENDPOINT_URL_SQS", &s.moto)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let wait_in_dlq = |what: &'static str| {
+        let ops = &ops;
+        async move {
+            let started = Instant::now();
+            loop {
+                let (_, out) = ops(&["dlq"]);
+                if out.contains("not an outbox event") {
+                    return out;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "{what}: not in the DLQ:\n{out}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let listing = wait_in_dlq("first failure").await;
+    assert!(listing.contains("WalletDLQ: 1 message"), "{listing}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, moved) = ops(&["redrive", "WalletDLQ"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        moved.contains("moved 1 message(s) from WalletDLQ back to WalletQueue"),
+        "{moved}"
+    );
+    // Still poison after the "fix": it comes back to the DLQ with its reason.
+    wait_in_dlq("after redrive").await;
+    // `ops check` agrees once every pipeline in flight (other tests') has drained.
+    let started = Instant::now();
+    loop {
+        let (code, report) = ops(&["check"]);
+        assert!(report.contains("\"violations\""), "{report}");
+        if code == Some(0) {
+            assert!(report.contains("\"ok\": true"), "{report}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{report}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

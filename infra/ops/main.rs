@@ -89,12 +89,28 @@ async fn run(args: &[String]) -> Result<bool, String> {
                 .ok_or_else(|| format!("unknown DLQ {dlq}; one of {DLQS:?}"))?;
             let sqs = aws_sdk_sqs::Client::new(&config);
             let (from, to) = (queue_url(&sqs, dlq).await?, queue_url(&sqs, source).await?);
+            // Move what is there now, not what lands there meanwhile: a message that still
+            // fails comes straight back, and must not be redriven in a loop.
+            let waiting: usize = sqs
+                .get_queue_attributes()
+                .queue_url(&from)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                .send()
+                .await
+                .map_err(|e| format!("attributes of {dlq}: {e}"))?
+                .attributes
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                        .cloned()
+                })
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             let mut moved = 0usize;
-            loop {
+            while moved < waiting {
                 let got = sqs
                     .receive_message()
                     .queue_url(&from)
-                    .max_number_of_messages(10)
+                    .max_number_of_messages(i32::try_from((waiting - moved).min(10)).unwrap_or(10))
                     .wait_time_seconds(1)
                     .message_attribute_names("All")
                     .send()

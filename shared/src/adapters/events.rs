@@ -297,3 +297,49 @@ pub fn attributes_of(msg: &aws_sdk_sqs::types::Message) -> HashMap<String, Strin
         })
         .unwrap_or_default()
 }
+
+// --- Invariants ----------------------------------------------------------------------------
+
+pub struct InvariantsEnv {
+    pub ledger: LedgerStore,
+    pub payments_table: String,
+}
+
+impl FromEnv for InvariantsEnv {
+    async fn load() -> Result<Self, String> {
+        Ok(InvariantsEnv {
+            ledger: LedgerStore {
+                client: aws_sdk_dynamodb::Client::new(&sdk_config().await),
+                ledger_table: var("LEDGER_TABLE")?,
+                wallets_table: var("WALLETS_TABLE")?,
+            },
+            payments_table: var("PAYMENTS_TABLE")?,
+        })
+    }
+}
+
+/// Reads everything and reports the invariants as JSON; a broken invariant is logged at error
+/// level (alarm on it) and fails the invocation.
+pub async fn handle_check_invariants(
+    env: &InvariantsEnv,
+    _event: LambdaEvent<serde_json::Value>,
+) -> Result<crate::domain::invariants::Report, lambda_runtime::Error> {
+    let snap = crate::adapters::dynamo::ledger::snapshot(&env.ledger, &env.payments_table).await?;
+    let report = crate::domain::invariants::check(&snap);
+    if report.ok {
+        tracing::info!(
+            transactions = report.ledger_transactions,
+            wallets = report.wallets,
+            "invariants hold"
+        );
+        Ok(report)
+    } else {
+        tracing::error!(violations = ?report.violations, "INVARIANT BROKEN");
+        Err(format!(
+            "{} invariant violation(s): {:?}",
+            report.violations.len(),
+            report.violations
+        )
+        .into())
+    }
+}
