@@ -163,6 +163,7 @@ async fn pay_with_a_good_card_and_land_on_the_completion_page() {
     assert!(page.contains("Payment received"), "{page}");
     assert_eq!(session_calls(id).await.len(), 1, "one PSP call");
     assert_eq!(sessions_for(id).await.len(), 1, "one session");
+    stack().assert_invariants().await;
 }
 
 #[tokio::test]
@@ -370,6 +371,7 @@ async fn duplicate_and_late_webhooks_apply_once() {
         "{}",
         resp.text
     );
+    stack().assert_invariants().await;
     let garbage = r#"{"hello":"world"}"#;
     let resp = post_webhook(garbage, &sign(garbage.as_bytes(), WEBHOOK_SECRET, now_s())).await;
     assert_eq!(
@@ -436,6 +438,7 @@ async fn a_webhook_that_beats_the_create_call_is_not_lost() {
     assert_eq!(retry.json["checkout_id"], id.as_str());
     wait_status(&acct, &id, "SUCCESS").await;
     assert_eq!(sessions_for(&id).await.len(), 1);
+    stack().assert_invariants().await;
 }
 
 #[path = "common/webdriver.rs"]
@@ -479,4 +482,9 @@ async fn a_buyer_pays_in_a_real_browser() {
     );
     browser.quit().await;
     assert_eq!(checkout(&acct, id).await["status"], "SUCCESS");
+    let report = stack().assert_invariants().await;
+    assert!(
+        report.ledger_transactions >= 3,
+        "three sellers, three ledger transactions"
+    );
 }

@@ -245,3 +245,25 @@ pub fn single(amount: serde_json::Value, currency: &str) -> serde_json::Value {
         "currency": currency, "order_id": format!("order_{}", &new_key()[..8]),
     })
 }
+
+impl Stack {
+    /// Waits until the pipeline has drained and every invariant holds (fails after 30 s).
+    pub async fn assert_invariants(&self) -> shared::domain::invariants::Report {
+        let started = Instant::now();
+        loop {
+            let snap = shared::adapters::dynamo::ledger::snapshot(&self.ledger().await, "PaymentsTable")
+                .await
+                .expect("snapshot");
+            let report = shared::domain::invariants::check(&snap);
+            if report.ok {
+                return report;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "invariants broken: {:#?}",
+                report.violations
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
