@@ -76,3 +76,46 @@ pub fn unavailable<E: std::error::Error>(op: &str, e: E) -> StoreError {
     }
     StoreError::Unavailable(msg)
 }
+
+/// A transaction item that creates `item` only if its key is new.
+pub fn put_if_absent(
+    table: &str,
+    item: Item,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, StoreError> {
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .put(put)
+        .build())
+}
+
+/// Runs a transaction whose first item is an idempotency marker: `Ok(true)` if written,
+/// `Ok(false)` if the marker was already there (nothing written).
+pub async fn transact_once(
+    client: &aws_sdk_dynamodb::Client,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    op: &str,
+) -> Result<bool, StoreError> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) => match e.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c))
+                if c.cancellation_reasons().first().and_then(|r| r.code())
+                    == Some("ConditionalCheckFailed") =>
+            {
+                Ok(false)
+            }
+            _ => Err(unavailable(op, e)),
+        },
+    }
+}

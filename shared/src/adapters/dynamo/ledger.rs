@@ -9,11 +9,10 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use super::codec::{get_n, get_s, n, s, unavailable, Item};
+use super::codec::{get_n, get_s, n, put_if_absent, s, transact_once, unavailable, Item};
 use crate::domain::ids::SellerId;
 use crate::domain::ledger::{Direction, Entry, LedgerAccount, LedgerTransaction};
 use crate::domain::{Currency, Money};
@@ -71,24 +70,6 @@ pub fn transaction_from(item: &Item) -> Result<LedgerTransaction, StoreError> {
     .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk)")
-        .build()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
-}
-
-fn first_reason_is_ccf(e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
-    matches!(
-        e.as_service_error(),
-        Some(TransactWriteItemsError::TransactionCanceledException(c))
-            if c.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-    )
-}
-
 impl LedgerStore {
     /// Appends one transaction with all its entries, atomically, if its id is new.
     pub async fn append(&self, tx: &LedgerTransaction) -> Result<Written, StoreError> {
@@ -111,7 +92,7 @@ impl LedgerStore {
         if let Some(po) = &tx.payment_order_id {
             header.insert("payment_order_id".into(), s(po));
         }
-        let mut items = vec![put_new(&self.ledger_table, header)?];
+        let mut items = vec![put_if_absent(&self.ledger_table, header)?];
         for (i, e) in tx.entries.iter().enumerate() {
             let mut line = match entry_map(e) {
                 AttributeValue::M(m) => m,
@@ -124,19 +105,15 @@ impl LedgerStore {
                 ("transaction_id".into(), s(&tx.id)),
                 ("created_at".into(), s(&tx.created_at)),
             ]);
-            items.push(put_new(&self.ledger_table, line)?);
+            items.push(put_if_absent(&self.ledger_table, line)?);
         }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Written::Written),
-            Err(e) if first_reason_is_ccf(&e) => Ok(Written::AlreadyApplied),
-            Err(e) => Err(unavailable("TransactWriteItems ledger", e)),
-        }
+        Ok(
+            if transact_once(&self.client, items, "TransactWriteItems ledger").await? {
+                Written::Written
+            } else {
+                Written::AlreadyApplied
+            },
+        )
     }
 
     /// Adds each seller's net to their wallet, once per event (the marker is in the same
@@ -154,7 +131,7 @@ impl LedgerStore {
             ("entity".into(), s("applied_event")),
             ("applied_at".into(), s(now)),
         ]);
-        let mut items = vec![put_new(&self.wallets_table, marker)?];
+        let mut items = vec![put_if_absent(&self.wallets_table, marker)?];
         for (seller, amount) in credits {
             let update = Update::builder()
                 .table_name(&self.wallets_table)
@@ -172,17 +149,13 @@ impl LedgerStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Written::Written),
-            Err(e) if first_reason_is_ccf(&e) => Ok(Written::AlreadyApplied),
-            Err(e) => Err(unavailable("TransactWriteItems wallet", e)),
-        }
+        Ok(
+            if transact_once(&self.client, items, "TransactWriteItems wallet").await? {
+                Written::Written
+            } else {
+                Written::AlreadyApplied
+            },
+        )
     }
 
     /// Every item of a table (for the invariant checker), page by page.

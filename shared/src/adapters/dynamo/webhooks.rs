@@ -2,9 +2,8 @@
 //! anomalies, all in the payments table so a transition and its outbox record commit together.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
-use super::codec::{n, parse, s, time, unavailable, Item};
+use super::codec::{n, parse, put_if_absent, s, time, transact_once, unavailable, Item};
 use super::DynamoStore;
 use crate::domain::ids::CheckoutId;
 use crate::domain::outbox::{Anomaly, OutboxEvent};
@@ -36,16 +35,6 @@ pub fn outbox_item(event: &OutboxEvent) -> Item {
         ("payload".into(), s(event.to_json())),
         ("created_at".into(), s(&event.occurred_at)),
     ])
-}
-
-fn new_item(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk)")
-        .build()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 impl Webhooks for DynamoStore {
@@ -88,12 +77,12 @@ impl Webhooks for DynamoStore {
         from: PaymentStatus,
         outbox: &OutboxEvent,
     ) -> Result<Applied, StoreError> {
-        let mut items = vec![new_item(
+        let mut items = vec![put_if_absent(
             &self.tables.payments,
             marker_item(psp_event_id, "applied"),
         )?];
         items.extend(self.transition_items(checkout, orders, from)?);
-        items.push(new_item(&self.tables.payments, outbox_item(outbox))?);
+        items.push(put_if_absent(&self.tables.payments, outbox_item(outbox))?);
         let err = match self
             .client
             .transact_write_items()
@@ -159,26 +148,9 @@ impl Webhooks for DynamoStore {
             item.insert("checkout_id".into(), s(c));
         }
         let items = vec![
-            new_item(&self.tables.payments, marker_item(&a.psp_event_id, a.kind))?,
-            new_item(&self.tables.payments, item)?,
+            put_if_absent(&self.tables.payments, marker_item(&a.psp_event_id, a.kind))?,
+            put_if_absent(&self.tables.payments, item)?,
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c))
-                    if c.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(false)
-                }
-                _ => Err(unavailable("TransactWriteItems anomaly", e)),
-            },
-        }
+        transact_once(&self.client, items, "TransactWriteItems anomaly").await
     }
 }
