@@ -347,6 +347,8 @@ async fn main() {
         }),
     );
 
+    pipeline(&stack, &acct, &store, &mut results).await;
+
     let binary = release.join("create_payment");
     let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
     let mut starts = Vec::new();
@@ -364,4 +366,187 @@ async fn main() {
     let path = root.join("bench/results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap() + "\n").unwrap();
     println!("wrote {}", path.display());
+}
+
+/// The outbox pipeline: N payments (multi-seller mix) from a verified webhook to wallet and
+/// ledger, next to the raw DynamoDB writes those payments need (the webhook transaction, one
+/// ledger transaction per order, the wallet transaction), issued directly in the same run.
+async fn pipeline(
+    stack: &common::Stack,
+    acct: &common::Account,
+    store: &shared::adapters::dynamo::DynamoStore,
+    results: &mut serde_json::Map<String, Value>,
+) {
+    use shared::adapters::dynamo::ledger::LedgerStore;
+    use shared::domain::ledger::{postings, wallet_credits};
+    let n: usize = std::env::var("BENCH_N_PIPELINE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let rate: rust_decimal::Decimal = "0.025".parse().unwrap();
+    let ledger = LedgerStore {
+        client: store.client.clone(),
+        ledger_table: "LedgerTable".into(),
+        wallets_table: "WalletsTable".into(),
+    };
+    let floor_account = AccountId::parse("acct_bench_pipeline_floor").unwrap();
+
+    // Floor: setup (untimed) writes N checkouts directly; then the timed writes per payment.
+    let mut staged = Vec::with_capacity(n);
+    for i in 0..n {
+        let request = CheckoutRequest::parse_json(body(i).as_bytes()).unwrap();
+        let now = chrono::Utc::now();
+        let (checkout, orders) = Checkout::open(&request, &floor_account, now);
+        let ms = now.timestamp_millis();
+        let record = IdempotencyRecord::new_in_progress(
+            format!("pfloor#{i}#{}", common::new_key()),
+            request.fingerprint(),
+            checkout.id.clone(),
+            ms,
+            ms,
+        );
+        staged.push((record, checkout, orders));
+    }
+    futures::stream::iter(staged.iter())
+        .for_each_concurrent(16, |(r, c, o)| async move {
+            store.begin_checkout(r, c, o).await.unwrap();
+        })
+        .await;
+    let staged = std::sync::Mutex::new(staged);
+    let started = Instant::now();
+    let floor = measure(n, 16, |i| {
+        let (staged, ledger, store) = (&staged, &ledger, store);
+        async move {
+            let (_, mut checkout, mut orders) = staged.lock().unwrap().pop().unwrap();
+            let now = chrono::Utc::now();
+            checkout.psp_token = Some(format!("cs_floor_{i}"));
+            let from = checkout.apply(&mut orders, PaymentEvent::Submitted, now).unwrap();
+            assert_eq!(from, shared::domain::PaymentStatus::Created);
+            checkout
+                .apply(&mut orders, PaymentEvent::PspSucceeded, now)
+                .unwrap();
+            let event_id = format!("evt_pfloor_{i}_{}", common::new_key());
+            let outbox = OutboxEvent::settled(&checkout, &orders, &event_id, now).unwrap();
+            store
+                .apply_event(&event_id, &checkout, &orders, from, &outbox)
+                .await
+                .unwrap();
+            for tx in postings(&outbox, rate).unwrap() {
+                ledger.append(&tx).await.unwrap();
+            }
+            let credits = wallet_credits(&outbox, rate).unwrap();
+            ledger
+                .credit_wallets(
+                    &outbox.event_id,
+                    &outbox.account_id,
+                    &credits,
+                    &outbox.occurred_at,
+                )
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let floor_rps = n as f64 / started.elapsed().as_secs_f64();
+
+    // Pipeline: N checkouts through the API (untimed), then N signed webhooks; timed until every
+    // wallet marker and ledger transaction is there.
+    let created: Vec<Value> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            acct.post("/v1/payments", Some(&common::new_key()), &body(i))
+                .await
+                .json
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let expected_ledger: usize = created
+        .iter()
+        .map(|c| c["payment_orders"].as_array().map_or(0, Vec::len))
+        .sum();
+    let sent_at =
+        std::sync::Mutex::new(std::collections::HashMap::<String, chrono::DateTime<chrono::Utc>>::new());
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    futures::stream::iter(created.iter().enumerate())
+        .for_each_concurrent(16, |(i, c)| {
+            let (http, sent_at, api) = (&http, &sent_at, &stack.api);
+            async move {
+                let evt = format!("evt_pipe_{i}_{}", &common::new_key()[..8]);
+                let event = json!({"id": evt, "object": "event", "type": "checkout.session.completed", "created": chrono::Utc::now().timestamp(),
+                    "data": {"object": {"id": c["psp_token"], "object": "checkout.session", "client_reference_id": c["checkout_id"],
+                    "amount_total": minor_of(&c["total_amount"]), "currency": "usd", "payment_status": "paid"}}})
+                .to_string();
+                let signature = sign(event.as_bytes(), WEBHOOK_SECRET, chrono::Utc::now().timestamp());
+                let r = http.post(format!("{api}/webhooks/psp")).header("stripe-signature", signature)
+                    .header("content-type", "application/json").body(event).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                sent_at.lock().unwrap().insert(format!("obx_{evt}"), chrono::Utc::now());
+            }
+        })
+        .await;
+    // Wait for the consumers to drain: every event's wallet marker and every ledger transaction.
+    let (mut markers, mut ledger_txs);
+    loop {
+        let wallets = ledger.scan_all("WalletsTable").await.unwrap();
+        markers = wallets
+            .iter()
+            .filter_map(|i| {
+                let pk = i.get("pk")?.as_s().ok()?;
+                let at = i.get("applied_at")?.as_s().ok()?;
+                Some((pk.strip_prefix("APPLIED#")?.to_owned(), at.to_owned()))
+            })
+            .filter(|(e, _)| e.starts_with("obx_evt_pipe_"))
+            .collect::<Vec<_>>();
+        ledger_txs = ledger
+            .scan_all("LedgerTable")
+            .await
+            .unwrap()
+            .iter()
+            .filter(|i| {
+                i.get("event_id")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|e| e.starts_with("obx_evt_pipe_"))
+            })
+            .count();
+        if markers.len() >= n && ledger_txs >= expected_ledger {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "pipeline did not drain: {} / {n}",
+            markers.len()
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let elapsed = started.elapsed();
+    let sent_at = sent_at.into_inner().unwrap();
+    let mut lags: Vec<f64> = markers
+        .iter()
+        .filter_map(|(e, at)| {
+            let applied = chrono::DateTime::parse_from_rfc3339(at)
+                .ok()?
+                .with_timezone(&chrono::Utc);
+            Some((applied - *sent_at.get(e)?).num_milliseconds().max(0) as f64)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let p = |q: f64| lags[((lags.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    let rps = n as f64 / elapsed.as_secs_f64();
+    let report = shared::domain::invariants::check(
+        &shared::adapters::dynamo::ledger::snapshot(&ledger, "PaymentsTable")
+            .await
+            .unwrap(),
+    );
+    println!(
+        "{:<20} n={n:<5} {:>7.1} payments/s (floor {:>7.1}, {:.0}%)  lag webhook->wallet p50 {:>7.0} ms p99 {:>7.0} ms  floor p50 {:.2} ms  invariants {}",
+        "pipeline", rps, floor_rps, 100.0 * rps / floor_rps, p(0.5), p(0.99), floor.p50_ms, if report.ok { "hold" } else { "BROKEN" }
+    );
+    assert!(report.ok, "{:?}", report.violations);
+    results.insert(
+        "pipeline".into(),
+        json!({"n": n, "concurrency": 16, "rps": round(rps), "floor_rps": round(floor_rps), "rps_ratio": round(rps / floor_rps),
+               "lag_p50_ms": round(p(0.5)), "lag_p99_ms": round(p(0.99)), "floor_p50_ms": round(floor.p50_ms), "floor_p99_ms": round(floor.p99_ms),
+               "invariants_hold": report.ok}),
+    );
 }
