@@ -80,6 +80,32 @@ fn body(i: usize) -> String {
     }
 }
 
+/// Prints one scenario next to its floor and adds it to the results.
+fn record(
+    results: &mut serde_json::Map<String, Value>,
+    name: &str,
+    n: usize,
+    concurrency: usize,
+    api: &Stats,
+    floor: &Stats,
+) {
+    println!(
+        "{name:<20} n={n:<5} p50 {:>7.2} ms (floor {:>6.2}, x{:.2})  p99 {:>7.2} ms (floor {:>6.2}, x{:.2})  {:>7.1} req/s (floor {:>7.1}, {:.0}%)",
+        api.p50_ms, floor.p50_ms, api.p50_ms / floor.p50_ms, api.p99_ms, floor.p99_ms, api.p99_ms / floor.p99_ms,
+        api.rps, floor.rps, 100.0 * api.rps / floor.rps
+    );
+    results.insert(
+        name.to_owned(),
+        json!({
+            "n": n, "concurrency": concurrency,
+            "p50_ms": round(api.p50_ms), "p99_ms": round(api.p99_ms), "rps": round(api.rps),
+            "floor_p50_ms": round(floor.p50_ms), "floor_p99_ms": round(floor.p99_ms), "floor_rps": round(floor.rps),
+            "p50_ratio": round(api.p50_ms / floor.p50_ms), "p99_ratio": round(api.p99_ms / floor.p99_ms),
+            "rps_ratio": round(api.rps / floor.rps),
+        }),
+    );
+}
+
 /// A USD decimal string from our API as minor units.
 fn minor_of(amount: &Value) -> i64 {
     let usd = shared::domain::Currency::parse("USD").unwrap();
@@ -246,21 +272,13 @@ async fn main() {
             }
         })
         .await;
-        let name = format!("create_payment_c{concurrency}");
-        println!(
-            "{name:<20} n={n:<5} p50 {:>7.2} ms (floor {:>6.2}, x{:.2})  p99 {:>7.2} ms (floor {:>6.2}, x{:.2})  {:>7.1} req/s (floor {:>7.1}, {:.0}%)",
-            api.p50_ms, floor.p50_ms, api.p50_ms / floor.p50_ms, api.p99_ms, floor.p99_ms, api.p99_ms / floor.p99_ms,
-            api.rps, floor.rps, 100.0 * api.rps / floor.rps
-        );
-        results.insert(
-            name,
-            json!({
-                "n": n, "concurrency": concurrency,
-                "p50_ms": round(api.p50_ms), "p99_ms": round(api.p99_ms), "rps": round(api.rps),
-                "floor_p50_ms": round(floor.p50_ms), "floor_p99_ms": round(floor.p99_ms), "floor_rps": round(floor.rps),
-                "p50_ratio": round(api.p50_ms / floor.p50_ms), "p99_ratio": round(api.p99_ms / floor.p99_ms),
-                "rps_ratio": round(api.rps / floor.rps),
-            }),
+        record(
+            &mut results,
+            &format!("create_payment_c{concurrency}"),
+            n,
+            concurrency,
+            &api,
+            &floor,
         );
     }
 
@@ -331,21 +349,7 @@ async fn main() {
         }
     })
     .await;
-    println!(
-        "{:<20} n={n_wh:<5} p50 {:>7.2} ms (floor {:>6.2}, x{:.2})  p99 {:>7.2} ms (floor {:>6.2}, x{:.2})  {:>7.1} req/s (floor {:>7.1}, {:.0}%)",
-        "psp_webhook_c16", api.p50_ms, floor.p50_ms, api.p50_ms / floor.p50_ms, api.p99_ms, floor.p99_ms, api.p99_ms / floor.p99_ms,
-        api.rps, floor.rps, 100.0 * api.rps / floor.rps
-    );
-    results.insert(
-        "psp_webhook_c16".into(),
-        json!({
-            "n": n_wh, "concurrency": 16,
-            "p50_ms": round(api.p50_ms), "p99_ms": round(api.p99_ms), "rps": round(api.rps),
-            "floor_p50_ms": round(floor.p50_ms), "floor_p99_ms": round(floor.p99_ms), "floor_rps": round(floor.rps),
-            "p50_ratio": round(api.p50_ms / floor.p50_ms), "p99_ratio": round(api.p99_ms / floor.p99_ms),
-            "rps_ratio": round(api.rps / floor.rps),
-        }),
-    );
+    record(&mut results, "psp_webhook_c16", n_wh, 16, &api, &floor);
 
     pipeline(&stack, &acct, &store, &mut results).await;
 
