@@ -467,7 +467,11 @@ async fn a_buyer_pays_in_a_real_browser() {
     browser
         .type_into("input[name=card_number]", "4000000000000002\u{E007}")
         .await;
-    browser.wait_for_text("declined", Duration::from_secs(10)).await;
+    // The page always lists the test cards ("… is declined"), so wait for the decline message
+    // itself: the form post has then landed and the new page is the one to type into.
+    browser
+        .wait_for_text("Your card was declined.", Duration::from_secs(10))
+        .await;
     browser
         .type_into("input[name=card_number]", "4242424242424242\u{E007}")
         .await;

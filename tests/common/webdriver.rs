@@ -74,14 +74,19 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let v = self.try_call(method, path, body).await;
+        assert!(v["value"].get("error").is_none(), "WebDriver {path}: {v}");
+        v["value"].clone()
+    }
+
+    /// The raw WebDriver answer, errors included.
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut req = self.http.request(method, url);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let v: Value = req.send().await.unwrap().json().await.unwrap();
-        assert!(v["value"].get("error").is_none(), "WebDriver {path}: {v}");
-        v["value"].clone()
+        req.send().await.unwrap().json().await.unwrap()
     }
 
     pub async fn goto(&self, url: &str) {
@@ -105,25 +110,38 @@ impl Browser {
             .to_owned()
     }
 
-    /// Types into the element matching `css` (`\u{E007}` is the Enter key).
+    /// Types into the element matching `css` (`\u{E007}` is the Enter key). If the page is
+    /// replaced between finding the element and typing (a navigation still landing), the
+    /// element goes stale and is found again on the new page.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let el = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        let id = el[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {el}"))
-            .to_owned();
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{id}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
+        let started = Instant::now();
+        loop {
+            let el = self
+                .call(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            let id = el[ELEMENT]
+                .as_str()
+                .unwrap_or_else(|| panic!("no element {css}: {el}"))
+                .to_owned();
+            let v = self
+                .try_call(
+                    reqwest::Method::POST,
+                    &format!("/element/{id}/value"),
+                    Some(json!({ "text": text })),
+                )
+                .await;
+            match v["value"].get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") if started.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Some(_) => panic!("WebDriver typing into {css}: {v}"),
+            }
+        }
     }
 
     /// Waits until the page's text contains `needle` (the page may refresh itself meanwhile).
