@@ -10,13 +10,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{new_key, Account, Stack};
+use common::{new_key, wallet, Account, Stack};
 use serde_json::{json, Value};
-use shared::adapters::dynamo::ledger::snapshot;
-use shared::domain::invariants::{check, Report};
-use shared::domain::psp::sign;
-
-const WEBHOOK_SECRET: &str = "whsec_sandbox_localdev_7c1e9a";
+use shared::domain::invariants::Report;
 
 static STACK: OnceLock<Stack> = OnceLock::new();
 
@@ -34,44 +30,7 @@ fn stack() -> &'static Stack {
 
 /// Creates a checkout and settles it with a signed `checkout.session.completed`.
 async fn paid_checkout(acct: &Account, body: Value) -> Value {
-    let r = acct.create(&body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let c = r.json;
-    let amount_total: i64 = c["payment_orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| stripe_minor(o["amount"].as_str().unwrap(), o["currency"].as_str().unwrap()))
-        .sum();
-    let event = json!({"id": format!("evt_{}", &new_key()[..12]), "object": "event", "type": "checkout.session.completed",
-        "created": chrono::Utc::now().timestamp(), "data": {"object": {"id": c["psp_token"], "object": "checkout.session",
-        "client_reference_id": c["checkout_id"], "amount_total": amount_total, "currency": c["currency"].as_str().unwrap().to_lowercase(),
-        "payment_status": "paid"}}})
-    .to_string();
-    let resp = common::send(
-        reqwest::Client::new()
-            .post(format!("{}/webhooks/psp", stack().api))
-            .header(
-                "stripe-signature",
-                sign(event.as_bytes(), WEBHOOK_SECRET, chrono::Utc::now().timestamp()),
-            )
-            .header("content-type", "application/json")
-            .body(event),
-    )
-    .await;
-    assert_eq!(
-        (resp.status, resp.json["outcome"].as_str()),
-        (200, Some("applied")),
-        "{}",
-        resp.text
-    );
-    c
-}
-
-fn stripe_minor(amount: &str, currency: &str) -> i64 {
-    let c = shared::domain::Currency::parse(currency).unwrap();
-    let m = shared::domain::Money::parse(amount, c).unwrap();
-    shared::adapters::stripe::to_stripe_amount(m).unwrap()
+    stack().paid_checkout(acct, body).await
 }
 
 /// Waits until the invariants hold and `ready` says the pipeline has caught up.
@@ -79,37 +38,7 @@ async fn settled(
     what: &str,
     ready: impl Fn(&Report, &BTreeMap<(String, String), i64>) -> bool,
 ) -> BTreeMap<(String, String), i64> {
-    let started = Instant::now();
-    loop {
-        let ledger = stack().ledger().await;
-        let snap = snapshot(&ledger, "PaymentsTable").await.unwrap();
-        let report = check(&snap);
-        let wallets: BTreeMap<(String, String), i64> = snap
-            .wallets
-            .iter()
-            .map(|w| {
-                (
-                    (format!("{}/{}", w.account_id, w.seller_id), w.currency.clone()),
-                    w.balance_minor,
-                )
-            })
-            .collect();
-        if report.ok && ready(&report, &wallets) {
-            return wallets;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what}: pipeline did not settle: {}",
-            serde_json::to_string_pretty(&report).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn wallet(w: &BTreeMap<(String, String), i64>, acct: &Account, seller: &str, currency: &str) -> i64 {
-    w.get(&(format!("{}/{seller}", acct.account_id), currency.to_owned()))
-        .copied()
-        .unwrap_or(0)
+    stack().settled(what, ready).await
 }
 
 #[tokio::test]
@@ -459,4 +388,32 @@ async fn operators_see_dlq_reasons_and_can_redrive() {
         assert!(started.elapsed() < Duration::from_secs(30), "{report}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+#[tokio::test]
+async fn the_twin_refuses_an_outage_drill_that_would_lose_an_in_memory_database() {
+    let r = common::send(reqwest::Client::new().post(format!("{}/__twin/dynamodb/stop", stack().api))).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(
+        r.json["message"].as_str().unwrap().contains("--data-dir"),
+        "{}",
+        r.text
+    );
+    let r = common::send(reqwest::Client::new().post(format!(
+        "{}/__twin/event-sources/CreatePaymentFunction/disable",
+        stack().api
+    )))
+    .await;
+    assert_eq!(r.status, 404, "an HTTP function has no event source: {}", r.text);
+    let r = common::send(reqwest::Client::new().post(format!(
+        "{}/__twin/event-sources/WalletConsumerFunction/rewind",
+        stack().api
+    )))
+    .await;
+    assert_eq!(r.status, 409, "a queue cannot be rewound: {}", r.text);
+    // Still up: the API answers.
+    assert_eq!(
+        stack().new_account(None).await.get("/v1/wallets/x").await.status,
+        404
+    );
 }

@@ -4,6 +4,7 @@
 //! This module holds what both kinds share: reading the function's batch response
 //! (`batchItemFailures`), the invocation outcome, shutdown, and starting/stopping the pollers.
 
+use crate::control::Controls;
 use crate::queues::Queues;
 use crate::runtime::{InvokeError, Pool};
 use crate::template::{queue_name_from_arn, table_name_from_arn, EventSourceSpec, FunctionSpec, SourceKind};
@@ -256,6 +257,7 @@ impl EventSources {
         ddb_streams: aws_sdk_dynamodbstreams::Client,
         echo: bool,
         checkpoint_file: Option<PathBuf>,
+        controls: &Controls,
     ) -> Result<Self, String> {
         let (stop, shutdown) = watch::channel(false);
         let ctx = Arc::new(Context {
@@ -268,12 +270,13 @@ impl EventSources {
         let mut tasks = JoinSet::new();
         let mut seen = HashSet::new();
         for spec in functions.iter().flat_map(|f| &f.event_sources) {
-            if !spec.enabled {
-                continue;
-            }
             if !seen.insert((spec.function.clone(), spec.name.clone())) {
                 continue;
             }
+            // A mapping disabled in the template runs too, waiting until it is enabled.
+            let control = controls
+                .get(&spec.function, &spec.name)
+                .ok_or_else(|| format!("{}/{}: no control", spec.function, spec.name))?;
             match &spec.kind {
                 SourceKind::DynamoDb { .. } => {
                     let mapping = streams::StreamMapping::new(
@@ -281,11 +284,16 @@ impl EventSources {
                         Arc::clone(&ctx),
                         ddb_streams.clone(),
                         Arc::clone(&checkpoints),
+                        control,
                     )?;
                     tasks.spawn(streams::run(Arc::new(mapping)));
                 }
                 SourceKind::Sqs { max_concurrency, .. } => {
-                    let mapping = Arc::new(sqs_source::SqsMapping::new(spec.clone(), Arc::clone(&ctx))?);
+                    let mapping = Arc::new(sqs_source::SqsMapping::new(
+                        spec.clone(),
+                        Arc::clone(&ctx),
+                        control,
+                    )?);
                     for _ in 0..*max_concurrency {
                         tasks.spawn(sqs_source::run_poller(Arc::clone(&mapping)));
                     }

@@ -349,7 +349,11 @@ pub fn build_event(m: &Match<'_>, r: &RequestParts<'_>) -> Vec<u8> {
 }
 
 fn json_message(status: StatusCode, msg: &str) -> Response<Body> {
-    let body = serde_json::to_vec(&serde_json::json!({ "message": msg })).unwrap_or_default();
+    json_response(status, &serde_json::json!({ "message": msg }))
+}
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()
@@ -457,20 +461,46 @@ pub struct Api {
     pub pool: Arc<Pool>,
     pub local_port: u16,
     pub queues: Arc<Queues>,
+    pub controls: Arc<crate::control::Controls>,
+    pub dynamodb: Arc<crate::services::DynamoDb>,
 }
 
-/// The twin's own endpoints (not the template's): `GET /__twin/queues`.
+/// The twin's own endpoints (not the template's):
+/// - `GET /__twin/queues`: messages visible, in flight and delayed per queue;
+/// - `GET /__twin/event-sources`; `POST /__twin/event-sources/{Function}/enable|disable|rewind`
+///   (AWS's `UpdateEventSourceMapping --enabled/--no-enabled`, and a stream mapping
+///   re-created at `TRIM_HORIZON`);
+/// - `POST /__twin/dynamodb/stop|start`: an outage drill (needs `--data-dir`).
 pub const TWIN_PREFIX: &str = "/__twin/";
 
 impl Api {
     async fn twin_endpoint(&self, method: &str, path: &str) -> Response<Body> {
         match (method, path) {
-            ("GET", "/__twin/queues") => {
-                let body = self.queues.stats().await.to_string();
-                let mut r = Response::new(Full::new(Bytes::from(body)));
-                r.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                r
+            ("GET", "/__twin/queues") => json_response(StatusCode::OK, &self.queues.stats().await),
+            ("GET", "/__twin/event-sources") => json_response(StatusCode::OK, &self.controls.describe()),
+            ("POST", "/__twin/dynamodb/stop") => match self.dynamodb.stop().await {
+                Ok(()) => json_response(StatusCode::OK, &serde_json::json!({"dynamodb": "stopped"})),
+                Err(e) => json_message(StatusCode::CONFLICT, &e),
+            },
+            ("POST", "/__twin/dynamodb/start") => match self.dynamodb.restart().await {
+                Ok(took) => json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"dynamodb": "running", "start_ms": took.as_millis() as u64}),
+                ),
+                Err(e) => json_message(StatusCode::SERVICE_UNAVAILABLE, &e),
+            },
+            ("POST", p) if p.starts_with("/__twin/event-sources/") => {
+                let rest = &p["/__twin/event-sources/".len()..];
+                let Some((function, action)) = rest.split_once('/') else {
+                    return json_message(StatusCode::NOT_FOUND, "Not Found");
+                };
+                match self.controls.apply(function, action).await {
+                    Ok(v) => json_response(StatusCode::OK, &v),
+                    Err((code, msg)) => json_message(
+                        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                        &msg,
+                    ),
+                }
             }
             _ => json_message(StatusCode::NOT_FOUND, "Not Found"),
         }

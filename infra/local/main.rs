@@ -5,6 +5,7 @@
 //! the very same Lambda `bootstrap` binaries behind a Lambda Runtime API it hosts itself (one
 //! child process per warm instance).
 
+mod control;
 mod esm;
 mod filter;
 mod http_api;
@@ -303,7 +304,12 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     std::fs::create_dir_all(&cfg.log_dir)
         .map_err(|e| format!("cannot create log dir {}: {e}", cfg.log_dir.display()))?;
 
-    let mut ddb = services::start_dynamodb(&jar, cfg.dynamodb_port, &cfg.data, &cfg.log_dir)?;
+    let ddb = Arc::new(services::DynamoDb::start(
+        &jar,
+        cfg.dynamodb_port,
+        cfg.data.clone(),
+        &cfg.log_dir,
+    )?);
     let mut moto = services::start_moto(&cfg.moto_server, cfg.moto_port, &cfg.log_dir)?;
     let mut psp = services::start_sandbox_psp(
         &cfg.bin_dir.join("sandbox_psp"),
@@ -392,11 +398,14 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
             .map_err(|e| format!("API listener: {e}"))?,
     )
     .map_err(|e| format!("API listener: {e}"))?;
+    let controls = Arc::new(control::Controls::for_functions(&functions));
     let api = Arc::new(http_api::Api {
         router,
         pool: Arc::clone(&pool),
         local_port: cfg.api_port,
         queues: Arc::clone(&queues),
+        controls: Arc::clone(&controls),
+        dynamodb: Arc::clone(&ddb),
     });
     let server = tokio::spawn(http_api::serve(listener, Arc::clone(&api)));
     if cfg.prewarm > 0 {
@@ -409,6 +418,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         aws_sdk_dynamodbstreams::Client::new(&sdk),
         cfg.echo_logs,
         cfg.checkpoint_file.clone(),
+        &controls,
     )?;
 
     print_banner(&cfg, &api, &pool, &functions, &queues, t0);
@@ -422,7 +432,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         let _ = out.flush();
     }
 
-    let outcome = wait_for_shutdown(cfg.exit_on_stdin_eof, &mut ddb, &mut moto).await;
+    let outcome = wait_for_shutdown(cfg.exit_on_stdin_eof, &ddb, &mut moto).await;
     match &outcome {
         Ok(reason) => eprintln!("twin: {reason}; shutting down"),
         Err(e) => eprintln!("twin: error: {e}; shutting down"),
@@ -430,7 +440,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     server.abort();
     event_sources.stop().await;
     pool.shutdown().await;
-    tokio::join!(ddb.stop(), moto.stop(), psp.stop());
+    tokio::join!(ddb.shutdown(), moto.stop(), psp.stop());
     logs.flush();
     eprintln!("twin: stopped");
     outcome.map(|_| ())
@@ -463,7 +473,7 @@ async fn register_webhook(psp: &str, secret_key: &str, url: &str) -> Result<(), 
 
 async fn wait_for_shutdown(
     exit_on_stdin_eof: bool,
-    ddb: &mut Service,
+    ddb: &services::DynamoDb,
     moto: &mut Service,
 ) -> Result<&'static str, String> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -494,16 +504,13 @@ async fn wait_for_shutdown(
             std::future::pending::<()>().await;
         }
     };
-    let ddb_name = ddb.name;
-    let ddb_log = ddb.log_path.display().to_string();
     let moto_name = moto.name;
     let moto_log = moto.log_path.display().to_string();
     tokio::select! {
         _ = sigint.recv() => Ok("SIGINT"),
         _ = sigterm.recv() => Ok("SIGTERM"),
         _ = stdin_eof => Ok("stdin closed"),
-        st = ddb.child.wait() => Err(format!("{ddb_name} exited unexpectedly ({}); see {ddb_log}",
-            st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))),
+        died = ddb.exited() => Err(format!("{died} unexpectedly")),
         st = moto.child.wait() => Err(format!("{moto_name} exited unexpectedly ({}); see {moto_log}",
             st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))),
     }
@@ -567,7 +574,7 @@ fn print_banner(
     let mappings = esm::banner_lines(functions);
     if !mappings.is_empty() {
         b.push_str("│ event sources:\n");
-        for m in mappings {
+        for m in &mappings {
             b.push_str(&format!("│   {m}\n"));
         }
     }
@@ -577,6 +584,16 @@ fn print_banner(
             cfg.api_port
         ));
     }
+    if !mappings.is_empty() {
+        b.push_str(&format!(
+            "│ mapping switches:    POST http://127.0.0.1:{}/__twin/event-sources/<Function>/enable|disable|rewind\n",
+            cfg.api_port
+        ));
+    }
+    b.push_str(&format!(
+        "│ outage drill:        POST http://127.0.0.1:{}/__twin/dynamodb/stop|start (with --data-dir)\n",
+        cfg.api_port
+    ));
     for (id, path) in pool.missing_binaries() {
         b.push_str(&format!(
             "│ warning: {id}: {} does not exist (cargo build --bins); its invocations fail and \

@@ -83,6 +83,7 @@ pub fn find_jar(configured: Option<String>) -> Result<PathBuf, String> {
     ))
 }
 
+#[derive(Debug, Clone)]
 pub enum DynamoData {
     InMemory,
     Dir(PathBuf),
@@ -114,6 +115,89 @@ pub fn start_dynamodb(jar: &Path, port: u16, data: &DynamoData, log_dir: &Path) 
         }
     }
     spawn_service("DynamoDB Local", cmd, port, log, log_path)
+}
+
+/// DynamoDB Local under the twin's care: started at start-up, and stopped and started again
+/// on an operator's request (`POST /__twin/dynamodb/stop|start`, an outage drill). Only a
+/// database on disk (`--data-dir`) survives that; in memory, stopping is refused.
+pub struct DynamoDb {
+    jar: PathBuf,
+    port: u16,
+    data: DynamoData,
+    log_dir: PathBuf,
+    /// None while stopped on request.
+    service: tokio::sync::Mutex<Option<Service>>,
+}
+
+impl DynamoDb {
+    pub fn start(jar: &Path, port: u16, data: DynamoData, log_dir: &Path) -> Result<Self, String> {
+        let service = start_dynamodb(jar, port, &data, log_dir)?;
+        Ok(DynamoDb {
+            jar: jar.to_path_buf(),
+            port,
+            data,
+            log_dir: log_dir.to_path_buf(),
+            service: tokio::sync::Mutex::new(Some(service)),
+        })
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<Duration, String> {
+        match self.service.lock().await.as_mut() {
+            Some(s) => s.wait_ready(timeout).await,
+            None => Err("DynamoDB Local is stopped".into()),
+        }
+    }
+
+    /// Stop the process (the data on disk stays). Refused in memory: the tables would go.
+    pub async fn stop(&self) -> Result<(), String> {
+        if matches!(self.data, DynamoData::InMemory) {
+            return Err(
+                "DynamoDB Local runs in memory (--in-memory): stopping it would lose every \
+                        table; start the twin with --data-dir to drill an outage"
+                    .into(),
+            );
+        }
+        let mut guard = self.service.lock().await;
+        if let Some(mut s) = guard.take() {
+            s.stop().await;
+            eprintln!("twin: DynamoDB Local stopped on request");
+        }
+        Ok(())
+    }
+
+    /// Start it again on the same port and data; returns how long it took to listen.
+    pub async fn restart(&self) -> Result<Duration, String> {
+        let mut guard = self.service.lock().await;
+        if guard.is_some() {
+            return Ok(Duration::ZERO);
+        }
+        let mut s = start_dynamodb(&self.jar, self.port, &self.data, &self.log_dir)?;
+        let took = s.wait_ready(READY_TIMEOUT).await?;
+        *guard = Some(s);
+        eprintln!(
+            "twin: DynamoDB Local started again in {:.1} s",
+            took.as_secs_f64()
+        );
+        Ok(took)
+    }
+
+    /// Resolves when the running process exits without having been asked to.
+    pub async fn exited(&self) -> String {
+        loop {
+            if let Some(s) = self.service.lock().await.as_mut() {
+                if let Ok(Some(status)) = s.child.try_wait() {
+                    return s.died(status);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let Some(mut s) = self.service.lock().await.take() {
+            s.stop().await;
+        }
+    }
 }
 
 pub fn start_moto(moto: &Path, port: u16, log_dir: &Path) -> Result<Service, String> {

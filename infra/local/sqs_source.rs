@@ -7,6 +7,7 @@
 //! error, a timeout or a crash deletes nothing. Messages that match no filter are deleted
 //! without an invocation. `ScalingConfig.MaximumConcurrency` pollers run per mapping.
 
+use crate::control::{MappingControl, Wait};
 use crate::esm::{parse_batch_response, BatchResponse, Context, Invoked, Throttle};
 use crate::filter::Filters;
 use crate::template::{EventSourceSpec, SourceKind, REGION};
@@ -24,6 +25,7 @@ const MAX_PER_CALL: usize = 10;
 
 pub struct SqsMapping {
     spec: EventSourceSpec,
+    control: Arc<MappingControl>,
     label: String,
     ctx: Arc<Context>,
     queue_arn: String,
@@ -114,7 +116,11 @@ pub fn messages_to_delete<'a>(ids: &[&'a str], report_failures: bool, answer: Op
 }
 
 impl SqsMapping {
-    pub fn new(spec: EventSourceSpec, ctx: Arc<Context>) -> Result<Self, String> {
+    pub fn new(
+        spec: EventSourceSpec,
+        ctx: Arc<Context>,
+        control: Arc<MappingControl>,
+    ) -> Result<Self, String> {
         let SourceKind::Sqs { queue_arn, .. } = &spec.kind else {
             return Err(format!("{}: not an SQS event source", spec.name));
         };
@@ -123,6 +129,7 @@ impl SqsMapping {
             label: crate::esm::describe(&spec),
             queue_arn: queue_arn.clone(),
             spec,
+            control,
             ctx,
             filters,
         })
@@ -283,8 +290,17 @@ pub async fn run_poller(m: Arc<SqsMapping>) {
         }
     };
     loop {
+        // A disabled mapping receives nothing: its messages wait in the queue.
+        if m.control.wait_enabled(&m.ctx, m.control.generation()).await == Wait::Stopping {
+            return;
+        }
         if !m.ctx.wait_for_binary(&m.spec.function).await {
             return;
+        }
+        // Busy first, then look again: a disable in between waits for us or is seen here.
+        let _busy = m.control.busy();
+        if !m.control.enabled() {
+            continue;
         }
         match m.gather(&url).await {
             Ok(None) => return,

@@ -13,6 +13,7 @@
 //! Checkpoints (the last sequence number done per shard) live in memory, and with `--data-dir`
 //! also in a JSON file so a restart resumes where it stopped.
 
+use crate::control::{MappingControl, Wait};
 use crate::esm::{parse_batch_response, BatchResponse, Context, Invoked, Throttle};
 use crate::filter::Filters;
 use crate::template::{EventSourceSpec, SourceKind, StartingPosition, REGION};
@@ -245,6 +246,18 @@ impl CheckpointStore {
         }
     }
 
+    /// Drop every checkpoint of the mapping (it is read again from the stream's start).
+    pub fn forget(&self, mapping: &str, stream_arn: &str) {
+        self.doc().mappings.insert(
+            mapping.to_string(),
+            MappingCheckpoints {
+                stream_arn: stream_arn.to_string(),
+                shards: BTreeMap::new(),
+            },
+        );
+        self.dirty.store(true, Ordering::SeqCst);
+    }
+
     pub fn ensure(&self, mapping: &str, shard: &str) {
         self.update(mapping, shard, |_| {});
     }
@@ -320,6 +333,7 @@ pub struct StreamMapping {
     max_retry_attempts: Option<u32>,
     on_failure: Option<String>,
     filters: Filters,
+    control: Arc<MappingControl>,
 }
 
 impl StreamMapping {
@@ -328,6 +342,7 @@ impl StreamMapping {
         ctx: Arc<Context>,
         client: Client,
         store: Arc<CheckpointStore>,
+        control: Arc<MappingControl>,
     ) -> Result<Self, String> {
         let SourceKind::DynamoDb {
             stream_arn,
@@ -353,6 +368,7 @@ impl StreamMapping {
             max_retry_attempts,
             on_failure,
             filters,
+            control,
         })
     }
 
@@ -397,14 +413,29 @@ pub async fn run(m: Arc<StreamMapping>) {
     // Shards seen on the mapping's very first listing start at StartingPosition; shards that
     // appear later (children of closed shards) are read from their start.
     let mut first_listing = !known;
+    let mut initial = m.starting_position;
     let mut running: HashSet<String> = HashSet::new();
     let mut finished: HashSet<String> = HashSet::new();
     let mut workers: JoinSet<(String, bool)> = JoinSet::new();
     let mut errors = Throttle::default();
     let mut shutdown = m.ctx.shutdown.clone();
+    let mut rewinds = m.control.subscribe_generation();
+    let mut generation = *rewinds.borrow_and_update();
     loop {
         if m.ctx.stopping() {
             break;
+        }
+        if m.control.generation() != generation {
+            // Re-created at TRIM_HORIZON: every worker ends its batch and stops, the
+            // checkpoints go, and every record still in the stream is read again.
+            while workers.join_next().await.is_some() {}
+            running.clear();
+            finished.clear();
+            m.store.forget(&m.key, &m.stream_arn);
+            first_listing = true;
+            initial = StartingPosition::TrimHorizon;
+            generation = *rewinds.borrow_and_update();
+            eprintln!("twin: {}: rewound to TRIM_HORIZON", m.label);
         }
         match m.list_shards().await {
             Ok(shards) => {
@@ -435,12 +466,12 @@ pub async fn run(m: Arc<StreamMapping>) {
                             ..
                         }) => Start::After(seq),
                         Some(_) => Start::At(m.starting_position),
-                        None if first_listing => Start::At(m.starting_position),
+                        None if first_listing => Start::At(initial),
                         None => Start::At(StartingPosition::TrimHorizon),
                     };
                     m.store.ensure(&m.key, id);
                     running.insert(id.clone());
-                    let worker = ShardWorker::new(Arc::clone(&m), id.clone(), start);
+                    let worker = ShardWorker::new(Arc::clone(&m), id.clone(), start, generation);
                     workers.spawn(worker.run());
                 }
                 first_listing = false;
@@ -450,6 +481,7 @@ pub async fn run(m: Arc<StreamMapping>) {
         tokio::select! {
             _ = crate::esm::stopped(&mut shutdown) => break,
             _ = tokio::time::sleep(RELIST) => {}
+            _ = rewinds.changed() => {}
             Some(joined) = workers.join_next(), if !workers.is_empty() => {
                 if let Ok((id, done)) = joined {
                     running.remove(&id);
@@ -487,10 +519,12 @@ struct ShardWorker {
     buffered_since: Option<Instant>,
     closed: bool,
     errors: Throttle,
+    /// The mapping's generation this worker reads for (a rewind ends it).
+    generation: u64,
 }
 
 impl ShardWorker {
-    fn new(m: Arc<StreamMapping>, shard: String, start: Start) -> Self {
+    fn new(m: Arc<StreamMapping>, shard: String, start: Start, generation: u64) -> Self {
         ShardWorker {
             m,
             shard,
@@ -501,6 +535,7 @@ impl ShardWorker {
             buffered_since: None,
             closed: false,
             errors: Throttle::default(),
+            generation,
         }
     }
 
@@ -517,6 +552,14 @@ impl ShardWorker {
             loop {
                 if self.m.ctx.stopping() {
                     return (self.shard, false);
+                }
+                // Disabled: nothing more is read or invoked until enabled (what is buffered
+                // waits); rewound: this worker is done, a new one starts over.
+                if !self.m.control.enabled() || self.m.control.generation() != self.generation {
+                    match self.m.control.wait_enabled(&self.m.ctx, self.generation).await {
+                        Wait::Enabled => {}
+                        Wait::Rewound | Wait::Stopping => return (self.shard, false),
+                    }
                 }
                 if self.buffer.len() >= batch_size || self.closed {
                     break;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -12,11 +13,15 @@ use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use shared::adapters::dynamo::ledger::snapshot;
 use shared::adapters::dynamo::{api_keys::seed_api_key, DynamoStore, Tables};
 use shared::domain::ids::AccountId;
+use shared::domain::invariants::{check, Report};
 use shared::domain::rate_limit::RateLimit;
 
 pub const DEV_API_KEY: &str = "psys_test_devkey_4f2a9c7e1b5d";
+/// The sandbox PSP's webhook secret the twin gives the webhook function.
+pub const PSP_WEBHOOK_SECRET: &str = "whsec_sandbox_localdev_7c1e9a";
 
 pub struct Stack {
     pub api: String,
@@ -46,16 +51,35 @@ pub fn stack() -> &'static Stack {
 /// Starts a twin from `twin`, running the function binaries in `bin_dir`, with template
 /// parameter overrides (`--param Name=Value`).
 pub fn start(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &str)]) -> Stack {
+    start_with(twin, bin_dir, label, params, false)
+}
+
+/// As `start`; `on_disk` keeps DynamoDB Local's data in a fresh folder under
+/// `target/twin-data/` instead of memory, so that it can be stopped and started again.
+pub fn start_with(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &str)], on_disk: bool) -> Stack {
     let root = env!("CARGO_MANIFEST_DIR");
     let log_dir = format!("{root}/target/twin-logs/{label}-{}", std::process::id());
-    let mut child = Command::new(twin)
+    let mut cmd = Command::new(twin);
+    if on_disk {
+        let parent = format!("{root}/target/twin-data");
+        // Data of earlier runs whose test process is gone.
+        for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix(&format!("{label}-")) {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let data = format!("{parent}/{label}-{}", std::process::id());
+        let _ = std::fs::remove_dir_all(&data);
+        cmd.args(["--data-dir", &data]);
+    } else {
+        cmd.arg("--in-memory");
+    }
+    let mut child = cmd
         .current_dir(root)
-        .args([
-            "--template",
-            "infra/template.yaml",
-            "--in-memory",
-            "--exit-on-stdin-eof",
-        ])
+        .args(["--template", "infra/template.yaml", "--exit-on-stdin-eof"])
         .arg("--bin-dir")
         .arg(bin_dir)
         .args(["--log-dir", &log_dir])
@@ -108,6 +132,101 @@ pub fn start(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &str)]) 
 }
 
 impl Stack {
+    /// A twin control (`/__twin/...`); panics unless it answers 200.
+    pub async fn twin(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
+        let r = send(reqwest::Client::new().request(method, format!("{}/__twin/{path}", self.api))).await;
+        assert_eq!(r.status, 200, "/__twin/{path}: {}", r.text);
+        r.json
+    }
+
+    /// Messages (visible + in flight + delayed) in the queue with this name.
+    pub async fn queue_depth(&self, name: &str) -> u64 {
+        let stats = self.twin(reqwest::Method::GET, "queues").await;
+        let q = stats["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == name))
+            .unwrap_or_else(|| panic!("no queue {name} in {stats}"));
+        assert!(q.get("error").is_none(), "{q}");
+        ["visible", "not_visible", "delayed"]
+            .iter()
+            .map(|k| q[*k].as_u64().unwrap_or(0))
+            .sum()
+    }
+
+    /// Creates a checkout and settles it with a signed `checkout.session.completed` (the
+    /// sandbox's webhook secret), as the PSP would after a good card.
+    pub async fn paid_checkout(&self, acct: &Account, body: serde_json::Value) -> serde_json::Value {
+        let r = acct.create(&body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let c = r.json;
+        let amount_total: i64 = c["payment_orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| stripe_minor(o["amount"].as_str().unwrap(), o["currency"].as_str().unwrap()))
+            .sum();
+        let event = serde_json::json!({"id": format!("evt_{}", &new_key()[..12]), "object": "event", "type": "checkout.session.completed",
+            "created": chrono::Utc::now().timestamp(), "data": {"object": {"id": c["psp_token"], "object": "checkout.session",
+            "client_reference_id": c["checkout_id"], "amount_total": amount_total, "currency": c["currency"].as_str().unwrap().to_lowercase(),
+            "payment_status": "paid"}}})
+        .to_string();
+        let resp = send(
+            reqwest::Client::new()
+                .post(format!("{}/webhooks/psp", self.api))
+                .header(
+                    "stripe-signature",
+                    shared::domain::psp::sign(
+                        event.as_bytes(),
+                        PSP_WEBHOOK_SECRET,
+                        chrono::Utc::now().timestamp(),
+                    ),
+                )
+                .header("content-type", "application/json")
+                .body(event),
+        )
+        .await;
+        assert_eq!(
+            (resp.status, resp.json["outcome"].as_str()),
+            (200, Some("applied")),
+            "{}",
+            resp.text
+        );
+        c
+    }
+
+    /// Waits until the invariants hold and `ready` says the pipeline has caught up.
+    pub async fn settled(
+        &self,
+        what: &str,
+        ready: impl Fn(&Report, &BTreeMap<(String, String), i64>) -> bool,
+    ) -> BTreeMap<(String, String), i64> {
+        let started = Instant::now();
+        loop {
+            let ledger = self.ledger().await;
+            let snap = snapshot(&ledger, "PaymentsTable").await.unwrap();
+            let report = check(&snap);
+            let wallets: BTreeMap<(String, String), i64> = snap
+                .wallets
+                .iter()
+                .map(|w| {
+                    (
+                        (format!("{}/{}", w.account_id, w.seller_id), w.currency.clone()),
+                        w.balance_minor,
+                    )
+                })
+                .collect();
+            if report.ok && ready(&report, &wallets) {
+                return wallets;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: pipeline did not settle: {}",
+                serde_json::to_string_pretty(&report).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub async fn store(&self) -> DynamoStore {
         let config =
             shared::adapters::aws::static_sdk_config(&self.dynamodb, "us-east-1", "local", "local").await;
@@ -266,4 +385,18 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// A decimal amount in the PSP's integer minor units.
+pub fn stripe_minor(amount: &str, currency: &str) -> i64 {
+    let c = shared::domain::Currency::parse(currency).unwrap();
+    let m = shared::domain::Money::parse(amount, c).unwrap();
+    shared::adapters::stripe::to_stripe_amount(m).unwrap()
+}
+
+/// A wallet balance (minor units) from a `settled` map; 0 if the seller has none.
+pub fn wallet(w: &BTreeMap<(String, String), i64>, acct: &Account, seller: &str, currency: &str) -> i64 {
+    w.get(&(format!("{}/{seller}", acct.account_id), currency.to_owned()))
+        .copied()
+        .unwrap_or(0)
 }
