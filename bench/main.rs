@@ -528,9 +528,21 @@ async fn pipeline(
     // event's wallet marker and every ledger transaction (the relay may still be publishing
     // while the queues look empty). Polling the queue counts is cheap; the scans run only then.
     let (mut markers, mut ledger_txs, mut elapsed);
+    let mut shown = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if stack.queue_depth("LedgerQueue").await + stack.queue_depth("WalletQueue").await > 0 {
+        let (lq, wq) = (
+            stack.queue_depth("LedgerQueue").await,
+            stack.queue_depth("WalletQueue").await,
+        );
+        if shown.elapsed() >= Duration::from_secs(15) {
+            eprintln!(
+                "pipeline: {:>4} s: LedgerQueue {lq}, WalletQueue {wq} messages",
+                started.elapsed().as_secs()
+            );
+            shown = Instant::now();
+        }
+        if lq + wq > 0 {
             assert!(
                 started.elapsed() < Duration::from_secs(1800),
                 "pipeline did not drain in 30 min"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use lambda_runtime::LambdaEvent;
 use rust_decimal::Decimal;
 
@@ -47,13 +47,23 @@ fn image_string(image: &serde_json::Value, name: &str) -> Option<String> {
     image.get(name)?.get("S")?.as_str().map(str::to_owned)
 }
 
-/// Publishes each outbox record of the batch to every consumer queue. A record that fails is
-/// reported (with the ones after it, which keeps per-checkout order); the stream retries them.
+/// One outbox record of a stream batch, ready to publish.
+struct Outgoing {
+    sequence: Option<String>,
+    event_id: String,
+    event_type: String,
+    payload: String,
+}
+
+/// Publishes each outbox record of the batch to every consumer queue, ten to a
+/// `SendMessageBatch` call and the queues at once. If any record fails, the first failed one
+/// is reported: Lambda retries from it, so it and everything after it come again (what was
+/// sent already is sent twice, which the consumers make harmless).
 pub async fn handle_relay(
     env: &RelayEnv,
     event: LambdaEvent<DynamoDbEvent>,
 ) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
-    let mut response = DynamoDbEventResponse::default();
+    let mut outgoing = Vec::new();
     for record in event.payload.records {
         let sequence = record.change.sequence_number.clone();
         let image = serde_json::to_value(&record.change.new_image).unwrap_or_default();
@@ -71,33 +81,75 @@ pub async fn handle_relay(
             );
             continue;
         };
-        let mut failed = false;
-        for url in &env.queue_urls {
-            let sent = env
-                .sqs
-                .send_message()
-                .queue_url(url)
-                .message_body(&payload)
-                .message_attributes("event_id", string_attr(&event_id))
-                .message_attributes("event_type", string_attr(&event_type))
-                .send()
-                .await;
-            if let Err(e) = sent {
-                tracing::error!(event_id, queue = %url, error = %crate::adapters::dynamo::codec::unavailable("SendMessage", e), "relay failed");
-                failed = true;
-                break;
-            }
-        }
-        if failed {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = sequence;
-            response.batch_item_failures.push(failure);
-            // Stop here: Lambda retries from the first failure, so later records come again.
-            break;
-        }
-        tracing::info!(event_id, event_type, "outbox event relayed");
+        outgoing.push(Outgoing {
+            sequence,
+            event_id,
+            event_type,
+            payload,
+        });
+    }
+    let per_queue =
+        futures_util::future::join_all(env.queue_urls.iter().map(|url| publish(&env.sqs, url, &outgoing)))
+            .await;
+    let first_failed = per_queue.into_iter().flatten().min();
+    let mut response = DynamoDbEventResponse::default();
+    let sent = first_failed.unwrap_or(outgoing.len());
+    for o in &outgoing[..sent] {
+        tracing::info!(event_id = %o.event_id, event_type = %o.event_type, "outbox event relayed");
+    }
+    if let Some(i) = first_failed {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = outgoing[i].sequence.clone();
+        response.batch_item_failures.push(failure);
     }
     Ok(response)
+}
+
+/// Sends every record to one queue; the index of the first record that failed, if any.
+async fn publish(sqs: &aws_sdk_sqs::Client, url: &str, outgoing: &[Outgoing]) -> Option<usize> {
+    let mut first_failed: Option<usize> = None;
+    for (c, chunk) in outgoing.chunks(10).enumerate() {
+        let base = c * 10;
+        let entries: Vec<SendMessageBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&o.payload)
+                    .message_attributes("event_id", string_attr(&o.event_id))
+                    .message_attributes("event_type", string_attr(&o.event_type))
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let failed = match sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .failed()
+                .iter()
+                .map(|f| {
+                    tracing::error!(queue = %url, code = f.code(), message = f.message().unwrap_or(""), "relay failed for one message");
+                    base + f.id().parse::<usize>().unwrap_or(0)
+                })
+                .min(),
+            Err(e) => {
+                tracing::error!(queue = %url, error = %crate::adapters::dynamo::codec::unavailable("SendMessageBatch", e), "relay failed");
+                Some(base)
+            }
+        };
+        if let Some(i) = failed {
+            first_failed = Some(first_failed.map_or(i, |f| f.min(i)));
+            // Everything from here comes again with the retry.
+            break;
+        }
+    }
+    first_failed
 }
 
 fn string_attr(value: &str) -> MessageAttributeValue {
@@ -234,57 +286,80 @@ fn backoff(receives: u32) -> Duration {
     Duration::from_secs(1u64 << receives.saturating_sub(1).min(4))
 }
 
+impl Consumer {
+    /// Whether a batch's messages may be applied at once. The ledger's writes for different
+    /// events touch disjoint items (deterministic transaction ids, their own entry lines); the
+    /// wallet's would contend for the same seller's balance item, so it applies in order.
+    fn concurrent_in_batch(self) -> bool {
+        matches!(self, Consumer::Ledger)
+    }
+}
+
 /// Processes an SQS batch; only the messages that must come back are reported as failures.
 pub async fn handle_consumer(
     env: &ConsumerEnv,
     consumer: Consumer,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    let records = &event.payload.records;
+    let retry: Vec<bool> = if consumer.concurrent_in_batch() {
+        futures_util::future::join_all(records.iter().map(|m| handle_message(env, consumer, m))).await
+    } else {
+        let mut out = Vec::with_capacity(records.len());
+        for m in records {
+            out.push(handle_message(env, consumer, m).await);
+        }
+        out
+    };
     let mut response = SqsBatchResponse::default();
-    for msg in &event.payload.records {
-        let id = msg.message_id.clone().unwrap_or_default();
-        let receives: u32 = msg
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        let outcome = apply(env, consumer, msg.body.as_deref().unwrap_or("")).await;
-        let retry = match outcome {
-            Ok(written) => {
-                tracing::info!(message_id = %id, ?consumer, ?written, "applied");
-                false
-            }
-            Err(Failure::Poison(reason)) => {
-                tracing::error!(message_id = %id, ?consumer, reason = %reason, "poison message: to the DLQ");
-                !dead_letter(env, consumer, msg, &reason, receives).await
-            }
-            Err(Failure::Retryable(reason)) if receives >= RECEIVES_MAX => {
-                tracing::error!(message_id = %id, ?consumer, reason = %reason, receives, "retries exhausted: to the DLQ");
-                !dead_letter(env, consumer, msg, &reason, receives).await
-            }
-            Err(Failure::Retryable(reason)) => {
-                let wait = backoff(receives);
-                tracing::warn!(message_id = %id, ?consumer, reason = %reason, receives, retry_in_s = wait.as_secs(), "will retry");
-                if let Some(handle) = &msg.receipt_handle {
-                    let _ = env
-                        .sqs
-                        .change_message_visibility()
-                        .queue_url(&env.source_queue_url)
-                        .receipt_handle(handle)
-                        .visibility_timeout(i32::try_from(wait.as_secs()).unwrap_or(16))
-                        .send()
-                        .await;
-                }
-                true
-            }
-        };
+    for (msg, retry) in records.iter().zip(retry) {
         if retry {
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
+            failure.item_identifier = msg.message_id.clone().unwrap_or_default();
             response.batch_item_failures.push(failure);
         }
     }
     Ok(response)
+}
+
+/// Applies one message; true if it must come back (its visibility already set to the backoff).
+async fn handle_message(env: &ConsumerEnv, consumer: Consumer, msg: &SqsMessage) -> bool {
+    let id = msg.message_id.clone().unwrap_or_default();
+    let receives: u32 = msg
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let outcome = apply(env, consumer, msg.body.as_deref().unwrap_or("")).await;
+    match outcome {
+        Ok(written) => {
+            tracing::info!(message_id = %id, ?consumer, ?written, "applied");
+            false
+        }
+        Err(Failure::Poison(reason)) => {
+            tracing::error!(message_id = %id, ?consumer, reason = %reason, "poison message: to the DLQ");
+            !dead_letter(env, consumer, msg, &reason, receives).await
+        }
+        Err(Failure::Retryable(reason)) if receives >= RECEIVES_MAX => {
+            tracing::error!(message_id = %id, ?consumer, reason = %reason, receives, "retries exhausted: to the DLQ");
+            !dead_letter(env, consumer, msg, &reason, receives).await
+        }
+        Err(Failure::Retryable(reason)) => {
+            let wait = backoff(receives);
+            tracing::warn!(message_id = %id, ?consumer, reason = %reason, receives, retry_in_s = wait.as_secs(), "will retry");
+            if let Some(handle) = &msg.receipt_handle {
+                let _ = env
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(&env.source_queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(i32::try_from(wait.as_secs()).unwrap_or(16))
+                    .send()
+                    .await;
+            }
+            true
+        }
+    }
 }
 
 /// Message attributes as plain strings (for tools like `make dlq`).
