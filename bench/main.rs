@@ -66,6 +66,14 @@ where
     }
 }
 
+/// A count from the environment, or its default.
+fn env_n(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn body(i: usize) -> String {
     // The multi-seller shape (3 sellers) for every third request, single otherwise.
     if i.is_multiple_of(3) {
@@ -213,14 +221,8 @@ async fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let release = root.join("target/release");
     let stack = common::start(&release.join("twin"), &release, "bench", &[]);
-    let n_c1: usize = std::env::var("BENCH_N_C1")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let n_c16: usize = std::env::var("BENCH_N_C16")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n_c1: usize = env_n("BENCH_N_C1", 300);
+    let n_c16: usize = env_n("BENCH_N_C16", 2000);
     let acct = stack.new_account(RateLimit::new(1_000_000, 1_000_000)).await;
     let store = stack.store().await;
     let floor_account = AccountId::parse("acct_bench_floor").unwrap();
@@ -318,10 +320,7 @@ async fn webhook(
     store: &shared::adapters::dynamo::DynamoStore,
     results: &mut serde_json::Map<String, Value>,
 ) {
-    let n_wh: usize = std::env::var("BENCH_N_WEBHOOK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n_wh: usize = env_n("BENCH_N_WEBHOOK", 1000);
     let created: Vec<Value> = futures::stream::iter(0..2 * n_wh)
         .map(|i| {
             let acct = &acct;
@@ -418,10 +417,7 @@ async fn pipeline(
 ) {
     use shared::adapters::dynamo::ledger::LedgerStore;
     use shared::domain::ledger::{postings, wallet_credits};
-    let n: usize = std::env::var("BENCH_N_PIPELINE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let n: usize = env_n("BENCH_N_PIPELINE", 10_000);
     let rate: rust_decimal::Decimal = "0.025".parse().unwrap();
     let ledger = LedgerStore {
         client: store.client.clone(),

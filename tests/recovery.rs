@@ -72,6 +72,18 @@ async fn queues_hold(names: &[&str], n: u64, what: &str) {
     }
 }
 
+/// Waits until both consumer queues are empty (nothing visible or in flight).
+async fn consumer_queues_empty() {
+    let started = Instant::now();
+    while stack().queue_depth("LedgerQueue").await + stack().queue_depth("WalletQueue").await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "queues never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn assert_drained() {
     for q in QUEUES.iter().chain(&DLQS) {
         assert_eq!(stack().queue_depth(q).await, 0, "{q} is not empty");
@@ -179,14 +191,7 @@ async fn dynamodb_down_while_messages_wait_then_every_event_applies_once() {
         })
         .await;
     assert_wallets(&w, &acct, &expected);
-    let started = Instant::now();
-    while s.queue_depth("LedgerQueue").await + s.queue_depth("WalletQueue").await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "queues never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    consumer_queues_empty().await;
     assert_drained().await;
     let report = s.assert_invariants().await;
     assert!(report.ledger_transactions >= 2 * n, "{report:?}");
@@ -205,14 +210,7 @@ async fn the_relay_reading_its_stream_again_publishes_again_and_changes_nothing(
                 .all(|((seller, c), m)| wallet(w, &acct, seller, c) == *m)
         })
         .await;
-    let started = Instant::now();
-    while s.queue_depth("LedgerQueue").await + s.queue_depth("WalletQueue").await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "queues never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    consumer_queues_empty().await;
     let snap = snapshot(&s.ledger().await, "PaymentsTable").await.unwrap();
     let outbox = snap.outbox.len() as u64;
     let mut transactions: Vec<String> = snap.transactions.iter().map(|t| t.id.clone()).collect();
@@ -228,14 +226,7 @@ async fn the_relay_reading_its_stream_again_publishes_again_and_changes_nothing(
     queues_hold(&QUEUES, outbox, "republished by the second relay pass").await;
 
     consumers("enable").await;
-    let started = Instant::now();
-    while s.queue_depth("LedgerQueue").await + s.queue_depth("WalletQueue").await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "queues never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    consumer_queues_empty().await;
     assert_drained().await;
     let after = snapshot(&s.ledger().await, "PaymentsTable").await.unwrap();
     let mut after_ids: Vec<String> = after.transactions.iter().map(|t| t.id.clone()).collect();
