@@ -66,6 +66,30 @@ where
     }
 }
 
+/// `n` checkouts created through the API at concurrency 16 (setup, untimed).
+async fn create_checkouts(acct: &common::Account, n: usize) -> Vec<Value> {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            acct.post("/v1/payments", Some(&common::new_key()), &body(i))
+                .await
+                .json
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// A signed `checkout.session.completed` for a created checkout: (body, Stripe-Signature).
+fn completed_webhook(c: &Value, event_id: &str) -> (String, String) {
+    let event = json!({"id": event_id, "object": "event", "type": "checkout.session.completed",
+        "created": chrono::Utc::now().timestamp(),
+        "data": {"object": {"id": c["psp_token"], "object": "checkout.session", "client_reference_id": c["checkout_id"],
+        "amount_total": minor_of(&c["total_amount"]), "currency": "usd", "payment_status": "paid"}}})
+    .to_string();
+    let signature = sign(event.as_bytes(), WEBHOOK_SECRET, chrono::Utc::now().timestamp());
+    (event, signature)
+}
+
 /// A count from the environment, or its default.
 fn env_n(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -321,18 +345,7 @@ async fn webhook(
     results: &mut serde_json::Map<String, Value>,
 ) {
     let n_wh: usize = env_n("BENCH_N_WEBHOOK", 1000);
-    let created: Vec<Value> = futures::stream::iter(0..2 * n_wh)
-        .map(|i| {
-            let acct = &acct;
-            async move {
-                acct.post("/v1/payments", Some(&common::new_key()), &body(i))
-                    .await
-                    .json
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let created = create_checkouts(acct, 2 * n_wh).await;
     let (for_api, for_floor) = created.split_at(n_wh);
     let mut loaded = Vec::with_capacity(n_wh);
     for c in for_floor {
@@ -362,12 +375,7 @@ async fn webhook(
     let api = measure(n_wh, 16, |i| {
         let (http, c, api) = (&http, &for_api[i], &stack.api);
         async move {
-            let event = json!({"id": format!("evt_bench_{i}_{}", common::new_key()), "object": "event",
-                "type": "checkout.session.completed", "created": chrono::Utc::now().timestamp(),
-                "data": {"object": {"id": c["psp_token"], "object": "checkout.session", "client_reference_id": c["checkout_id"],
-                "amount_total": minor_of(&c["total_amount"]), "currency": "usd", "payment_status": "paid"}}})
-            .to_string();
-            let signature = sign(event.as_bytes(), WEBHOOK_SECRET, chrono::Utc::now().timestamp());
+            let (event, signature) = completed_webhook(c, &format!("evt_bench_{i}_{}", common::new_key()));
             let r = http
                 .post(format!("{api}/webhooks/psp"))
                 .header("stripe-signature", signature)
@@ -486,15 +494,7 @@ async fn pipeline(
 
     // Pipeline: N checkouts through the API (untimed), then N signed webhooks; timed until every
     // wallet marker and ledger transaction is there.
-    let created: Vec<Value> = futures::stream::iter(0..n)
-        .map(|i| async move {
-            acct.post("/v1/payments", Some(&common::new_key()), &body(i))
-                .await
-                .json
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let created = create_checkouts(acct, n).await;
     let expected_ledger: usize = created
         .iter()
         .map(|c| c["payment_orders"].as_array().map_or(0, Vec::len))
@@ -508,15 +508,20 @@ async fn pipeline(
             let (http, sent_at, api) = (&http, &sent_at, &stack.api);
             async move {
                 let evt = format!("evt_pipe_{i}_{}", &common::new_key()[..8]);
-                let event = json!({"id": evt, "object": "event", "type": "checkout.session.completed", "created": chrono::Utc::now().timestamp(),
-                    "data": {"object": {"id": c["psp_token"], "object": "checkout.session", "client_reference_id": c["checkout_id"],
-                    "amount_total": minor_of(&c["total_amount"]), "currency": "usd", "payment_status": "paid"}}})
-                .to_string();
-                let signature = sign(event.as_bytes(), WEBHOOK_SECRET, chrono::Utc::now().timestamp());
-                let r = http.post(format!("{api}/webhooks/psp")).header("stripe-signature", signature)
-                    .header("content-type", "application/json").body(event).send().await.unwrap();
+                let (event, signature) = completed_webhook(c, &evt);
+                let r = http
+                    .post(format!("{api}/webhooks/psp"))
+                    .header("stripe-signature", signature)
+                    .header("content-type", "application/json")
+                    .body(event)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 200);
-                sent_at.lock().unwrap().insert(format!("obx_{evt}"), chrono::Utc::now());
+                sent_at
+                    .lock()
+                    .unwrap()
+                    .insert(format!("obx_{evt}"), chrono::Utc::now());
             }
         })
         .await;
