@@ -187,6 +187,17 @@ async fn redelivered_events_change_nothing_and_poison_goes_to_the_dlq_with_its_r
         url("WalletQueue").await,
         url("LedgerDLQ").await,
     );
+    let acked = || async {
+        (
+            stack()
+                .mapping_metric("LedgerConsumerFunction", "DeletedEventCount")
+                .await,
+            stack()
+                .mapping_metric("WalletConsumerFunction", "DeletedEventCount")
+                .await,
+        )
+    };
+    let before = acked().await;
     for q in [&ledger_q, &wallet_q] {
         for _ in 0..5 {
             sqs.send_message()
@@ -252,8 +263,20 @@ async fn redelivered_events_change_nothing_and_poison_goes_to_the_dlq_with_its_r
         "{reasons:?}"
     );
 
-    // Give the duplicates time to be consumed, then nothing moved.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every duplicate is acknowledged (the twin counts the messages its mappings delete, as
+    // Lambda's DeletedEventCount does; other tests add to it too), and nothing moved.
+    let started = Instant::now();
+    loop {
+        let now = acked().await;
+        if now.0 >= before.0 + 5 + 2 && now.1 >= before.1 + 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "duplicates not acknowledged: {before:?} -> {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let w = settled("after duplicates", |_, _| true).await;
     assert_eq!(wallet(&w, &acct, "seller_D", "EUR"), 5000 - 125);
 }

@@ -10,6 +10,7 @@ use crate::esm::Context;
 use crate::template::{FunctionSpec, SourceKind};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -22,6 +23,44 @@ pub struct MappingControl {
     generation: watch::Sender<u64>,
     /// Pollers inside a receive or an invocation (SQS mappings).
     busy: watch::Sender<usize>,
+    pub metrics: Metrics,
+}
+
+/// Record counts since the twin started, as Lambda's event-source-mapping metrics name them
+/// (`MetricsConfig: EventCount`): what a caller needs to see how far a mapping has got
+/// without asking the queue or the stream.
+#[derive(Default)]
+pub struct Metrics {
+    /// Records read from the queue or the stream.
+    pub polled: AtomicU64,
+    /// Records that matched no filter (never sent to the function).
+    pub filtered_out: AtomicU64,
+    /// Records sent to the function (each retry counts again).
+    pub invoked: AtomicU64,
+    /// Records of invocations that failed or reported them in `batchItemFailures`.
+    pub failed_invoke: AtomicU64,
+    /// SQS: messages deleted from the queue (handled, or filtered out).
+    pub deleted: AtomicU64,
+    /// Streams: records given up on and described to the on-failure destination.
+    pub on_failure_delivered: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn describe(&self) -> Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "PolledEventCount": get(&self.polled),
+            "FilteredOutEventCount": get(&self.filtered_out),
+            "InvokedEventCount": get(&self.invoked),
+            "FailedInvokeEventCount": get(&self.failed_invoke),
+            "DeletedEventCount": get(&self.deleted),
+            "OnFailureDestinationDeliveredEventCount": get(&self.on_failure_delivered),
+        })
+    }
 }
 
 /// Marks a poller busy while alive.
@@ -52,6 +91,7 @@ impl MappingControl {
             enabled: watch::Sender::new(enabled),
             generation: watch::Sender::new(0),
             busy: watch::Sender::new(0),
+            metrics: Metrics::default(),
         }
     }
 
@@ -119,6 +159,7 @@ impl MappingControl {
             "kind": if self.stream { "dynamodb-stream" } else { "sqs" },
             "enabled": self.enabled(),
             "rewinds": self.generation(),
+            "metrics": self.metrics.describe(),
         })
     }
 }

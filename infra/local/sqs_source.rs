@@ -7,7 +7,7 @@
 //! error, a timeout or a crash deletes nothing. Messages that match no filter are deleted
 //! without an invocation. `ScalingConfig.MaximumConcurrency` pollers run per mapping.
 
-use crate::control::{MappingControl, Wait};
+use crate::control::{MappingControl, Metrics, Wait};
 use crate::esm::{parse_batch_response, BatchResponse, Context, Invoked, Throttle};
 use crate::filter::Filters;
 use crate::template::{EventSourceSpec, SourceKind, REGION};
@@ -206,6 +206,7 @@ impl SqsMapping {
             }
             match req.send().await {
                 Ok(out) => {
+                    Metrics::add(&self.control.metrics.deleted, out.successful().len());
                     for f in out.failed() {
                         let id = f
                             .id()
@@ -233,6 +234,10 @@ impl SqsMapping {
         let records: Vec<Value> = messages.iter().map(|m| record_json(m, &self.queue_arn)).collect();
         let (pass, dropped): (Vec<&Value>, Vec<&Value>) =
             records.iter().partition(|r| self.filters.passes(&filter_view(r)));
+        let metrics = &self.control.metrics;
+        Metrics::add(&metrics.polled, records.len());
+        Metrics::add(&metrics.filtered_out, dropped.len());
+        Metrics::add(&metrics.invoked, pass.len());
         let handle_of = |r: &&Value| -> Option<(String, String)> {
             Some((
                 r["messageId"].as_str()?.to_string(),
@@ -254,6 +259,7 @@ impl SqsMapping {
                 Invoked::Stopping => return,
             };
             let done = messages_to_delete(&ids, self.spec.report_batch_item_failures, answer);
+            Metrics::add(&metrics.failed_invoke, ids.len() - done.len());
             let note = if note.is_empty() && done.len() < ids.len() {
                 "failed messages return after the visibility timeout".to_string()
             } else {

@@ -13,7 +13,7 @@
 //! Checkpoints (the last sequence number done per shard) live in memory, and with `--data-dir`
 //! also in a JSON file so a restart resumes where it stopped.
 
-use crate::control::{MappingControl, Wait};
+use crate::control::{MappingControl, Metrics, Wait};
 use crate::esm::{parse_batch_response, BatchResponse, Context, Invoked, Throttle};
 use crate::filter::Filters;
 use crate::template::{EventSourceSpec, SourceKind, StartingPosition, REGION};
@@ -687,13 +687,17 @@ impl ShardWorker {
                 if self.iterator.is_none() {
                     self.closed = true;
                 }
+                let metrics = &self.m.control.metrics;
+                Metrics::add(&metrics.polled, out.records().len());
                 for r in out.records() {
                     let Some((seq, json)) = record_json(r, &self.m.stream_arn) else {
                         continue;
                     };
                     self.last_fetched = Some(seq.clone());
                     // Lambda drops records that match no filter (before batching).
-                    if self.m.filters.passes(&json) {
+                    if !self.m.filters.passes(&json) {
+                        Metrics::add(&metrics.filtered_out, 1);
+                    } else {
                         if self.buffer.is_empty() {
                             self.buffered_since = Some(Instant::now());
                         }
@@ -767,6 +771,7 @@ impl ShardWorker {
                 let outcome = ctx.invoke(&function, &event).await;
                 let took = started.elapsed();
                 let n = recs.len();
+                let metrics = &self.m.control.metrics;
                 match &outcome {
                     Invoked::Stopping => return false,
                     Invoked::Unavailable(e) => {
@@ -776,7 +781,7 @@ impl ShardWorker {
                         }
                         continue;
                     }
-                    _ => {}
+                    _ => Metrics::add(&metrics.invoked, n),
                 }
                 let seqs: Vec<&str> = recs.iter().map(|r| r.seq.as_str()).collect();
                 match verdict(&seqs, report, &outcome) {
@@ -788,6 +793,7 @@ impl ShardWorker {
                         break;
                     }
                     Verdict::RetryFrom(i) => {
+                        Metrics::add(&metrics.failed_invoke, n - i);
                         failures += 1;
                         let note = format!("retrying from {}", recs[i].seq);
                         ctx.log_batch(&self.m.label, n, n - i, took, &note);
@@ -801,6 +807,7 @@ impl ShardWorker {
                         }
                     }
                     Verdict::Error(e) => {
+                        Metrics::add(&metrics.failed_invoke, n);
                         ctx.log_batch(&self.m.label, n, n, took, &e);
                         if self.m.bisect_on_error && recs.len() > 1 {
                             let second = recs.split_off(recs.len() / 2);
@@ -861,7 +868,10 @@ impl ShardWorker {
                     }
                 }
                 match sent {
-                    Ok(()) => eprintln!("twin: {what}; on-failure record sent to {dest}"),
+                    Ok(()) => {
+                        Metrics::add(&self.m.control.metrics.on_failure_delivered, recs.len());
+                        eprintln!("twin: {what}; on-failure record sent to {dest}")
+                    }
                     Err(e) => eprintln!("twin: {what}; cannot send the on-failure record to {dest}: {e}"),
                 }
             }

@@ -153,6 +153,26 @@ impl Stack {
             .sum()
     }
 
+    /// One of the twin's event-source-mapping counts (Lambda's metric names, e.g.
+    /// `DeletedEventCount`), summed over `function`'s mappings.
+    pub async fn mapping_metric(&self, function: &str, metric: &str) -> u64 {
+        let all = self.twin(reqwest::Method::GET, "event-sources").await;
+        let mine: Vec<&serde_json::Value> = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["function"] == function)
+            .collect();
+        assert!(!mine.is_empty(), "no event source for {function} in {all}");
+        mine.iter()
+            .map(|m| {
+                m["metrics"][metric]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no {metric} in {m}"))
+            })
+            .sum()
+    }
+
     /// Creates a checkout and settles it with a signed `checkout.session.completed` (the
     /// sandbox's webhook secret), as the PSP would after a good card.
     pub async fn paid_checkout(&self, acct: &Account, body: serde_json::Value) -> serde_json::Value {
