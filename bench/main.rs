@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use shared::adapters::stripe::{RetryPolicy, StripeClient};
 use shared::domain::idempotency::IdempotencyRecord;
 use shared::domain::ids::AccountId;
-use shared::domain::ids::CheckoutId;
 use shared::domain::outbox::OutboxEvent;
 use shared::domain::psp::{sign, SessionRequest};
 use shared::domain::rate_limit::RateLimit;
@@ -345,24 +344,16 @@ async fn webhook(
     results: &mut serde_json::Map<String, Value>,
 ) {
     let n_wh: usize = env_n("BENCH_N_WEBHOOK", 1000);
-    let created = create_checkouts(acct, 2 * n_wh).await;
-    let (for_api, for_floor) = created.split_at(n_wh);
-    let mut loaded = Vec::with_capacity(n_wh);
-    for c in for_floor {
-        let id = CheckoutId::parse(c["checkout_id"].as_str().unwrap()).unwrap();
-        loaded.push(store.get_checkout(&id).await.unwrap().unwrap());
-    }
-    let loaded = std::sync::Mutex::new(loaded);
+    let for_api = create_checkouts(acct, n_wh).await;
+    let (floor_store, _) = floor_tables(store).await;
+    let staged = stage_checkouts(&floor_store, n_wh, "whfloor").await;
     let floor = measure(n_wh, 16, |i| {
-        let (store, loaded) = (&store, &loaded);
+        let (store, staged) = (&floor_store, &staged);
         async move {
-            let (mut checkout, mut orders) = loaded.lock().unwrap().pop().unwrap();
-            let now = chrono::Utc::now();
-            let from = checkout
-                .apply(&mut orders, PaymentEvent::PspSucceeded, now)
-                .unwrap();
+            let (mut checkout, mut orders) = staged.lock().unwrap().pop().unwrap();
+            let from = settle(&mut checkout, &mut orders, i);
             let event_id = format!("evt_floor_{i}_{}", common::new_key());
-            let outbox = OutboxEvent::settled(&checkout, &orders, &event_id, now).unwrap();
+            let outbox = OutboxEvent::settled(&checkout, &orders, &event_id, chrono::Utc::now()).unwrap();
             let applied = store
                 .apply_event(&event_id, &checkout, &orders, from, &outbox)
                 .await
@@ -417,6 +408,115 @@ async fn bootstrap(
 /// The outbox pipeline: N payments (multi-seller mix) from a verified webhook to wallet and
 /// ledger, next to the raw DynamoDB writes those payments need (the webhook transaction, one
 /// ledger transaction per order, the wallet transaction), issued directly in the same run.
+/// The floors write into twins of the payments, ledger and wallets tables (same keys, indexes
+/// and stream) that no event source reads: their outbox records must not flow through the
+/// pipeline the API side is measured on, or the two would share DynamoDB and the queues.
+async fn floor_tables(
+    store: &shared::adapters::dynamo::DynamoStore,
+) -> (
+    shared::adapters::dynamo::DynamoStore,
+    shared::adapters::dynamo::ledger::LedgerStore,
+) {
+    for table in ["PaymentsTable", "LedgerTable", "WalletsTable"] {
+        copy_table(&store.client, table, &format!("Floor{table}")).await;
+    }
+    (
+        shared::adapters::dynamo::DynamoStore::new(
+            store.client.clone(),
+            shared::adapters::dynamo::Tables {
+                payments: "FloorPaymentsTable".into(),
+                ..store.tables.clone()
+            },
+        ),
+        shared::adapters::dynamo::ledger::LedgerStore {
+            client: store.client.clone(),
+            ledger_table: "FloorLedgerTable".into(),
+            wallets_table: "FloorWalletsTable".into(),
+        },
+    )
+}
+
+/// `n` checkouts written straight to `store` as create_payment writes them (setup, untimed).
+async fn stage_checkouts(
+    store: &shared::adapters::dynamo::DynamoStore,
+    n: usize,
+    label: &str,
+) -> std::sync::Mutex<Vec<(Checkout, Vec<shared::domain::PaymentOrder>)>> {
+    let floor_account = AccountId::parse(&format!("acct_bench_{label}")).unwrap();
+    let mut staged = Vec::with_capacity(n);
+    for i in 0..n {
+        let request = CheckoutRequest::parse_json(body(i).as_bytes()).unwrap();
+        let now = chrono::Utc::now();
+        let (checkout, orders) = Checkout::open(&request, &floor_account, now);
+        let ms = now.timestamp_millis();
+        let record = IdempotencyRecord::new_in_progress(
+            format!("{label}#{i}#{}", common::new_key()),
+            request.fingerprint(),
+            checkout.id.clone(),
+            ms,
+            ms,
+        );
+        staged.push((record, checkout, orders));
+    }
+    futures::stream::iter(staged.iter())
+        .for_each_concurrent(16, |(r, c, o)| async move {
+            store.begin_checkout(r, c, o).await.unwrap();
+        })
+        .await;
+    std::sync::Mutex::new(staged.into_iter().map(|(_, c, o)| (c, o)).collect())
+}
+
+/// A staged checkout paid in memory (submitted to the PSP, then succeeded), as the webhook
+/// finds it; returns the stored status the write is conditioned on.
+fn settle(
+    checkout: &mut Checkout,
+    orders: &mut [shared::domain::PaymentOrder],
+    i: usize,
+) -> shared::domain::PaymentStatus {
+    let now = chrono::Utc::now();
+    checkout.psp_token = Some(format!("cs_floor_{i}"));
+    let from = checkout.apply(orders, PaymentEvent::Submitted, now).unwrap();
+    assert_eq!(from, shared::domain::PaymentStatus::Created);
+    checkout.apply(orders, PaymentEvent::PspSucceeded, now).unwrap();
+    from
+}
+
+/// Creates `to` with the key schema, attributes, indexes and stream of `from`.
+async fn copy_table(client: &aws_sdk_dynamodb::Client, from: &str, to: &str) {
+    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex};
+    let t = client.describe_table().table_name(from).send().await.unwrap();
+    let t = t.table().unwrap();
+    let indexes: Vec<GlobalSecondaryIndex> = t
+        .global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            GlobalSecondaryIndex::builder()
+                .index_name(g.index_name().unwrap())
+                .set_key_schema(g.key_schema.clone())
+                .set_projection(g.projection.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let created = client
+        .create_table()
+        .table_name(to)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(t.key_schema.clone())
+        .set_attribute_definitions(t.attribute_definitions.clone())
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .set_stream_specification(t.stream_specification.clone())
+        .send()
+        .await;
+    if let Err(e) = created {
+        // Made by an earlier scenario of this run.
+        let exists = e
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_in_use_exception());
+        assert!(exists, "CreateTable {to}: {e:?}");
+    }
+}
+
 async fn pipeline(
     stack: &common::Stack,
     acct: &common::Account,
@@ -432,42 +532,16 @@ async fn pipeline(
         ledger_table: "LedgerTable".into(),
         wallets_table: "WalletsTable".into(),
     };
-    let floor_account = AccountId::parse("acct_bench_pipeline_floor").unwrap();
-
-    // Floor: setup (untimed) writes N checkouts directly; then the timed writes per payment.
-    let mut staged = Vec::with_capacity(n);
-    for i in 0..n {
-        let request = CheckoutRequest::parse_json(body(i).as_bytes()).unwrap();
-        let now = chrono::Utc::now();
-        let (checkout, orders) = Checkout::open(&request, &floor_account, now);
-        let ms = now.timestamp_millis();
-        let record = IdempotencyRecord::new_in_progress(
-            format!("pfloor#{i}#{}", common::new_key()),
-            request.fingerprint(),
-            checkout.id.clone(),
-            ms,
-            ms,
-        );
-        staged.push((record, checkout, orders));
-    }
-    futures::stream::iter(staged.iter())
-        .for_each_concurrent(16, |(r, c, o)| async move {
-            store.begin_checkout(r, c, o).await.unwrap();
-        })
-        .await;
-    let staged = std::sync::Mutex::new(staged);
+    let (floor_store, floor_ledger) = floor_tables(store).await;
+    let (store, ledger_writes) = (&floor_store, &floor_ledger);
+    let staged = stage_checkouts(store, n, "pfloor").await;
     let started = Instant::now();
     let floor = measure(n, 16, |i| {
-        let (staged, ledger, store) = (&staged, &ledger, store);
+        let (staged, ledger, store) = (&staged, ledger_writes, store);
         async move {
-            let (_, mut checkout, mut orders) = staged.lock().unwrap().pop().unwrap();
+            let (mut checkout, mut orders) = staged.lock().unwrap().pop().unwrap();
             let now = chrono::Utc::now();
-            checkout.psp_token = Some(format!("cs_floor_{i}"));
-            let from = checkout.apply(&mut orders, PaymentEvent::Submitted, now).unwrap();
-            assert_eq!(from, shared::domain::PaymentStatus::Created);
-            checkout
-                .apply(&mut orders, PaymentEvent::PspSucceeded, now)
-                .unwrap();
+            let from = settle(&mut checkout, &mut orders, i);
             let event_id = format!("evt_pfloor_{i}_{}", common::new_key());
             let outbox = OutboxEvent::settled(&checkout, &orders, &event_id, now).unwrap();
             store
@@ -492,64 +566,91 @@ async fn pipeline(
     .await;
     let floor_rps = n as f64 / started.elapsed().as_secs_f64();
 
+    // Start from quiet queues: what earlier scenarios published is consumed first.
+    while stack.queue_depth("LedgerQueue").await + stack.queue_depth("WalletQueue").await > 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // Pipeline: N checkouts through the API (untimed), then N signed webhooks; timed until every
-    // wallet marker and ledger transaction is there.
+    // wallet marker and ledger transaction is there. Sustained, not a burst: webhooks go out at
+    // concurrency 16 while fewer than BENCH_PIPELINE_WINDOW payments are in the pipeline (sent
+    // but not yet acknowledged by both consumers), and wait while more are. SQS's cost per
+    // call does not grow with the queue's depth; moto's does (each message received walks the
+    // whole queue several times), so an unbounded flood would measure moto, not the pipeline.
     let created = create_checkouts(acct, n).await;
     let expected_ledger: usize = created
         .iter()
         .map(|c| c["payment_orders"].as_array().map_or(0, Vec::len))
         .sum();
+    let window = env_n("BENCH_PIPELINE_WINDOW", 100) as u64;
+    let acked = || async {
+        let (l, w) = tokio::join!(
+            stack.mapping_metric("LedgerConsumerFunction", "DeletedEventCount"),
+            stack.mapping_metric("WalletConsumerFunction", "DeletedEventCount")
+        );
+        (l, w)
+    };
+    let (ledger_base, wallet_base) = acked().await;
+    let (open_tx, open_rx) = tokio::sync::watch::channel(true);
+    let sent = std::sync::atomic::AtomicU64::new(0);
     let sent_at =
         std::sync::Mutex::new(std::collections::HashMap::<String, chrono::DateTime<chrono::Utc>>::new());
     let http = reqwest::Client::new();
     let started = Instant::now();
-    futures::stream::iter(created.iter().enumerate())
-        .for_each_concurrent(16, |(i, c)| {
-            let (http, sent_at, api) = (&http, &sent_at, &stack.api);
-            async move {
-                let evt = format!("evt_pipe_{i}_{}", &common::new_key()[..8]);
-                let (event, signature) = completed_webhook(c, &evt);
-                let r = http
-                    .post(format!("{api}/webhooks/psp"))
-                    .header("stripe-signature", signature)
-                    .header("content-type", "application/json")
-                    .body(event)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                sent_at
-                    .lock()
-                    .unwrap()
-                    .insert(format!("obx_{evt}"), chrono::Utc::now());
-            }
-        })
-        .await;
-    // Drained when both queues are empty (nothing visible or in flight) and a scan finds every
-    // event's wallet marker and every ledger transaction (the relay may still be publishing
-    // while the queues look empty). Polling the queue counts is cheap; the scans run only then.
-    let (mut markers, mut ledger_txs, mut elapsed);
-    let mut shown = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let (lq, wq) = (
-            stack.queue_depth("LedgerQueue").await,
-            stack.queue_depth("WalletQueue").await,
-        );
-        if shown.elapsed() >= Duration::from_secs(15) {
-            eprintln!(
-                "pipeline: {:>4} s: LedgerQueue {lq}, WalletQueue {wq} messages",
-                started.elapsed().as_secs()
-            );
-            shown = Instant::now();
+    let senders = futures::stream::iter(created.iter().enumerate()).for_each_concurrent(16, |(i, c)| {
+        let (http, sent_at, api, sent) = (&http, &sent_at, &stack.api, &sent);
+        let mut open = open_rx.clone();
+        async move {
+            open.wait_for(|o| *o).await.unwrap();
+            let evt = format!("evt_pipe_{i}_{}", &common::new_key()[..8]);
+            let (event, signature) = completed_webhook(c, &evt);
+            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let r = http
+                .post(format!("{api}/webhooks/psp"))
+                .header("stripe-signature", signature)
+                .header("content-type", "application/json")
+                .body(event)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            sent_at
+                .lock()
+                .unwrap()
+                .insert(format!("obx_{evt}"), chrono::Utc::now());
         }
-        if lq + wq > 0 {
+    });
+    // Watches the consumers' acknowledgements (the twin's DeletedEventCount per mapping): opens
+    // and closes the gate while sending, then waits until both consumers have acknowledged
+    // every event. Duplicates (at-least-once) count too, so the scans below have the last word.
+    let n64 = n as u64;
+    let watch = async {
+        let mut shown = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (l, w) = acked().await;
+            let (l, w) = (l - ledger_base, w - wallet_base);
+            let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+            open_tx.send_replace(sent.saturating_sub(l.min(w)) < window);
+            if shown.elapsed() >= Duration::from_secs(15) {
+                eprintln!(
+                    "pipeline: {:>4} s: {sent} / {n} webhooks sent, acknowledged by the ledger {l}, by the wallet {w}",
+                    started.elapsed().as_secs(),
+                );
+                shown = Instant::now();
+            }
+            if l >= n64 && w >= n64 {
+                break;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(1800),
-                "pipeline did not drain in 30 min"
+                "pipeline did not drain in 30 min: {sent} sent, ledger {l}, wallet {w}"
             );
-            continue;
         }
+    };
+    tokio::join!(senders, watch);
+    let (mut markers, mut ledger_txs, mut elapsed);
+    loop {
         elapsed = started.elapsed();
         let wallets = ledger.scan_all("WalletsTable").await.unwrap();
         markers = wallets
@@ -580,6 +681,7 @@ async fn pipeline(
             "pipeline did not drain: {} / {n} wallet events, {ledger_txs} / {expected_ledger} ledger transactions",
             markers.len()
         );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let sent_at = sent_at.into_inner().unwrap();
     let mut lags: Vec<f64> = markers
