@@ -4,8 +4,8 @@
 //! `TransactWriteItems` plus the one sandbox-PSP session create it needs; the PSP webhook next
 //! to the transaction it writes; the outbox pipeline (webhook → stream → relay → SQS → ledger
 //! and wallet) next to the raw writes it needs; the stripped bootstrap size and its
-//! start-to-first-event time. The floors write into copies of the tables that no event source
-//! reads. Writes bench/results.json.
+//! start-to-first-event time. The floors run with the outbox relay paused. Writes
+//! bench/results.json.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -323,11 +323,12 @@ async fn main() {
         );
     }
 
-    if run("webhook") {
-        webhook(&stack, &acct, &store, &mut results).await;
-    }
+    // The pipeline first: the scenarios after it pause the relay for their floors.
     if run("pipeline") {
         pipeline(&stack, &acct, &store, &mut results).await;
+    }
+    if run("webhook") {
+        webhook(&stack, &acct, &store, &mut results).await;
     }
     if run("bootstrap") {
         bootstrap(&release, &stack, &mut results).await;
@@ -347,10 +348,14 @@ async fn webhook(
 ) {
     let n_wh: usize = env_n("BENCH_N_WEBHOOK", 1000);
     let for_api = create_checkouts(acct, n_wh).await;
-    let (floor_store, _) = floor_tables(store).await;
-    let staged = stage_checkouts(&floor_store, n_wh, "whfloor").await;
+    // The webhook alone: the relay is paused (for the rest of the run; the pipeline scenario
+    // runs before this one), so the floor's and the webhooks' events wait in the stream and
+    // the consumers do not share the machine with what is measured.
+    pause_relay(stack).await;
+    let floor_store = store;
+    let staged = stage_checkouts(floor_store, n_wh, "whfloor").await;
     let floor = measure(n_wh, 16, |i| {
-        let (store, staged) = (&floor_store, &staged);
+        let (store, staged) = (floor_store, &staged);
         async move {
             let (mut checkout, mut orders) = staged.lock().unwrap().pop().unwrap();
             let from = settle(&mut checkout, &mut orders, i);
@@ -410,32 +415,11 @@ async fn bootstrap(
 /// The outbox pipeline: N payments (multi-seller mix) from a verified webhook to wallet and
 /// ledger, next to the raw DynamoDB writes those payments need (the webhook transaction, one
 /// ledger transaction per order, the wallet transaction), issued directly in the same run.
-/// The floors write into twins of the payments, ledger and wallets tables (same keys, indexes
-/// and stream) that no event source reads: their outbox records must not flow through the
-/// pipeline the API side is measured on, or the two would share DynamoDB and the queues.
-async fn floor_tables(
-    store: &shared::adapters::dynamo::DynamoStore,
-) -> (
-    shared::adapters::dynamo::DynamoStore,
-    shared::adapters::dynamo::ledger::LedgerStore,
-) {
-    for table in ["PaymentsTable", "LedgerTable", "WalletsTable"] {
-        copy_table(&store.client, table, &format!("Floor{table}")).await;
-    }
-    (
-        shared::adapters::dynamo::DynamoStore::new(
-            store.client.clone(),
-            shared::adapters::dynamo::Tables {
-                payments: "FloorPaymentsTable".into(),
-                ..store.tables.clone()
-            },
-        ),
-        shared::adapters::dynamo::ledger::LedgerStore {
-            client: store.client.clone(),
-            ledger_table: "FloorLedgerTable".into(),
-            wallets_table: "FloorWalletsTable".into(),
-        },
-    )
+/// Pauses the outbox relay's mapping: what is written from here on waits in the stream.
+async fn pause_relay(stack: &common::Stack) {
+    stack
+        .twin(reqwest::Method::POST, "event-sources/OutboxRelayFunction/disable")
+        .await;
 }
 
 /// `n` checkouts written straight to `store` as create_payment writes them (setup, untimed).
@@ -483,42 +467,6 @@ fn settle(
     from
 }
 
-/// Creates `to` with the key schema, attributes, indexes and stream of `from`.
-async fn copy_table(client: &aws_sdk_dynamodb::Client, from: &str, to: &str) {
-    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex};
-    let t = client.describe_table().table_name(from).send().await.unwrap();
-    let t = t.table().unwrap();
-    let indexes: Vec<GlobalSecondaryIndex> = t
-        .global_secondary_indexes()
-        .iter()
-        .map(|g| {
-            GlobalSecondaryIndex::builder()
-                .index_name(g.index_name().unwrap())
-                .set_key_schema(g.key_schema.clone())
-                .set_projection(g.projection.clone())
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let created = client
-        .create_table()
-        .table_name(to)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(t.key_schema.clone())
-        .set_attribute_definitions(t.attribute_definitions.clone())
-        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
-        .set_stream_specification(t.stream_specification.clone())
-        .send()
-        .await;
-    if let Err(e) = created {
-        // Made by an earlier scenario of this run.
-        let exists = e
-            .as_service_error()
-            .is_some_and(|e| e.is_resource_in_use_exception());
-        assert!(exists, "CreateTable {to}: {e:?}");
-    }
-}
-
 async fn pipeline(
     stack: &common::Stack,
     acct: &common::Account,
@@ -534,43 +482,13 @@ async fn pipeline(
         ledger_table: "LedgerTable".into(),
         wallets_table: "WalletsTable".into(),
     };
-    let (floor_store, floor_ledger) = floor_tables(store).await;
-    let (store, ledger_writes) = (&floor_store, &floor_ledger);
-    let staged = stage_checkouts(store, n, "pfloor").await;
-    let started = Instant::now();
-    let floor = measure(n, 16, |i| {
-        let (staged, ledger, store) = (&staged, ledger_writes, store);
-        async move {
-            let (mut checkout, mut orders) = staged.lock().unwrap().pop().unwrap();
-            let now = chrono::Utc::now();
-            let from = settle(&mut checkout, &mut orders, i);
-            let event_id = format!("evt_pfloor_{i}_{}", common::new_key());
-            let outbox = OutboxEvent::settled(&checkout, &orders, &event_id, now).unwrap();
-            store
-                .apply_event(&event_id, &checkout, &orders, from, &outbox)
-                .await
-                .unwrap();
-            for tx in postings(&outbox, rate).unwrap() {
-                ledger.append(&tx).await.unwrap();
-            }
-            let credits = wallet_credits(&outbox, rate).unwrap();
-            ledger
-                .credit_wallets(
-                    &outbox.event_id,
-                    &outbox.account_id,
-                    &credits,
-                    &outbox.occurred_at,
-                )
-                .await
-                .unwrap();
-        }
-    })
-    .await;
-    let floor_rps = n as f64 / started.elapsed().as_secs_f64();
-
-    // Start from quiet queues: what earlier scenarios published is consumed first.
-    while stack.queue_depth("LedgerQueue").await + stack.queue_depth("WalletQueue").await > 0 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // Start from quiet queues (empty three seconds running): what earlier scenarios published
+    // is consumed first, so the pipeline does not share the machine with it.
+    let mut quiet = 0;
+    while quiet < 3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let depth = stack.queue_depth("LedgerQueue").await + stack.queue_depth("WalletQueue").await;
+        quiet = if depth == 0 { quiet + 1 } else { 0 };
     }
 
     // Pipeline: N checkouts through the API (untimed), then N signed webhooks; timed until every
@@ -703,6 +621,42 @@ async fn pipeline(
             .await
             .unwrap(),
     );
+    // Floor, after the pipeline: the relay is paused first (for the rest of the run), so the
+    // floor's outbox records stay in the stream and nothing else shares DynamoDB with it.
+    pause_relay(stack).await;
+    let ledger_writes = &ledger;
+    let staged = stage_checkouts(store, n, "pfloor").await;
+    let started = Instant::now();
+    let floor = measure(n, 16, |i| {
+        let (staged, ledger, store) = (&staged, ledger_writes, store);
+        async move {
+            let (mut checkout, mut orders) = staged.lock().unwrap().pop().unwrap();
+            let now = chrono::Utc::now();
+            let from = settle(&mut checkout, &mut orders, i);
+            let event_id = format!("evt_pfloor_{i}_{}", common::new_key());
+            let outbox = OutboxEvent::settled(&checkout, &orders, &event_id, now).unwrap();
+            store
+                .apply_event(&event_id, &checkout, &orders, from, &outbox)
+                .await
+                .unwrap();
+            for tx in postings(&outbox, rate).unwrap() {
+                ledger.append(&tx).await.unwrap();
+            }
+            let credits = wallet_credits(&outbox, rate).unwrap();
+            ledger
+                .credit_wallets(
+                    &outbox.event_id,
+                    &outbox.account_id,
+                    &credits,
+                    &outbox.occurred_at,
+                )
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let floor_rps = n as f64 / started.elapsed().as_secs_f64();
+
     println!(
         "{:<20} n={n:<5} window {window} {:>7.1} payments/s (floor {:>7.1}, {:.0}%)  lag webhook->wallet p50 {:>7.0} ms p99 {:>7.0} ms  floor p50 {:.2} ms  invariants {}",
         "pipeline", rps, floor_rps, 100.0 * rps / floor_rps, p(0.5), p(0.99), floor.p50_ms, if report.ok { "hold" } else { "BROKEN" }
