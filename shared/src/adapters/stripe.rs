@@ -5,6 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use crate::domain::psp::{PspError, PspNotice, PspSession, SessionOutcome, SessionRequest};
@@ -117,8 +123,10 @@ impl RetryPolicy {
     }
 }
 
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
 pub struct StripeClient {
-    http: reqwest::Client,
+    http: Client<Https, Full<Bytes>>,
     base_url: String,
     secret_key: String,
     policy: RetryPolicy,
@@ -203,11 +211,17 @@ pub fn session_params(r: &SessionRequest) -> Result<Vec<(String, String)>, Strin
 
 impl StripeClient {
     pub fn new(base_url: &str, secret_key: &str, policy: RetryPolicy) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(policy.attempt_timeout.min(Duration::from_secs(2)))
-            .user_agent(concat!("payment-system/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(policy.attempt_timeout.min(Duration::from_secs(2))));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("HTTP client: TLS roots: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let http = Client::builder(TokioExecutor::new()).build(https);
         Ok(StripeClient {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -229,34 +243,40 @@ impl StripeClient {
                 }
                 tokio::time::sleep(pause).await;
             }
-            let sent = self
-                .http
-                .post(format!("{}{path}", self.base_url))
-                .bearer_auth(&self.secret_key)
+            let request = hyper::Request::post(format!("{}{path}", self.base_url))
+                .header(AUTHORIZATION, format!("Bearer {}", self.secret_key))
                 .header("Idempotency-Key", idempotency_key)
                 .header("Stripe-Version", STRIPE_VERSION)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .timeout(self.policy.attempt_timeout)
-                .body(form.clone())
-                .send()
-                .await;
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    last = if e.is_timeout() {
-                        "timeout".into()
-                    } else {
-                        format!("transport: {e}")
-                    };
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(USER_AGENT, concat!("payment-system/", env!("CARGO_PKG_VERSION")))
+                .body(Full::new(Bytes::from(form.clone())))
+                .map_err(|e| PspError::Unavailable(format!("building the request: {e}")))?;
+            // One deadline for the answer and its body.
+            let exchange = async {
+                let response = self
+                    .http
+                    .request(request)
+                    .await
+                    .map_err(|e| format!("transport: {e}"))?;
+                let status = response.status().as_u16();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| format!("reading body: {e}"))?
+                    .to_bytes();
+                Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
+            };
+            let (status, body) = match tokio::time::timeout(self.policy.attempt_timeout, exchange).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    last = e;
                     tracing::warn!(attempt, error = %last, "PSP call failed; retrying");
                     continue;
                 }
-            };
-            let status = response.status().as_u16();
-            let body = match response.text().await {
-                Ok(b) => b,
-                Err(e) => {
-                    last = format!("reading body: {e}");
+                Err(_) => {
+                    last = "timeout".into();
+                    tracing::warn!(attempt, error = %last, "PSP call failed; retrying");
                     continue;
                 }
             };
