@@ -219,11 +219,18 @@ async fn the_relay_reading_its_stream_again_publishes_again_and_changes_nothing(
     // Consumers off; the relay re-reads the stream from TRIM_HORIZON: every outbox record of
     // this stack's life is published to both queues a second time.
     consumers("disable").await;
+    let invoked_before = s.mapping_metric("OutboxRelayFunction", "InvokedEventCount").await;
     let rewound: Value = s
         .twin(Method::POST, "event-sources/OutboxRelayFunction/rewind")
         .await;
     assert_eq!(rewound[0]["rewinds"], 1, "{rewound}");
     queues_hold(&QUEUES, outbox, "republished by the second relay pass").await;
+    // The twin counts what the relay was handed again: every outbox record, at least once.
+    let invoked_again = s.mapping_metric("OutboxRelayFunction", "InvokedEventCount").await - invoked_before;
+    assert!(
+        invoked_again >= outbox,
+        "relay invoked with {invoked_again} records on the second pass, {outbox} outbox records"
+    );
 
     consumers("enable").await;
     consumer_queues_empty().await;

@@ -263,6 +263,23 @@ mod tests {
         assert_eq!(c.describe()["enabled"], false);
     }
 
+    #[test]
+    fn counts_are_reported_under_lambdas_metric_names() {
+        let c = MappingControl::new("Q", "Queue", false, true);
+        Metrics::add(&c.metrics.polled, 10);
+        Metrics::add(&c.metrics.invoked, 9);
+        Metrics::add(&c.metrics.filtered_out, 1);
+        Metrics::add(&c.metrics.failed_invoke, 2);
+        Metrics::add(&c.metrics.deleted, 8);
+        let m = &c.describe()["metrics"];
+        assert_eq!(
+            *m,
+            json!({"PolledEventCount": 10, "FilteredOutEventCount": 1, "InvokedEventCount": 9,
+                   "FailedInvokeEventCount": 2, "DeletedEventCount": 8,
+                   "OnFailureDestinationDeliveredEventCount": 0})
+        );
+    }
+
     #[tokio::test]
     async fn actions_are_checked() {
         let mut controls = Controls::default();
