@@ -91,6 +91,22 @@ fn completed_webhook(c: &Value, event_id: &str) -> (String, String) {
     (event, signature)
 }
 
+/// Delivers a signed `checkout.session.completed` for `c` to the webhook URL, as the PSP would;
+/// the answer (200 expected).
+async fn deliver_completed(http: &reqwest::Client, api: &str, c: &Value, event_id: &str) -> Value {
+    let (event, signature) = completed_webhook(c, event_id);
+    let r = http
+        .post(format!("{api}/webhooks/psp"))
+        .header("stripe-signature", signature)
+        .header("content-type", "application/json")
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
 /// A count from the environment, or its default.
 fn env_n(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -373,17 +389,7 @@ async fn webhook(
     let api = measure(n_wh, 16, |i| {
         let (http, c, api) = (&http, &for_api[i], &stack.api);
         async move {
-            let (event, signature) = completed_webhook(c, &format!("evt_bench_{i}_{}", common::new_key()));
-            let r = http
-                .post(format!("{api}/webhooks/psp"))
-                .header("stripe-signature", signature)
-                .header("content-type", "application/json")
-                .body(event)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let v: Value = r.json().await.unwrap();
+            let v = deliver_completed(http, api, c, &format!("evt_bench_{i}_{}", common::new_key())).await;
             assert_eq!(v["outcome"], "applied", "{v}");
         }
     })
@@ -523,17 +529,8 @@ async fn pipeline(
         async move {
             open.wait_for(|o| *o).await.unwrap();
             let evt = format!("evt_pipe_{i}_{}", &common::new_key()[..8]);
-            let (event, signature) = completed_webhook(c, &evt);
             sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let r = http
-                .post(format!("{api}/webhooks/psp"))
-                .header("stripe-signature", signature)
-                .header("content-type", "application/json")
-                .body(event)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            deliver_completed(http, api, c, &evt).await;
             sent_at
                 .lock()
                 .unwrap()

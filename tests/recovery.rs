@@ -129,6 +129,21 @@ async fn pay_mix(acct: &Account, tag: &str, n: usize) -> BTreeMap<(String, Strin
     expected
 }
 
+/// Waits until every expected wallet of `acct` holds its amount (and the invariants hold).
+async fn wallets_reach(
+    what: &str,
+    acct: &Account,
+    expected: &BTreeMap<(String, String), i64>,
+) -> BTreeMap<(String, String), i64> {
+    stack()
+        .settled(what, |_, w| {
+            expected
+                .iter()
+                .all(|((seller, c), m)| wallet(w, acct, seller, c) == *m)
+        })
+        .await
+}
+
 fn assert_wallets(
     w: &BTreeMap<(String, String), i64>,
     acct: &Account,
@@ -183,13 +198,7 @@ async fn dynamodb_down_while_messages_wait_then_every_event_applies_once() {
 
     let back = s.twin(Method::POST, "dynamodb/start").await;
     assert_eq!(back["dynamodb"], "running");
-    let w = s
-        .settled("after the outage", |_, w| {
-            expected
-                .iter()
-                .all(|((seller, c), m)| wallet(w, &acct, seller, c) == *m)
-        })
-        .await;
+    let w = wallets_reach("after the outage", &acct, &expected).await;
     assert_wallets(&w, &acct, &expected);
     consumer_queues_empty().await;
     assert_drained().await;
@@ -203,13 +212,7 @@ async fn the_relay_reading_its_stream_again_publishes_again_and_changes_nothing(
     let s = stack();
     let acct = s.new_account(None).await;
     let expected = pay_mix(&acct, "replay", 6).await;
-    let before_wallets = s
-        .settled("first pass", |_, w| {
-            expected
-                .iter()
-                .all(|((seller, c), m)| wallet(w, &acct, seller, c) == *m)
-        })
-        .await;
+    let before_wallets = wallets_reach("first pass", &acct, &expected).await;
     consumer_queues_empty().await;
     let snap = snapshot(&s.ledger().await, "PaymentsTable").await.unwrap();
     let outbox = snap.outbox.len() as u64;
