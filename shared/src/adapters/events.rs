@@ -107,22 +107,29 @@ pub async fn handle_relay(
 
 /// Sends every record to one queue; the index of the first record that failed, if any.
 async fn publish(sqs: &aws_sdk_sqs::Client, url: &str, outgoing: &[Outgoing]) -> Option<usize> {
-    let mut first_failed: Option<usize> = None;
     for (c, chunk) in outgoing.chunks(10).enumerate() {
         let base = c * 10;
-        let entries: Vec<SendMessageBatchRequestEntry> = chunk
+        let built: Result<Vec<SendMessageBatchRequestEntry>, _> = chunk
             .iter()
             .enumerate()
-            .filter_map(|(i, o)| {
+            .map(|(i, o)| {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(&o.payload)
                     .message_attributes("event_id", string_attr(&o.event_id))
                     .message_attributes("event_type", string_attr(&o.event_type))
                     .build()
-                    .ok()
             })
             .collect();
+        // An entry that cannot be built is never dropped: the chunk counts as failed from its
+        // start, so the stream hands it to us again.
+        let entries = match built {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(queue = %url, error = %e, "relay could not build a batch entry");
+                return Some(base);
+            }
+        };
         let failed = match sqs
             .send_message_batch()
             .queue_url(url)
@@ -143,13 +150,12 @@ async fn publish(sqs: &aws_sdk_sqs::Client, url: &str, outgoing: &[Outgoing]) ->
                 Some(base)
             }
         };
-        if let Some(i) = failed {
-            first_failed = Some(first_failed.map_or(i, |f| f.min(i)));
+        if failed.is_some() {
             // Everything from here comes again with the retry.
-            break;
+            return failed;
         }
     }
-    first_failed
+    None
 }
 
 fn string_attr(value: &str) -> MessageAttributeValue {
