@@ -368,10 +368,9 @@ async fn webhook(
     // runs before this one), so the floor's and the webhooks' events wait in the stream and
     // the consumers do not share the machine with what is measured.
     pause_relay(stack).await;
-    let floor_store = store;
-    let staged = stage_checkouts(floor_store, n_wh, "whfloor").await;
+    let staged = stage_checkouts(store, n_wh, "whfloor").await;
     let floor = measure(n_wh, 16, |i| {
-        let (store, staged) = (floor_store, &staged);
+        let staged = &staged;
         async move {
             let (mut checkout, mut orders) = staged.lock().unwrap().pop().unwrap();
             let from = settle(&mut checkout, &mut orders, i);
@@ -488,15 +487,6 @@ async fn pipeline(
         ledger_table: "LedgerTable".into(),
         wallets_table: "WalletsTable".into(),
     };
-    // Start from quiet queues (empty three seconds running): what earlier scenarios published
-    // is consumed first, so the pipeline does not share the machine with it.
-    let mut quiet = 0;
-    while quiet < 3 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let depth = stack.queue_depth("LedgerQueue").await + stack.queue_depth("WalletQueue").await;
-        quiet = if depth == 0 { quiet + 1 } else { 0 };
-    }
-
     // Pipeline: N checkouts through the API (untimed), then N signed webhooks; timed until every
     // wallet marker and ledger transaction is there. Sustained, not a burst: webhooks go out at
     // concurrency 16 while fewer than BENCH_PIPELINE_WINDOW payments are in the pipeline (sent
