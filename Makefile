@@ -19,8 +19,11 @@ help:
 deps:
 	@scripts/setup.sh
 
+# Every binary the twin runs: the functions' bootstraps, the twin, the sandbox PSP, ops.
+BINS = cargo build --workspace --bins --exclude bench
+
 build:
-	cargo build --bins
+	$(BINS)
 
 dev: deps build
 	TWIN_ECHO_LOGS=$${TWIN_ECHO_LOGS:-1} target/debug/twin --template infra/template.yaml \
@@ -38,31 +41,32 @@ cfn-lint: deps
 unit:
 	cargo test --workspace --lib --bins
 
-integration: deps
-	cargo test --test api
+# Each integration test binary starts its own twin from the binaries `build` makes.
+integration: deps build
+	cargo test -p integration-tests --tests
 
 lint: fmt clippy cfn-lint
 
-test: deps fmt clippy cfn-lint
+test: deps fmt clippy cfn-lint build
 	mkdir -p target; set -o pipefail; cargo test --workspace --lib --bins --tests 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 
 bench: deps
-	cargo build --release --bins --example bench
-	target/release/examples/bench
+	cargo build --release --workspace --bins
+	target/release/bench
 
 # Operator commands against the running `make dev` stack (same ports).
 OPS_ENV = AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$(DYNAMODB_PORT) AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$(MOTO_PORT)
 
 check:
-	cargo build --bin ops -q && $(OPS_ENV) target/debug/ops check
+	cargo build -p ops -q && $(OPS_ENV) target/debug/ops check
 
 dlq:
-	cargo build --bin ops -q && $(OPS_ENV) target/debug/ops dlq
+	cargo build -p ops -q && $(OPS_ENV) target/debug/ops dlq
 
 redrive:
-	cargo build --bin ops -q && $(OPS_ENV) target/debug/ops redrive $(QUEUE)
+	cargo build -p ops -q && $(OPS_ENV) target/debug/ops redrive $(QUEUE)
 
 clean:
 	rm -rf .local/data .local/logs bench/out

@@ -7,10 +7,7 @@
 //! start-to-first-event time. The floors run with the outbox relay paused. Writes
 //! bench/results.json.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -259,9 +256,16 @@ async fn cold_start_ms(binary: &Path, ddb: &str) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let release = root.join("target/release");
-    let stack = common::start(&release.join("twin"), &release, "bench", &[]);
+    let root = common::workspace_root();
+    let release = common::bin_dir();
+    let stack = common::start(
+        &release,
+        &common::TwinSpec {
+            label: "bench",
+            params: &[],
+            on_disk: false,
+        },
+    );
     let n_c1: usize = env_n("BENCH_N_C1", 300);
     let n_c16: usize = env_n("BENCH_N_C16", 2000);
     let acct = stack.new_account(RateLimit::new(1_000_000, 1_000_000)).await;

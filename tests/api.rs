@@ -1,7 +1,5 @@
 //! The pay-in API against the real local twin: DynamoDB Local, the runner, the bootstraps.
 
-mod common;
-
 use std::collections::HashSet;
 
 use common::{new_key, send, single, stack, Resp};

@@ -1,10 +1,6 @@
 //! Pay-in end to end: our API, the sandbox PSP's hosted page and its signed webhooks, on the
 //! real local twin. The sandbox's fault injector is global, so these tests take turns.
 
-mod common;
-
-use std::path::Path;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{new_key, single, Account, Stack};
@@ -14,19 +10,14 @@ use shared::domain::psp::sign;
 const PSP_SECRET_KEY: &str = "sk_test_sandbox_51PsysLocalDev";
 const WEBHOOK_SECRET: &str = "whsec_sandbox_localdev_7c1e9a";
 
-static STACK: OnceLock<Stack> = OnceLock::new();
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// This binary's stack: short PSP retry budget so "PSP down" answers quickly.
 fn stack() -> &'static Stack {
-    STACK.get_or_init(|| {
-        let twin = Path::new(env!("CARGO_BIN_EXE_twin"));
-        common::start(
-            twin,
-            twin.parent().unwrap(),
-            "pay-in",
-            &[("PspRetryBudgetMs", "2500"), ("PspAttemptTimeoutMs", "1000")],
-        )
+    common::stack_of(&common::TwinSpec {
+        label: "pay-in",
+        params: &[("PspRetryBudgetMs", "2500"), ("PspAttemptTimeoutMs", "1000")],
+        on_disk: false,
     })
 }
 
@@ -441,8 +432,7 @@ async fn a_webhook_that_beats_the_create_call_is_not_lost() {
     stack().assert_invariants().await;
 }
 
-#[path = "common/webdriver.rs"]
-mod webdriver;
+use common::webdriver;
 
 #[tokio::test]
 async fn a_buyer_pays_in_a_real_browser() {

@@ -3,28 +3,18 @@
 //! consumers write the ledger and the wallets exactly once; the invariants hold after each
 //! scenario.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{new_key, wallet, Account, Stack};
 use serde_json::{json, Value};
 use shared::domain::invariants::Report;
 
-static STACK: OnceLock<Stack> = OnceLock::new();
-
 fn stack() -> &'static Stack {
-    STACK.get_or_init(|| {
-        let twin = Path::new(env!("CARGO_BIN_EXE_twin"));
-        common::start(
-            twin,
-            twin.parent().unwrap(),
-            "pipeline",
-            &[("ConsumerVisibilityTimeout", "3")],
-        )
+    common::stack_of(&common::TwinSpec {
+        label: "pipeline",
+        params: &[("ConsumerVisibilityTimeout", "3")],
+        on_disk: false,
     })
 }
 
@@ -281,19 +271,6 @@ async fn redelivered_events_change_nothing_and_poison_goes_to_the_dlq_with_its_r
     assert_eq!(wallet(&w, &acct, "seller_D", "EUR"), 5000 - 125);
 }
 
-/// Kills every running instance of a function's bootstrap; true if one was running.
-fn kill_all(binary: &str) -> bool {
-    let path = Path::new(env!("CARGO_BIN_EXE_twin"))
-        .parent()
-        .unwrap()
-        .join(binary);
-    std::process::Command::new("pkill")
-        .args(["-9", "-f", &path.display().to_string()])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 #[tokio::test]
 async fn consumers_killed_mid_batch_lose_and_double_nothing() {
     let acct = stack().new_account(None).await;
@@ -313,7 +290,8 @@ async fn consumers_killed_mid_batch_lose_and_double_nothing() {
         let mut killed = 0;
         for _ in 0..12 {
             tokio::time::sleep(Duration::from_millis(150)).await;
-            killed += usize::from(kill_all("wallet_consumer")) + usize::from(kill_all("ledger_consumer"));
+            killed += stack().kill_instances("WalletConsumerFunction").await
+                + stack().kill_instances("LedgerConsumerFunction").await;
         }
         killed
     };
@@ -357,7 +335,7 @@ async fn operators_see_dlq_reasons_and_can_redrive() {
         .await
         .unwrap();
     let ops = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ops"))
+        let out = std::process::Command::new(common::bin_dir().join("ops"))
             .args(args)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "local")
@@ -415,7 +393,8 @@ async fn operators_see_dlq_reasons_and_can_redrive() {
 
 #[tokio::test]
 async fn the_twin_refuses_an_outage_drill_that_would_lose_an_in_memory_database() {
-    let r = common::send(reqwest::Client::new().post(format!("{}/__twin/dynamodb/stop", stack().api))).await;
+    let r =
+        common::send(reqwest::Client::new().post(format!("{}/__twin/dynamodb/stop", stack().control))).await;
     assert_eq!(r.status, 409, "{}", r.text);
     assert!(
         r.json["message"].as_str().unwrap().contains("--data-dir"),
@@ -424,16 +403,25 @@ async fn the_twin_refuses_an_outage_drill_that_would_lose_an_in_memory_database(
     );
     let r = common::send(reqwest::Client::new().post(format!(
         "{}/__twin/event-sources/CreatePaymentFunction/disable",
-        stack().api
+        stack().control
     )))
     .await;
     assert_eq!(r.status, 404, "an HTTP function has no event source: {}", r.text);
     let r = common::send(reqwest::Client::new().post(format!(
         "{}/__twin/event-sources/WalletConsumerFunction/rewind",
-        stack().api
+        stack().control
     )))
     .await;
     assert_eq!(r.status, 409, "a queue cannot be rewound: {}", r.text);
+    // The control port is not the API: a control route there is an unknown route, as on AWS.
+    let r = common::send(reqwest::Client::new().get(format!("{}/__twin/queues", stack().api))).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = common::send(reqwest::Client::new().post(format!(
+        "{}/__twin/functions/NoSuchFunction/kill",
+        stack().control
+    )))
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text);
     // Still up: the API answers.
     assert_eq!(
         stack().new_account(None).await.get("/v1/wallets/x").await.status,

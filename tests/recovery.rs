@@ -7,11 +7,7 @@
 //!
 //! The scenarios switch the consumers' event sources off and on, so they take turns.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{wallet, Account, Stack};
@@ -20,7 +16,6 @@ use serde_json::{json, Value};
 use shared::adapters::dynamo::ledger::snapshot;
 use shared::domain::{Currency, Money};
 
-static STACK: OnceLock<Stack> = OnceLock::new();
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const CONSUMERS: [&str; 2] = ["LedgerConsumerFunction", "WalletConsumerFunction"];
@@ -28,15 +23,10 @@ const QUEUES: [&str; 2] = ["LedgerQueue", "WalletQueue"];
 const DLQS: [&str; 2] = ["LedgerDLQ", "WalletDLQ"];
 
 fn stack() -> &'static Stack {
-    STACK.get_or_init(|| {
-        let twin = Path::new(env!("CARGO_BIN_EXE_twin"));
-        common::start_with(
-            twin,
-            twin.parent().unwrap(),
-            "recovery",
-            &[("ConsumerVisibilityTimeout", "3")],
-            true,
-        )
+    common::stack_of(&common::TwinSpec {
+        label: "recovery",
+        params: &[("ConsumerVisibilityTimeout", "3")],
+        on_disk: true,
     })
 }
 

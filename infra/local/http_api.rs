@@ -456,26 +456,43 @@ pub fn build_response(payload: &[u8]) -> Response<Body> {
 
 // --- server ------------------------------------------------------------------------------------
 
+/// The template's HTTP API.
 pub struct Api {
     pub router: Router,
     pub pool: Arc<Pool>,
     pub local_port: u16,
+}
+
+/// The twin's own endpoints, on a port of their own (`TWIN_CONTROL_PORT`), so they can never
+/// shadow a template route:
+/// - `GET /__twin/queues`: messages visible, in flight and delayed per queue;
+/// - `GET /__twin/event-sources`; `POST /__twin/event-sources/{Function}/enable|disable|rewind`
+///   (AWS's `UpdateEventSourceMapping --enabled/--no-enabled`, and a stream mapping
+///   re-created at `TRIM_HORIZON`);
+/// - `POST /__twin/functions/{Function}/kill`: kills the function's running instances, as a
+///   crash would (the invocations they hold fail);
+/// - `POST /__twin/dynamodb/stop|start`: an outage drill (needs `--data-dir`).
+pub struct ControlApi {
+    pub pool: Arc<Pool>,
     pub queues: Arc<Queues>,
     pub controls: Arc<crate::control::Controls>,
     pub dynamodb: Arc<crate::services::DynamoDb>,
 }
 
-/// The twin's own endpoints (not the template's):
-/// - `GET /__twin/queues`: messages visible, in flight and delayed per queue;
-/// - `GET /__twin/event-sources`; `POST /__twin/event-sources/{Function}/enable|disable|rewind`
-///   (AWS's `UpdateEventSourceMapping --enabled/--no-enabled`, and a stream mapping
-///   re-created at `TRIM_HORIZON`);
-/// - `POST /__twin/dynamodb/stop|start`: an outage drill (needs `--data-dir`).
-pub const TWIN_PREFIX: &str = "/__twin/";
+/// Something `serve` hands each request to.
+pub trait Service: Send + Sync + 'static {
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        source: SocketAddr,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send;
+}
 
-impl Api {
-    async fn twin_endpoint(&self, method: &str, path: &str) -> Response<Body> {
-        match (method, path) {
+impl Service for ControlApi {
+    async fn handle(&self, req: Request<Incoming>, _source: SocketAddr) -> Response<Body> {
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        match (method.as_str(), path.as_str()) {
             ("GET", "/__twin/queues") => json_response(StatusCode::OK, &self.queues.stats().await),
             ("GET", "/__twin/event-sources") => json_response(StatusCode::OK, &self.controls.describe()),
             ("POST", "/__twin/dynamodb/stop") => match self.dynamodb.stop().await {
@@ -489,6 +506,16 @@ impl Api {
                 ),
                 Err(e) => json_message(StatusCode::SERVICE_UNAVAILABLE, &e),
             },
+            ("POST", p) if p.starts_with("/__twin/functions/") && p.ends_with("/kill") => {
+                let function = &p["/__twin/functions/".len()..p.len() - "/kill".len()];
+                match self.pool.kill(function) {
+                    Some(killed) => json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({"function": function, "killed": killed}),
+                    ),
+                    None => json_message(StatusCode::NOT_FOUND, &format!("no function {function}")),
+                }
+            }
             ("POST", p) if p.starts_with("/__twin/event-sources/") => {
                 let rest = &p["/__twin/event-sources/".len()..];
                 let Some((function, action)) = rest.split_once('/') else {
@@ -505,14 +532,13 @@ impl Api {
             _ => json_message(StatusCode::NOT_FOUND, "Not Found"),
         }
     }
+}
 
+impl Service for Api {
     async fn handle(&self, req: Request<Incoming>, source: SocketAddr) -> Response<Body> {
         let now = chrono::Utc::now();
         let method = req.method().as_str().to_string();
         let raw_path = req.uri().path().to_string();
-        if raw_path.starts_with(TWIN_PREFIX) {
-            return self.twin_endpoint(&method, &raw_path).await;
-        }
         let raw_query = req.uri().query().unwrap_or_default().to_string();
         let Some(m) = self.router.find(&method, &raw_path) else {
             return json_message(StatusCode::NOT_FOUND, "Not Found");
@@ -568,8 +594,8 @@ impl Api {
     }
 }
 
-/// Serve the API until the task is aborted.
-pub async fn serve(listener: TcpListener, api: Arc<Api>) {
+/// Serves `api` until the task is aborted.
+pub async fn serve<S: Service>(listener: TcpListener, api: Arc<S>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {

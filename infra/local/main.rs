@@ -31,6 +31,7 @@ usage: twin [--template infra/template.yaml] [--bin-dir target/debug] [--data-di
             [--param Name=Value ...] [--exit-on-stdin-eof] [--log-dir DIR]
 
 environment: API_PORT=3000 DYNAMODB_PORT=8000 MOTO_PORT=5000 PSP_PORT=4000 (0 = any free port),
+  TWIN_CONTROL_PORT (the twin's own /__twin/ routes; default API_PORT + 1, or any free port),
   DEV_API_KEY, PSP_SECRET_KEY, PSP_WEBHOOK_SECRET, DYNAMODB_LOCAL_JAR, MOTO_SERVER,
   TWIN_MAX_INSTANCES=32 (per function), TWIN_PREWARM=0 (instances started per function at start),
   TWIN_ECHO_LOGS=1 (echo function logs to stderr),
@@ -53,6 +54,8 @@ struct Config {
     exit_on_stdin_eof: bool,
     api_listener: std::net::TcpListener,
     api_port: u16,
+    control_listener: std::net::TcpListener,
+    control_port: u16,
     dynamodb_port: u16,
     moto_port: u16,
     psp_port: u16,
@@ -163,6 +166,17 @@ fn parse_args() -> Result<Config, String> {
     let api_listener = std::net::TcpListener::bind(("127.0.0.1", requested_api))
         .map_err(|e| format!("cannot listen on 127.0.0.1:{requested_api} (API_PORT): {e}"))?;
     let api_port = api_listener.local_addr().map_err(|e| e.to_string())?.port();
+    let requested_control: u16 = env_number(
+        "TWIN_CONTROL_PORT",
+        if requested_api == 0 {
+            0
+        } else {
+            requested_api.saturating_add(1)
+        },
+    )?;
+    let control_listener = std::net::TcpListener::bind(("127.0.0.1", requested_control))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{requested_control} (TWIN_CONTROL_PORT): {e}"))?;
+    let control_port = control_listener.local_addr().map_err(|e| e.to_string())?.port();
 
     Ok(Config {
         template,
@@ -174,6 +188,8 @@ fn parse_args() -> Result<Config, String> {
         exit_on_stdin_eof,
         api_listener,
         api_port,
+        control_listener,
+        control_port,
         dynamodb_port: port("DYNAMODB_PORT", 8000)?,
         moto_port: port("MOTO_PORT", 5000)?,
         psp_port: port("PSP_PORT", 4000)?,
@@ -389,25 +405,22 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         &cfg.log_dir,
     )?);
     let router = http_api::Router::new(&functions)?;
-    cfg.api_listener
-        .set_nonblocking(true)
-        .map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::from_std(
-        cfg.api_listener
-            .try_clone()
-            .map_err(|e| format!("API listener: {e}"))?,
-    )
-    .map_err(|e| format!("API listener: {e}"))?;
+    let listener = tokio_listener(&cfg.api_listener, "API")?;
+    let control_listener = tokio_listener(&cfg.control_listener, "control")?;
     let controls = Arc::new(control::Controls::for_functions(&functions));
     let api = Arc::new(http_api::Api {
         router,
         pool: Arc::clone(&pool),
         local_port: cfg.api_port,
+    });
+    let control_api = Arc::new(http_api::ControlApi {
+        pool: Arc::clone(&pool),
         queues: Arc::clone(&queues),
         controls: Arc::clone(&controls),
         dynamodb: Arc::clone(&ddb),
     });
     let server = tokio::spawn(http_api::serve(listener, Arc::clone(&api)));
+    let control_server = tokio::spawn(http_api::serve(control_listener, control_api));
     if cfg.prewarm > 0 {
         pool.prewarm(cfg.prewarm);
     }
@@ -426,8 +439,8 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "TWIN READY api=http://127.0.0.1:{} dynamodb={ddb_endpoint} moto=http://127.0.0.1:{} psp={psp_endpoint}",
-            cfg.api_port, cfg.moto_port
+            "TWIN READY api=http://127.0.0.1:{} dynamodb={ddb_endpoint} moto=http://127.0.0.1:{} psp={psp_endpoint} control=http://127.0.0.1:{}",
+            cfg.api_port, cfg.moto_port, cfg.control_port
         );
         let _ = out.flush();
     }
@@ -438,12 +451,25 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         Err(e) => eprintln!("twin: error: {e}; shutting down"),
     }
     server.abort();
+    control_server.abort();
     event_sources.stop().await;
     pool.shutdown().await;
     tokio::join!(ddb.shutdown(), moto.stop(), psp.stop());
     logs.flush();
     eprintln!("twin: stopped");
     outcome.map(|_| ())
+}
+
+fn tokio_listener(listener: &std::net::TcpListener, what: &str) -> Result<tokio::net::TcpListener, String> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("{what} listener: {e}"))?;
+    tokio::net::TcpListener::from_std(
+        listener
+            .try_clone()
+            .map_err(|e| format!("{what} listener: {e}"))?,
+    )
+    .map_err(|e| format!("{what} listener: {e}"))
 }
 
 /// Registers our webhook route with the sandbox PSP, as a user does once in Stripe's dashboard.
@@ -535,6 +561,7 @@ fn print_banner(
         ("API_PORT", cfg.api_port.to_string()),
         ("DYNAMODB_PORT", cfg.dynamodb_port.to_string()),
         ("MOTO_PORT", cfg.moto_port.to_string()),
+        ("TWIN_CONTROL_PORT", cfg.control_port.to_string()),
         ("DEV_API_KEY", cfg.dev_api_key.clone()),
         ("PSP_PORT", format!("{} (reserved)", cfg.psp_port)),
         ("PSP_SECRET_KEY", cfg.psp_secret_key.clone()),
@@ -581,18 +608,22 @@ fn print_banner(
     if !queues.list.is_empty() {
         b.push_str(&format!(
             "│ queue counts:        http://127.0.0.1:{}/__twin/queues\n",
-            cfg.api_port
+            cfg.control_port
         ));
     }
     if !mappings.is_empty() {
         b.push_str(&format!(
             "│ mapping switches:    POST http://127.0.0.1:{}/__twin/event-sources/<Function>/enable|disable|rewind\n",
-            cfg.api_port
+            cfg.control_port
         ));
     }
     b.push_str(&format!(
         "│ outage drill:        POST http://127.0.0.1:{}/__twin/dynamodb/stop|start (with --data-dir)\n",
-        cfg.api_port
+        cfg.control_port
+    ));
+    b.push_str(&format!(
+        "│ crash drill:         POST http://127.0.0.1:{}/__twin/functions/<Function>/kill\n",
+        cfg.control_port
     ));
     for (id, path) in pool.missing_binaries() {
         b.push_str(&format!(

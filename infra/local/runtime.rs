@@ -231,21 +231,7 @@ impl Pool {
         Ok(Pool { functions })
     }
 
-    /// Invoke a function synchronously with a JSON event; returns the response payload.
-    /// (The entry point for event-source mappings: DynamoDB Streams, SQS, S3.)
-    #[allow(dead_code)]
-    pub async fn invoke(
-        &self,
-        function_logical_id: &str,
-        event: serde_json::Value,
-    ) -> Result<Vec<u8>, InvokeError> {
-        let bytes = serde_json::to_vec(&event).map_err(|e| InvokeError::Spawn(e.to_string()))?;
-        self.invoke_bytes(function_logical_id, Bytes::from(bytes))
-            .await
-            .map(|b| b.to_vec())
-    }
-
-    /// Same as `invoke` with an already-serialized event (the HTTP API's path).
+    /// Invokes a function synchronously with a serialized JSON event; the response payload.
     pub async fn invoke_bytes(&self, function_logical_id: &str, event: Bytes) -> Result<Bytes, InvokeError> {
         let f = self
             .functions
@@ -300,6 +286,18 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Kills every instance of a function now, busy or idle, as a crash would: the invocations
+    /// they hold fail and later ones start new instances. How many were killed (`None`: no
+    /// such function).
+    pub fn kill(&self, function_logical_id: &str) -> Option<usize> {
+        let f = self.functions.get(function_logical_id)?;
+        let instances: Vec<_> = lock(&f.state).instances.values().cloned().collect();
+        for inst in &instances {
+            inst.request_kill();
+        }
+        Some(instances.len())
     }
 
     /// Kill every instance and wait for the processes to be gone.

@@ -24,6 +24,8 @@ pub struct Service {
 
 /// Ask the kernel to SIGKILL the child when the twin dies (even by SIGKILL), so no JVM or
 /// function process outlives it. `kill_on_drop` covers the ordinary paths.
+/// Linux only: elsewhere (macOS) the twin's ordinary shutdown stops its children.
+#[cfg(target_os = "linux")]
 pub fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
     unsafe {
@@ -33,6 +35,9 @@ pub fn die_with_parent(cmd: &mut Command) {
         });
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+pub fn die_with_parent(_cmd: &mut Command) {}
 
 /// Open `path` for appending, with a header line marking this start.
 pub fn open_log(path: &Path, what: &str) -> Result<File, String> {
@@ -104,7 +109,10 @@ pub fn start_dynamodb(jar: &Path, port: u16, data: &DynamoData, log_dir: &Path) 
         .arg(jar)
         .arg("-port")
         .arg(port.to_string())
-        .arg("-sharedDb");
+        .arg("-sharedDb")
+        // No usage reports; without it the jar also writes dynamodb-local-metadata.json into
+        // the working folder.
+        .arg("-disableTelemetry");
     match data {
         DynamoData::InMemory => {
             cmd.arg("-inMemory");

@@ -20,7 +20,6 @@ use crate::template::{EventSourceSpec, SourceKind, StartingPosition, REGION};
 use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use aws_sdk_dynamodbstreams::Client;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -39,34 +38,11 @@ const GET_RECORDS_LIMIT: i32 = 1000;
 
 // --- DynamoDB JSON -----------------------------------------------------------------------------
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// One attribute value in DynamoDB JSON (`{"S": ..}`, `{"N": ..}`, `{"M": {..}}`, ...).
-pub fn attribute_json(v: &AttributeValue) -> Value {
-    match v {
-        AttributeValue::S(s) => json!({ "S": s }),
-        AttributeValue::N(n) => json!({ "N": n }),
-        AttributeValue::B(b) => json!({ "B": b64(b.as_ref()) }),
-        AttributeValue::Ss(v) => json!({ "SS": v }),
-        AttributeValue::Ns(v) => json!({ "NS": v }),
-        AttributeValue::Bs(v) => json!({ "BS": v.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() }),
-        AttributeValue::M(m) => json!({ "M": item_json(m) }),
-        AttributeValue::L(l) => json!({ "L": l.iter().map(attribute_json).collect::<Vec<_>>() }),
-        AttributeValue::Null(b) => json!({ "NULL": b }),
-        AttributeValue::Bool(b) => json!({ "BOOL": b }),
-        _ => json!({ "NULL": true }),
-    }
-}
-
-/// An item (a map of attribute values) in DynamoDB JSON.
+/// An item (a map of attribute values) in DynamoDB JSON (`{"S": ..}`, `{"N": ..}`,
+/// `{"M": {..}}`, ...), as Lambda's event carries it: serde_dynamo's own wire form, the one
+/// `aws_lambda_events` reads back.
 pub fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
-    Value::Object(
-        item.iter()
-            .map(|(k, v)| (k.clone(), attribute_json(v)))
-            .collect::<Map<_, _>>(),
-    )
+    serde_json::to_value(serde_dynamo::Item::from(item.clone())).unwrap_or(Value::Null)
 }
 
 /// A stream record as Lambda's DynamoDB event record; None if it has no sequence number.

@@ -1,10 +1,10 @@
 //! SAM template parsing and intrinsic-function resolution.
 //!
-//! The template is read as a `serde_yaml::Value`. CloudFormation short tags (`!Ref`, `!GetAtt`,
+//! The template is read as a `serde_yaml_ng::Value`. CloudFormation short tags (`!Ref`, `!GetAtt`,
 //! `!Sub`, `!Join`) arrive as tagged values; the long forms (`Ref`, `Fn::GetAtt`, `Fn::Sub`,
 //! `Fn::Join`) arrive as one-key mappings. Both are handled the same way.
 
-use serde_yaml::{Mapping, Value};
+use serde_yaml_ng::{Mapping, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
@@ -252,7 +252,7 @@ impl Template {
     }
 
     pub fn parse(text: &str, overrides: &[(String, String)]) -> Result<Self, TemplateError> {
-        let doc: Value = serde_yaml::from_str(text)
+        let doc: Value = serde_yaml_ng::from_str(text)
             .map_err(|e| TemplateError(format!("template is not valid YAML: {e}")))?;
         let empty = Mapping::new();
         let root = doc.as_mapping().unwrap_or(&empty);

@@ -1,16 +1,17 @@
 //! Test harness: one real local twin per test binary (DynamoDB Local, moto, the runner and the
 //! very bootstraps Lambda would run), on free ports, in memory. Each test makes its own account
-//! and API key, so tests run in parallel without seeing each other.
+//! and API key, so tests run in parallel without seeing each other. The bench uses it too.
+//!
+//! The twin and the bootstraps are other packages' binaries: `cargo build --workspace --bins`
+//! first (`make test` and `make bench` do).
 
-#![allow(dead_code)]
+pub mod webdriver;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
-#[cfg(test)]
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use shared::adapters::dynamo::ledger::snapshot;
@@ -30,36 +31,80 @@ pub struct Stack {
     pub psp: String,
     /// moto (SQS, S3).
     pub moto: String,
+    /// The twin's own controls (`/__twin/...`), on a port apart from the API's.
+    pub control: String,
     pub log_dir: String,
     _child: Mutex<Child>,
     // Closing this pipe (when the test process exits) tells the twin to stop everything.
     _stdin: Mutex<ChildStdin>,
 }
 
-#[cfg(test)]
+/// What a test binary's twin looks like.
+pub struct TwinSpec {
+    /// Names its log folder (`target/twin-logs/<label>-<pid>`).
+    pub label: &'static str,
+    /// Template parameter overrides (`--param Name=Value`).
+    pub params: &'static [(&'static str, &'static str)],
+    /// Keeps DynamoDB Local's data in a fresh folder under `target/twin-data/` instead of
+    /// memory, so that it can be stopped and started again.
+    pub on_disk: bool,
+}
+
+pub const DEFAULT_TWIN: TwinSpec = TwinSpec {
+    label: "test",
+    params: &[],
+    on_disk: false,
+};
+
 static STACK: OnceLock<Stack> = OnceLock::new();
 
-/// The test binary's stack, started on first use with the debug binaries cargo just built.
-#[cfg(test)]
+/// This process's stack, started on first use from `spec` (one per test binary).
+pub fn stack_of(spec: &TwinSpec) -> &'static Stack {
+    STACK.get_or_init(|| start(&bin_dir(), spec))
+}
+
+/// The default stack.
 pub fn stack() -> &'static Stack {
-    STACK.get_or_init(|| {
-        let twin = Path::new(env!("CARGO_BIN_EXE_twin"));
-        start(twin, twin.parent().expect("bin dir"), "test", &[])
-    })
+    stack_of(&DEFAULT_TWIN)
 }
 
-/// Starts a twin from `twin`, running the function binaries in `bin_dir`, with template
-/// parameter overrides (`--param Name=Value`).
-pub fn start(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &str)]) -> Stack {
-    start_with(twin, bin_dir, label, params, false)
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests package sits in the workspace")
+        .to_path_buf()
 }
 
-/// As `start`; `on_disk` keeps DynamoDB Local's data in a fresh folder under
-/// `target/twin-data/` instead of memory, so that it can be stopped and started again.
-pub fn start_with(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &str)], on_disk: bool) -> Stack {
-    let root = env!("CARGO_MANIFEST_DIR");
+/// Where cargo put this profile's binaries (`target/debug` for tests, `target/release` for the
+/// bench): the twin, the sandbox PSP and the bootstraps.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("profile dir")
+    } else {
+        dir
+    };
+    assert!(
+        dir.join("twin").is_file(),
+        "{} has no twin: run `cargo build --workspace --bins` first",
+        dir.display()
+    );
+    dir.to_path_buf()
+}
+
+/// Starts a twin from `bin_dir`, running the function binaries there.
+pub fn start(bin_dir: &Path, spec: &TwinSpec) -> Stack {
+    let TwinSpec {
+        label,
+        params,
+        on_disk,
+    } = *spec;
+    let root = workspace_root();
+    let root = root.to_str().expect("utf-8 path");
     let log_dir = format!("{root}/target/twin-logs/{label}-{}", std::process::id());
-    let mut cmd = Command::new(twin);
+    let mut cmd = Command::new(bin_dir.join("twin"));
     if on_disk {
         let parent = format!("{root}/target/twin-data");
         // Data of earlier runs whose test process is gone.
@@ -86,6 +131,7 @@ pub fn start_with(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &st
         .env("API_PORT", "0")
         .env("DYNAMODB_PORT", "0")
         .env("MOTO_PORT", "0")
+        .env("TWIN_CONTROL_PORT", "0")
         .args(
             params
                 .iter()
@@ -125,6 +171,7 @@ pub fn start_with(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &st
         dynamodb: field("dynamodb"),
         psp: field("psp"),
         moto: field("moto"),
+        control: field("control"),
         log_dir,
         _child: Mutex::new(child),
         _stdin: Mutex::new(stdin),
@@ -134,9 +181,18 @@ pub fn start_with(twin: &Path, bin_dir: &Path, label: &str, params: &[(&str, &st
 impl Stack {
     /// A twin control (`/__twin/...`); panics unless it answers 200.
     pub async fn twin(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
-        let r = send(reqwest::Client::new().request(method, format!("{}/__twin/{path}", self.api))).await;
+        let r = send(reqwest::Client::new().request(method, format!("{}/__twin/{path}", self.control))).await;
         assert_eq!(r.status, 200, "/__twin/{path}: {}", r.text);
         r.json
+    }
+
+    /// Kills every running instance of `function` (a logical id), as a crash would: the
+    /// invocations they hold fail. How many were killed.
+    pub async fn kill_instances(&self, function: &str) -> usize {
+        let out = self
+            .twin(reqwest::Method::POST, &format!("functions/{function}/kill"))
+            .await;
+        out["killed"].as_u64().expect("killed") as usize
     }
 
     /// Messages (visible + in flight + delayed) in the queue with this name.
