@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use shared::adapters::stripe::{RetryPolicy, StripeClient};
+use shared::api::pay_in::parse_checkout_request;
 use shared::domain::idempotency::IdempotencyRecord;
+use shared::domain::idempotency::ResourceRef;
 use shared::domain::ids::AccountId;
 use shared::domain::outbox::OutboxEvent;
-use shared::domain::psp::{sign, SessionRequest};
+use shared::domain::pay_in::{PaymentEvent, SessionRequest};
+use shared::domain::psp::sign;
 use shared::domain::rate_limit::RateLimit;
-use shared::domain::status::PaymentEvent;
-use shared::domain::{Checkout, CheckoutRequest};
-use shared::ports::{Applied, Checkouts, Psp, Webhooks};
+use shared::domain::Checkout;
+use shared::ports::{Applied, Checkouts, LedgerWriter, Psp, WalletWriter, Webhooks};
 
 const PSP_SECRET_KEY: &str = "sk_test_sandbox_51PsysLocalDev";
 const WEBHOOK_SECRET: &str = "whsec_sandbox_localdev_7c1e9a";
@@ -305,18 +307,21 @@ async fn main() {
             let (store, floor_account, psp) = (&store, &floor_account, &psp);
             async move {
                 let text = body(i);
-                let request = CheckoutRequest::parse_json(text.as_bytes()).unwrap();
+                let request = parse_checkout_request(text.as_bytes()).unwrap();
                 let now = chrono::Utc::now();
                 let (checkout, orders) = Checkout::open(&request, floor_account, now);
                 let ms = now.timestamp_millis();
                 let record = IdempotencyRecord::new_in_progress(
                     format!("floor#{}", common::new_key()),
                     request.fingerprint(),
-                    checkout.id.clone(),
+                    ResourceRef::checkout(&checkout.id),
                     ms,
                     ms + 10_000,
                 );
-                store.begin_checkout(&record, &checkout, &orders).await.unwrap();
+                store
+                    .begin_checkout(&record, &checkout, &orders, None)
+                    .await
+                    .unwrap();
                 // ...and the one PSP call it needs (the sandbox, same run).
                 let session = SessionRequest::for_checkout(&checkout, &orders, "http://127.0.0.1:3000");
                 psp.create_session(&session).await.unwrap();
@@ -440,14 +445,14 @@ async fn stage_checkouts(
     let floor_account = AccountId::parse(&format!("acct_bench_{label}")).unwrap();
     let mut staged = Vec::with_capacity(n);
     for i in 0..n {
-        let request = CheckoutRequest::parse_json(body(i).as_bytes()).unwrap();
+        let request = parse_checkout_request(body(i).as_bytes()).unwrap();
         let now = chrono::Utc::now();
         let (checkout, orders) = Checkout::open(&request, &floor_account, now);
         let ms = now.timestamp_millis();
         let record = IdempotencyRecord::new_in_progress(
             format!("{label}#{i}#{}", common::new_key()),
             request.fingerprint(),
-            checkout.id.clone(),
+            ResourceRef::checkout(&checkout.id),
             ms,
             ms,
         );
@@ -455,7 +460,7 @@ async fn stage_checkouts(
     }
     futures::stream::iter(staged.iter())
         .for_each_concurrent(16, |(r, c, o)| async move {
-            store.begin_checkout(r, c, o).await.unwrap();
+            store.begin_checkout(r, c, o, None).await.unwrap();
         })
         .await;
     std::sync::Mutex::new(staged.into_iter().map(|(_, c, o)| (c, o)).collect())
@@ -469,7 +474,7 @@ fn settle(
     i: usize,
 ) -> shared::domain::PaymentStatus {
     let now = chrono::Utc::now();
-    checkout.psp_token = Some(format!("cs_floor_{i}"));
+    checkout.psp_session = Some(shared::domain::psp::PspSessionId::parse(&format!("cs_floor_{i}")).unwrap());
     let from = checkout.apply(orders, PaymentEvent::Submitted, now).unwrap();
     assert_eq!(from, shared::domain::PaymentStatus::Created);
     checkout.apply(orders, PaymentEvent::PspSucceeded, now).unwrap();
@@ -482,15 +487,10 @@ async fn pipeline(
     store: &shared::adapters::dynamo::DynamoStore,
     results: &mut serde_json::Map<String, Value>,
 ) {
-    use shared::adapters::dynamo::ledger::LedgerStore;
     use shared::domain::ledger::{postings, wallet_credits};
     let n: usize = env_n("BENCH_N_PIPELINE", 10_000);
     let rate: rust_decimal::Decimal = "0.025".parse().unwrap();
-    let ledger = LedgerStore {
-        client: store.client.clone(),
-        ledger_table: "LedgerTable".into(),
-        wallets_table: "WalletsTable".into(),
-    };
+    let ledger = stack.ledger().await;
     // Pipeline: N checkouts through the API (untimed), then N signed webhooks; timed until every
     // wallet marker and ledger transaction is there. Sustained, not a burst: webhooks go out at
     // concurrency 16 while fewer than BENCH_PIPELINE_WINDOW payments are in the pipeline (sent
@@ -563,7 +563,7 @@ async fn pipeline(
     let (mut markers, mut ledger_txs, mut elapsed);
     loop {
         elapsed = started.elapsed();
-        let wallets = ledger.scan_all("WalletsTable").await.unwrap();
+        let wallets = stack.scan_all("WalletsTable").await;
         markers = wallets
             .iter()
             .filter_map(|i| {
@@ -573,10 +573,9 @@ async fn pipeline(
             })
             .filter(|(e, _)| e.starts_with("obx_evt_pipe_"))
             .collect::<Vec<_>>();
-        ledger_txs = ledger
+        ledger_txs = stack
             .scan_all("LedgerTable")
             .await
-            .unwrap()
             .iter()
             .filter(|i| {
                 i.get("event_id")
@@ -607,11 +606,7 @@ async fn pipeline(
     lags.sort_by(f64::total_cmp);
     let p = |q: f64| lags[((lags.len() as f64 * q).ceil() as usize).saturating_sub(1)];
     let rps = n as f64 / elapsed.as_secs_f64();
-    let report = shared::domain::invariants::check(
-        &shared::adapters::dynamo::ledger::snapshot(&ledger, "PaymentsTable")
-            .await
-            .unwrap(),
-    );
+    let report = stack.invariants().await;
     // Floor, after the pipeline: the relay is paused first (for the rest of the run), so the
     // floor's outbox records stay in the stream and nothing else shares DynamoDB with it.
     pause_relay(stack).await;
@@ -636,10 +631,10 @@ async fn pipeline(
             let credits = wallet_credits(&outbox, rate).unwrap();
             ledger
                 .credit_wallets(
-                    &outbox.event_id,
-                    &outbox.account_id,
+                    outbox.event_id(),
+                    &outbox.header.account_id,
                     &credits,
-                    &outbox.occurred_at,
+                    &outbox.header.occurred_at,
                 )
                 .await
                 .unwrap();

@@ -4,10 +4,11 @@ use std::collections::HashSet;
 
 use common::{new_key, send, single, stack, Resp};
 use serde_json::json;
-use shared::domain::idempotency::{IdempotencyKey, IdempotencyRecord};
+use shared::api::pay_in::parse_checkout_request;
+use shared::domain::idempotency::{IdempotencyKey, IdempotencyRecord, ResourceRef};
 use shared::domain::ids::ApiKeyId;
 use shared::domain::rate_limit::RateLimit;
-use shared::domain::{Checkout, CheckoutRequest};
+use shared::domain::Checkout;
 use shared::ports::Checkouts;
 
 fn assert_error(r: &Resp, status: u16, code: &str) {
@@ -209,7 +210,7 @@ async fn a_crashed_request_never_leaves_its_key_stuck() {
     let acct = s.new_account(None).await;
     let store = s.store().await;
     let body = single(json!("10.00"), "USD").to_string();
-    let request = CheckoutRequest::parse_json(body.as_bytes()).unwrap();
+    let request = parse_checkout_request(body.as_bytes()).unwrap();
     let scope = ApiKeyId::parse(&acct.key_id).unwrap();
     let now = chrono::Utc::now();
     let now_ms = now.timestamp_millis();
@@ -221,11 +222,14 @@ async fn a_crashed_request_never_leaves_its_key_stuck() {
     let stale = IdempotencyRecord::new_in_progress(
         record_id,
         request.fingerprint(),
-        checkout.id.clone(),
+        ResourceRef::checkout(&checkout.id),
         now_ms,
         now_ms - 1,
     );
-    store.begin_checkout(&stale, &checkout, &orders).await.unwrap();
+    store
+        .begin_checkout(&stale, &checkout, &orders, None)
+        .await
+        .unwrap();
     let r = acct.post("/v1/payments", Some(&key), &body).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(
@@ -249,11 +253,14 @@ async fn a_crashed_request_never_leaves_its_key_stuck() {
     let live = IdempotencyRecord::new_in_progress(
         record_id,
         request.fingerprint(),
-        checkout.id.clone(),
+        ResourceRef::checkout(&checkout.id),
         now_ms,
         now_ms + 60_000,
     );
-    store.begin_checkout(&live, &checkout, &orders).await.unwrap();
+    store
+        .begin_checkout(&live, &checkout, &orders, None)
+        .await
+        .unwrap();
     assert_error(
         &acct.post("/v1/payments", Some(&key), &body).await,
         409,

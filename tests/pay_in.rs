@@ -330,7 +330,7 @@ async fn duplicate_and_late_webhooks_apply_once() {
         .client
         .scan()
         .table_name("PaymentsTable")
-        .filter_expression("entity = :o AND checkout_id = :c")
+        .filter_expression("entity = :o AND contains(payload, :c)")
         .expression_attribute_values(":o", aws_sdk_dynamodb::types::AttributeValue::S("outbox".into()))
         .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
         .send()

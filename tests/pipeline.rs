@@ -147,7 +147,7 @@ async fn redelivered_events_change_nothing_and_poison_goes_to_the_dlq_with_its_r
         .client
         .scan()
         .table_name("PaymentsTable")
-        .filter_expression("entity = :o AND checkout_id = :c")
+        .filter_expression("entity = :o AND contains(payload, :c)")
         .expression_attribute_values(":o", aws_sdk_dynamodb::types::AttributeValue::S("outbox".into()))
         .expression_attribute_values(
             ":c",
@@ -232,8 +232,13 @@ async fn redelivered_events_change_nothing_and_poison_goes_to_the_dlq_with_its_r
             .await
             .unwrap();
         for m in got.messages.unwrap_or_default() {
-            let attrs = shared::adapters::events::attributes_of(&m);
-            reasons.push(attrs.get("failure_reason").cloned().unwrap_or_default());
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get("failure_reason"))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_owned();
+            reasons.push(reason);
             sqs.delete_message()
                 .queue_url(&ledger_dlq)
                 .receipt_handle(m.receipt_handle.unwrap())

@@ -1,6 +1,7 @@
-//! Lambda `check_invariants` (scheduled): debits = credits, wallets = ledger, one ledger
-//! transaction per successful payment order, no checkout charged twice.
-//! See `shared::adapters::events::handle_check_invariants`; locally `make check`.
-shared::event_lambda!(shared::adapters::events::InvariantsEnv, |env, event| {
-    shared::adapters::events::handle_check_invariants(env, event)
-});
+//! Lambda `check_invariants` (scheduled): every ledger transaction balanced, debits = credits,
+//! running totals = entries, wallets = ledger, one ledger transaction per successful payment
+//! order, no checkout charged twice. See `shared::adapters::lambda::invariants`; locally
+//! `make check`.
+use shared::adapters::dynamo::invariants::InvariantStore;
+use shared::adapters::lambda::invariants::handle_check_invariants;
+shared::event_lambda!(InvariantStore, |env, event| handle_check_invariants(env, event));

@@ -1,5 +1,5 @@
-//! Lambda `checkout_complete`: see `shared::adapters::http::handle_checkout_complete`.
+//! Lambda `checkout_complete`: see `shared::adapters::lambda::routes::pay_in::handle_checkout_complete`.
 shared::http_lambda!(
-    shared::adapters::http::handle_checkout_complete,
+    shared::adapters::lambda::routes::pay_in::handle_checkout_complete,
     shared::adapters::config::PublicEnv
 );

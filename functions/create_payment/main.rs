@@ -1,5 +1,5 @@
-//! Lambda `create_payment`: see `shared::adapters::http::handle_create_payment`.
+//! Lambda `create_payment`: see `shared::adapters::lambda::routes::pay_in::handle_create_payment`.
 shared::http_lambda!(
-    shared::adapters::http::handle_create_payment,
+    shared::adapters::lambda::routes::pay_in::handle_create_payment,
     shared::adapters::config::PaymentsEnv
 );

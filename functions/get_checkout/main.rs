@@ -1,5 +1,5 @@
-//! Lambda `get_checkout`: see `shared::adapters::http::handle_get_checkout`.
+//! Lambda `get_checkout`: see `shared::adapters::lambda::routes::pay_in::handle_get_checkout`.
 shared::http_lambda!(
-    shared::adapters::http::handle_get_checkout,
+    shared::adapters::lambda::routes::pay_in::handle_get_checkout,
     shared::adapters::config::Env
 );

@@ -1,5 +1,5 @@
-//! Lambda `get_ledger_account`: see `shared::adapters::http::handle_get_ledger_account`.
+//! Lambda `get_ledger_account`: see `shared::adapters::lambda::routes::ledger::handle_get_ledger_account`.
 shared::http_lambda!(
-    shared::adapters::http::handle_get_ledger_account,
+    shared::adapters::lambda::routes::ledger::handle_get_ledger_account,
     shared::adapters::config::LedgerApiEnv
 );

@@ -1,5 +1,5 @@
-//! Lambda `get_payment`: see `shared::adapters::http::handle_get_payment`.
+//! Lambda `get_payment`: see `shared::adapters::lambda::routes::pay_in::handle_get_payment`.
 shared::http_lambda!(
-    shared::adapters::http::handle_get_payment,
+    shared::adapters::lambda::routes::pay_in::handle_get_payment,
     shared::adapters::config::Env
 );

@@ -1,5 +1,5 @@
-//! Lambda `get_wallet`: see `shared::adapters::http::handle_get_wallet`.
+//! Lambda `get_wallet`: see `shared::adapters::lambda::routes::ledger::handle_get_wallet`.
 shared::http_lambda!(
-    shared::adapters::http::handle_get_wallet,
+    shared::adapters::lambda::routes::ledger::handle_get_wallet,
     shared::adapters::config::LedgerApiEnv
 );

@@ -1,5 +1,5 @@
-//! Lambda `list_ledger_transactions`: see `shared::adapters::http::handle_list_ledger_transactions`.
+//! Lambda `list_ledger_transactions`: see `shared::adapters::lambda::routes::ledger::handle_list_ledger_transactions`.
 shared::http_lambda!(
-    shared::adapters::http::handle_list_ledger_transactions,
+    shared::adapters::lambda::routes::ledger::handle_list_ledger_transactions,
     shared::adapters::config::LedgerApiEnv
 );

@@ -1,5 +1,4 @@
-//! Lambda `outbox_relay`: PaymentsTable stream (outbox records) → the ledger and wallet queues.
-//! See `shared::adapters::events::handle_relay`.
-shared::event_lambda!(shared::adapters::events::RelayEnv, |env, event| {
-    shared::adapters::events::handle_relay(env, event)
-});
+//! Lambda `outbox_relay`: PaymentsTable stream (outbox records) → the queues each event kind
+//! needs. See `shared::adapters::lambda::relay` and `shared::app::relay`.
+use shared::adapters::lambda::relay::{handle_relay, RelayEnv};
+shared::event_lambda!(RelayEnv, |env, event| handle_relay(env, event));

@@ -1,5 +1,5 @@
-//! Lambda `psp_webhook`: see `shared::adapters::http::handle_psp_webhook`.
+//! Lambda `psp_webhook`: see `shared::adapters::lambda::routes::pay_in::handle_psp_webhook`.
 shared::http_lambda!(
-    shared::adapters::http::handle_psp_webhook,
+    shared::adapters::lambda::routes::pay_in::handle_psp_webhook,
     shared::adapters::config::WebhookEnv
 );

@@ -5,14 +5,16 @@
 //! - `ops dlq`: lists what sits in each DLQ, with its failure reason.
 //! - `ops redrive <QUEUE>`: moves a DLQ's messages back to their source queue (after a fix).
 //!
-//! Names: `PAYMENTS_TABLE`, `LEDGER_TABLE`, `WALLETS_TABLE` (default: the template's logical
-//! ids, as the twin names them); queues by name.
+//! Names: `PAYMENTS_TABLE`, `LEDGER_TABLE`, `WALLETS_TABLE`, `LEDGER_BALANCES_TABLE` (default:
+//! the template's logical ids, as the twin names them); queues by name.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use shared::adapters::aws::sdk_config;
-use shared::adapters::dynamo::ledger::{snapshot, LedgerStore};
-use shared::domain::invariants::check;
+use shared::adapters::dynamo::invariants::InvariantStore;
+use shared::adapters::dynamo::ledger::LedgerStore;
+use shared::app::invariants::check_invariants;
 
 const DLQS: &[(&str, &str)] = &[("LedgerDLQ", "LedgerQueue"), ("WalletDLQ", "WalletQueue")];
 
@@ -30,19 +32,31 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, Stri
         .ok_or_else(|| format!("queue {name} has no URL"))
 }
 
+/// Message attributes as plain strings.
+fn attributes_of(msg: &aws_sdk_sqs::types::Message) -> HashMap<String, String> {
+    msg.message_attributes()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.string_value().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn run(args: &[String]) -> Result<bool, String> {
     let config = sdk_config().await;
     match args.first().map(String::as_str) {
         Some("check") => {
-            let store = LedgerStore {
-                client: aws_sdk_dynamodb::Client::new(&config),
-                ledger_table: env_or("LEDGER_TABLE", "LedgerTable"),
-                wallets_table: env_or("WALLETS_TABLE", "WalletsTable"),
+            let store = InvariantStore {
+                ledger: LedgerStore {
+                    client: aws_sdk_dynamodb::Client::new(&config),
+                    ledger_table: env_or("LEDGER_TABLE", "LedgerTable"),
+                    wallets_table: env_or("WALLETS_TABLE", "WalletsTable"),
+                    balances_table: env_or("LEDGER_BALANCES_TABLE", "LedgerBalancesTable"),
+                },
+                payments_table: env_or("PAYMENTS_TABLE", "PaymentsTable"),
             };
-            let snap = snapshot(&store, &env_or("PAYMENTS_TABLE", "PaymentsTable"))
-                .await
-                .map_err(|e| e.to_string())?;
-            let report = check(&snap);
+            let report = check_invariants(&store).await.map_err(|e| e.to_string())?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
@@ -66,7 +80,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
                 let messages = got.messages.unwrap_or_default();
                 println!("{dlq}: {} message(s) shown (up to 10)", messages.len());
                 for m in &messages {
-                    let attrs = shared::adapters::events::attributes_of(m);
+                    let attrs = attributes_of(m);
                     println!(
                         "  {}  event {}  reason: {}",
                         m.message_id().unwrap_or("?"),
@@ -125,7 +139,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
                         .send_message()
                         .queue_url(&to)
                         .message_body(m.body().unwrap_or_default());
-                    for (k, v) in shared::adapters::events::attributes_of(&m) {
+                    for (k, v) in attributes_of(&m) {
                         if matches!(k.as_str(), "event_id" | "event_type") {
                             send = send.message_attributes(
                                 k,

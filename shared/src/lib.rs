@@ -1,12 +1,15 @@
-//! The payment system's shared code.
+//! The payment system's shared code, layer first, then a folder or file per capability
+//! (pay-in, ledger; refunds, payouts and reconciliation next):
 //!
-//! - [`domain`]: money, currencies, ids, the payment state machine, request validation,
-//!   idempotency and rate-limit rules. Pure: no I/O, no AWS types.
-//! - [`ports`]: the storage capabilities the use cases need.
-//! - [`app`]: the use cases, written against the ports.
-//! - [`adapters`]: DynamoDB, AWS SDK configuration, API Gateway glue.
+//! - [`domain`]: money, currencies, ids, the state machines, idempotency and rate-limit rules,
+//!   the outbox's events, posting rules and invariants. Pure: no I/O, no AWS types.
+//! - [`api`]: the HTTP contract: the error object, strict JSON bodies, the JSON views.
+//! - [`ports`]: the capabilities the use cases need from storage, queues and the PSP.
+//! - [`app`]: the use cases, written against the ports only.
+//! - [`adapters`]: DynamoDB, SQS, the PSP client and the Lambda glue.
 
 pub mod adapters;
+pub mod api;
 pub mod app;
 pub mod domain;
 pub mod ports;

@@ -14,10 +14,13 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use shared::adapters::dynamo::ledger::snapshot;
+use shared::adapters::dynamo::codec::Item;
+use shared::adapters::dynamo::invariants::InvariantStore;
+use shared::adapters::dynamo::ledger::LedgerStore;
 use shared::adapters::dynamo::{api_keys::seed_api_key, DynamoStore, Tables};
+use shared::app::invariants::check_invariants;
 use shared::domain::ids::AccountId;
-use shared::domain::invariants::{check, Report};
+use shared::domain::invariants::Report;
 use shared::domain::rate_limit::RateLimit;
 
 pub const DEV_API_KEY: &str = "psys_test_devkey_4f2a9c7e1b5d";
@@ -278,19 +281,8 @@ impl Stack {
     ) -> BTreeMap<(String, String), i64> {
         let started = Instant::now();
         loop {
-            let ledger = self.ledger().await;
-            let snap = snapshot(&ledger, "PaymentsTable").await.unwrap();
-            let report = check(&snap);
-            let wallets: BTreeMap<(String, String), i64> = snap
-                .wallets
-                .iter()
-                .map(|w| {
-                    (
-                        (format!("{}/{}", w.account_id, w.seller_id), w.currency.clone()),
-                        w.balance_minor,
-                    )
-                })
-                .collect();
+            let report = self.invariants().await;
+            let wallets = self.wallets().await;
             if report.ok && ready(&report, &wallets) {
                 return wallets;
             }
@@ -322,12 +314,98 @@ impl Stack {
         aws_sdk_sqs::Client::new(&config)
     }
 
-    pub async fn ledger(&self) -> shared::adapters::dynamo::ledger::LedgerStore {
-        shared::adapters::dynamo::ledger::LedgerStore {
+    pub async fn ledger(&self) -> LedgerStore {
+        LedgerStore {
             client: self.store().await.client,
             ledger_table: "LedgerTable".into(),
             wallets_table: "WalletsTable".into(),
+            balances_table: "LedgerBalancesTable".into(),
         }
+    }
+
+    /// The invariant report, as `check_invariants` makes it.
+    pub async fn invariants(&self) -> Report {
+        let store = InvariantStore {
+            ledger: self.ledger().await,
+            payments_table: "PaymentsTable".into(),
+        };
+        check_invariants(&store).await.expect("invariant check")
+    }
+
+    /// Every item of a table (tests and the bench only: it holds them all).
+    pub async fn scan_all(&self, table: &str) -> Vec<Item> {
+        let client = self.store().await.client;
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .expect("scan");
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return out,
+            }
+        }
+    }
+
+    /// Every wallet: ("<account>/<seller>", currency) → balance in minor units.
+    pub async fn wallets(&self) -> BTreeMap<(String, String), i64> {
+        let s = |i: &Item, k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        self.scan_all("WalletsTable")
+            .await
+            .iter()
+            .filter(|i| s(i, "entity") == "wallet")
+            .map(|i| {
+                let balance = i
+                    .get("balance_minor")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .expect("balance_minor");
+                (
+                    (
+                        format!("{}/{}", s(i, "account_id"), s(i, "seller_id")),
+                        s(i, "sk"),
+                    ),
+                    balance,
+                )
+            })
+            .collect()
+    }
+
+    /// The ids of every ledger transaction, sorted.
+    pub async fn ledger_transaction_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .scan_all("LedgerTable")
+            .await
+            .iter()
+            .filter(|i| {
+                i.get("entity").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("ledger_transaction")
+            })
+            .filter_map(|i| i.get("transaction_id").and_then(|v| v.as_s().ok()).cloned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Outbox records of one event type.
+    pub async fn outbox_records(&self, event_type: &str) -> u64 {
+        self.scan_all("PaymentsTable")
+            .await
+            .iter()
+            .filter(|i| i.get("entity").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("outbox"))
+            .filter(|i| {
+                i.get("event_type")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(event_type)
+            })
+            .count() as u64
     }
 
     /// A fresh account with its own API key (optionally with its own rate limit).
@@ -446,10 +524,7 @@ impl Stack {
     pub async fn assert_invariants(&self) -> shared::domain::invariants::Report {
         let started = Instant::now();
         loop {
-            let snap = shared::adapters::dynamo::ledger::snapshot(&self.ledger().await, "PaymentsTable")
-                .await
-                .expect("snapshot");
-            let report = shared::domain::invariants::check(&snap);
+            let report = self.invariants().await;
             if report.ok {
                 return report;
             }

@@ -4,9 +4,15 @@
 use std::future::Future;
 use std::time::Duration;
 
+use rust_decimal::Decimal;
+
 use crate::adapters::aws::dynamodb_client;
+use crate::adapters::dynamo::ledger::LedgerStore;
 use crate::adapters::dynamo::{DynamoStore, Tables};
+use crate::adapters::lambda::sqs_batch::ConsumerFromEnv;
 use crate::adapters::stripe::{RetryPolicy, StripeClient};
+use crate::app::auth::CallerCache;
+use crate::app::consumers::{LedgerConsumer, WalletConsumer};
 use crate::domain::rate_limit::RateLimit;
 
 /// Built once per cold start.
@@ -14,7 +20,7 @@ pub trait FromEnv: Sized + Send + Sync + 'static {
     fn load() -> impl Future<Output = Result<Self, String>> + Send;
 }
 
-fn var(name: &str) -> Result<String, String> {
+pub fn var(name: &str) -> Result<String, String> {
     std::env::var(name)
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -63,6 +69,8 @@ pub struct PaymentsEnv {
     pub psp: StripeClient,
     /// Our public site (the completion page), where the PSP sends the buyer back.
     pub public_base_url: String,
+    /// Whose API keys this warm instance has seen (see `app::auth`).
+    pub callers: CallerCache,
 }
 
 impl FromEnv for PaymentsEnv {
@@ -76,6 +84,7 @@ impl FromEnv for PaymentsEnv {
             api: Env::load().await?,
             psp: StripeClient::new(&var("PSP_API_BASE")?, &var("PSP_SECRET_KEY")?, policy)?,
             public_base_url: var("PUBLIC_BASE_URL")?,
+            callers: CallerCache::default(),
         })
     }
 }
@@ -117,17 +126,61 @@ impl FromEnv for PublicEnv {
 /// The wallet and ledger read APIs.
 pub struct LedgerApiEnv {
     pub api: Env,
-    pub ledger: crate::adapters::dynamo::ledger::LedgerStore,
+    pub ledger: LedgerStore,
 }
 
 impl FromEnv for LedgerApiEnv {
     async fn load() -> Result<LedgerApiEnv, String> {
         let api = Env::load().await?;
-        let ledger = crate::adapters::dynamo::ledger::LedgerStore {
-            client: api.store.client.clone(),
+        let ledger = LedgerStore::with_client(api.store.client.clone())?;
+        Ok(LedgerApiEnv { api, ledger })
+    }
+}
+
+impl LedgerStore {
+    /// The ledger, its running balances and the wallets, as the template names them.
+    pub fn with_client(client: aws_sdk_dynamodb::Client) -> Result<Self, String> {
+        Ok(LedgerStore {
+            client,
             ledger_table: var("LEDGER_TABLE")?,
             wallets_table: var("WALLETS_TABLE")?,
-        };
-        Ok(LedgerApiEnv { api, ledger })
+            balances_table: var("LEDGER_BALANCES_TABLE")?,
+        })
+    }
+}
+
+impl FromEnv for LedgerStore {
+    async fn load() -> Result<Self, String> {
+        LedgerStore::with_client(dynamodb_client().await)
+    }
+}
+
+/// `PLATFORM_FEE_RATE`: an exact decimal between 0 and 1 (default 0.025).
+fn fee_rate() -> Result<Decimal, String> {
+    let rate: Decimal = std::env::var("PLATFORM_FEE_RATE")
+        .unwrap_or_else(|_| "0.025".into())
+        .parse()
+        .map_err(|_| "PLATFORM_FEE_RATE must be a decimal such as 0.025")?;
+    if rate < Decimal::ZERO || rate > Decimal::ONE {
+        return Err("PLATFORM_FEE_RATE must be between 0 and 1".into());
+    }
+    Ok(rate)
+}
+
+impl ConsumerFromEnv for LedgerConsumer<LedgerStore> {
+    async fn load(config: &aws_config::SdkConfig) -> Result<Self, String> {
+        Ok(LedgerConsumer {
+            store: LedgerStore::with_client(aws_sdk_dynamodb::Client::new(config))?,
+            fee_rate: fee_rate()?,
+        })
+    }
+}
+
+impl ConsumerFromEnv for WalletConsumer<LedgerStore> {
+    async fn load(config: &aws_config::SdkConfig) -> Result<Self, String> {
+        Ok(WalletConsumer {
+            store: LedgerStore::with_client(aws_sdk_dynamodb::Client::new(config))?,
+            fee_rate: fee_rate()?,
+        })
     }
 }

@@ -1,8 +1,9 @@
-//! Thin adapters: AWS SDK clients, DynamoDB, and API Gateway via lambda_http.
+//! Thin adapters: the AWS SDK clients, DynamoDB, SQS, the PSP client (Stripe's wire format) and
+//! the Lambda glue (API Gateway, SQS batches, DynamoDB streams, schedules).
 
 pub mod aws;
 pub mod config;
 pub mod dynamo;
-pub mod events;
-pub mod http;
+pub mod lambda;
+pub mod sqs;
 pub mod stripe;

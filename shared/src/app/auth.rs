@@ -1,16 +1,29 @@
 //! `Authorization: Bearer <api key>` → the caller's account, counting the request against the
 //! key's rate limit in the same conditional write.
+//!
+//! A POST on a warm instance saves that write: the instance remembers which account a key hash
+//! belongs to (that never changes), and the key's conditional rate-limit update goes into the
+//! POST's own claim transaction ([`Authority::InClaim`]). The key's status and limit are still
+//! checked in DynamoDB on every request, across instances; whenever that transaction is
+//! cancelled for any reason, the request falls back to the ordinary path, which answers 401,
+//! 429 or carries on.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use super::Caller;
+use super::{Caller, Reply};
+use crate::api::ApiError;
 use crate::domain::rate_limit::{RateDecision, RateLimit};
-use crate::domain::ApiError;
-use crate::ports::{ApiKeyRecord, ApiKeys, Consume};
+use crate::ports::{ApiKeyRecord, ApiKeys, Consume, KeyCharge};
 
 /// Bounded: under heavy contention on one key a request gives up with 429 rather than spin.
 const ATTEMPTS_MAX: usize = 4;
 const KEY_LEN_MAX: usize = 256;
+/// Key hashes a warm instance remembers; past this it forgets them all and starts again.
+pub const CALLERS_REMEMBERED_MAX: usize = 10_000;
 
 /// The stored form of an API key: its SHA-256, hex. The key itself is never stored or logged.
 pub fn hash_api_key(raw_key: &str) -> String {
@@ -40,18 +53,23 @@ pub async fn authenticate<K: ApiKeys>(
     now_us: i64,
 ) -> Result<Caller, ApiError> {
     let key_hash = hash_api_key(bearer_token(authorization)?);
+    authenticate_hash(keys, &key_hash, default_limit, now_us).await
+}
+
+async fn authenticate_hash<K: ApiKeys>(
+    keys: &K,
+    key_hash: &str,
+    default_limit: RateLimit,
+    now_us: i64,
+) -> Result<Caller, ApiError> {
     let interval = default_limit.interval_us();
     let mut next = RateDecision::Idle;
     for _ in 0..ATTEMPTS_MAX {
         let outcome = match next {
-            RateDecision::Idle => keys.consume_idle(&key_hash, now_us, interval).await,
-            RateDecision::Busy { limit_us } => keys.consume_busy(&key_hash, now_us, limit_us, interval).await,
+            RateDecision::Idle => keys.consume_idle(key_hash, now_us, interval).await,
+            RateDecision::Busy { limit_us } => keys.consume_busy(key_hash, now_us, limit_us, interval).await,
             RateDecision::Limited { retry_after_s } => return Err(ApiError::rate_limited(retry_after_s)),
-        }
-        .map_err(|e| {
-            tracing::error!(error = %e, "api key store failed");
-            ApiError::unavailable(1, "Authentication is temporarily unavailable; retry shortly")
-        })?;
+        }?;
         match outcome {
             Consume::Allowed(record) => return Ok(caller(record)),
             Consume::Refused(Some(record)) if record.active => {
@@ -70,6 +88,108 @@ fn caller(record: ApiKeyRecord) -> Caller {
     Caller {
         account_id: record.account_id,
         key_id: record.key_id,
+    }
+}
+
+/// Who a warm instance knows, by key hash. Only the key's owner is remembered, never its status
+/// or its limit: those are read in DynamoDB on every request.
+#[derive(Debug, Default)]
+pub struct CallerCache {
+    known: Mutex<HashMap<String, Caller>>,
+}
+
+impl CallerCache {
+    pub fn get(&self, key_hash: &str) -> Option<Caller> {
+        self.known.lock().ok()?.get(key_hash).cloned()
+    }
+
+    pub fn remember(&self, key_hash: &str, caller: &Caller) {
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= CALLERS_REMEMBERED_MAX {
+                known.clear();
+            }
+            known.insert(key_hash.to_owned(), caller.clone());
+        }
+    }
+}
+
+/// How a POST's caller was established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority {
+    /// Authenticated, and the request counted, by its own write.
+    Checked(Caller),
+    /// Remembered by this instance; the key is checked and the request counted inside the
+    /// POST's claim transaction, by `charge`.
+    InClaim { caller: Caller, charge: KeyCharge },
+}
+
+/// What a POST run under an [`Authority`] came to.
+#[derive(Debug)]
+pub enum Outcome {
+    Answered(Result<Reply, ApiError>),
+    /// Nothing was written: authenticate the ordinary way, then run again.
+    Authenticate,
+}
+
+impl Authority {
+    pub fn caller(&self) -> &Caller {
+        match self {
+            Authority::Checked(c) | Authority::InClaim { caller: c, .. } => c,
+        }
+    }
+
+    pub fn charge(&self) -> Option<&KeyCharge> {
+        match self {
+            Authority::Checked(_) => None,
+            Authority::InClaim { charge, .. } => Some(charge),
+        }
+    }
+
+    /// A request refused before anything was written (a bad body, a bad key): the answer for a
+    /// checked caller; an unchecked one is authenticated first, so a revoked or limited key
+    /// gets 401 or 429, never a hint about its body.
+    pub fn refuse(&self, e: ApiError) -> Outcome {
+        match self {
+            Authority::Checked(_) => Outcome::Answered(Err(e)),
+            Authority::InClaim { .. } => Outcome::Authenticate,
+        }
+    }
+}
+
+/// Runs an authenticated POST: with the key charged inside its claim when this instance knows
+/// the key, else (and whenever that does not go through) after authenticating the ordinary way.
+pub async fn authenticated_post<K, F, Fut>(
+    keys: &K,
+    callers: &CallerCache,
+    authorization: Option<&str>,
+    default_limit: RateLimit,
+    now_us: i64,
+    run: F,
+) -> Result<Reply, ApiError>
+where
+    K: ApiKeys,
+    F: Fn(Authority) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let key_hash = hash_api_key(bearer_token(authorization)?);
+    if let Some(caller) = callers.get(&key_hash) {
+        let charge = KeyCharge {
+            key_hash: key_hash.clone(),
+            now_us,
+            default_interval_us: default_limit.interval_us(),
+        };
+        if let Outcome::Answered(answer) = run(Authority::InClaim { caller, charge }).await {
+            return answer;
+        }
+    }
+    let caller = authenticate_hash(keys, &key_hash, default_limit, now_us).await?;
+    callers.remember(&key_hash, &caller);
+    match run(Authority::Checked(caller)).await {
+        Outcome::Answered(answer) => answer,
+        Outcome::Authenticate => {
+            tracing::error!("a checked caller was sent to authenticate again");
+            Err(ApiError::internal())
+        }
     }
 }
 
@@ -119,6 +239,61 @@ mod tests {
         let e = authenticate(&store, Some("Bearer wrong"), dflt, now)
             .await
             .unwrap_err();
+        assert_eq!(e.status, 401);
+    }
+
+    #[tokio::test]
+    async fn a_known_key_is_charged_in_the_claim_and_any_refusal_falls_back() {
+        let store = Memory::default();
+        store.add_key("secret-2", None);
+        let dflt = RateLimit::new(50, 100).unwrap();
+        let callers = CallerCache::default();
+        let calls = Mutex::new(Vec::new());
+        let run = |fast: bool| {
+            let calls = &calls;
+            move |auth: Authority| async move {
+                let in_claim = auth.charge().is_some();
+                calls.lock().unwrap().push(in_claim);
+                if in_claim && !fast {
+                    return Outcome::Authenticate;
+                }
+                Outcome::Answered(Ok(Reply::json(201, &serde_json::json!({}))))
+            }
+        };
+        // Unknown to this instance: authenticated the ordinary way, then remembered.
+        authenticated_post(&store, &callers, Some("Bearer secret-2"), dflt, 1, run(true))
+            .await
+            .unwrap();
+        assert_eq!(*calls.lock().unwrap(), [false]);
+        // Known: charged in the claim.
+        authenticated_post(&store, &callers, Some("Bearer secret-2"), dflt, 2, run(true))
+            .await
+            .unwrap();
+        assert_eq!(*calls.lock().unwrap(), [false, true]);
+        // The claim refused: the ordinary path answers.
+        authenticated_post(
+            &store,
+            &callers,
+            Some("Bearer secret-2"),
+            dflt,
+            3_000_000,
+            run(false),
+        )
+        .await
+        .unwrap();
+        assert_eq!(*calls.lock().unwrap(), [false, true, true, false]);
+        // A revoked key is 401 even when remembered.
+        store.revoke_key("secret-2");
+        let e = authenticated_post(
+            &store,
+            &callers,
+            Some("Bearer secret-2"),
+            dflt,
+            9_000_000,
+            run(false),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.status, 401);
     }
 }

@@ -1,20 +1,26 @@
 //! An in-memory implementation of the ports, for unit tests of the use cases only. Integration
-//! tests run against DynamoDB Local.
+//! tests run against DynamoDB Local and moto.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::app::auth::hash_api_key;
+use crate::domain::currency::Currency;
 use crate::domain::idempotency::{IdempotencyRecord, RecordState};
-use crate::domain::ids::{AccountId, ApiKeyId, CheckoutId, PaymentOrderId};
-use crate::domain::outbox::{Anomaly, OutboxEvent};
-use crate::domain::psp::{PspError, PspSession, SessionRequest};
+use crate::domain::ids::{AccountId, ApiKeyId, CheckoutId, OrderId, PaymentOrderId, SellerId};
+use crate::domain::invariants::{BalanceShard, Checker, WalletBalance};
+use crate::domain::ledger::balances::{deltas, Totals};
+use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction};
+use crate::domain::money::Money;
+use crate::domain::outbox::{Anomaly, OutboxBody, OutboxEvent, OutboxHeader, OutboxOrder, SettledPayment};
+use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus, PspSession, SessionRequest};
+use crate::domain::psp::{PspError, PspSessionId};
 use crate::domain::rate_limit::RateLimit;
-use crate::domain::PaymentStatus;
-use crate::domain::{Checkout, PaymentOrder};
 use crate::ports::{
-    ApiKeyRecord, ApiKeys, Applied, Begin, Checkouts, Completion, Consume, Idempotency, Psp, StoreError,
-    Webhooks,
+    ApiKeyRecord, ApiKeys, Applied, Begin, Checkouts, Claims, Completion, Consume, Destination,
+    InvariantSource, KeyCharge, LedgerReader, LedgerWriter, Outgoing, Page, Psp, Publisher, StoreError,
+    WalletWriter, Webhooks, Written,
 };
 
 #[derive(Default)]
@@ -25,6 +31,19 @@ pub struct Memory {
     pub events: Mutex<HashMap<String, String>>,
     pub outbox: Mutex<Vec<OutboxEvent>>,
     pub anomalies: Mutex<Vec<Anomaly>>,
+    /// Payment order states beyond the checkouts' own (for invariant tests).
+    order_states: Mutex<BTreeMap<PaymentOrderId, PaymentStatus>>,
+    pub transactions: Mutex<Vec<LedgerTransaction>>,
+    /// Ledger items that do not read back (for invariant tests).
+    pub unreadable: Mutex<Vec<String>>,
+    pub balances: Mutex<Vec<BalanceShard>>,
+    pub wallets: Mutex<Vec<WalletBalance>>,
+    applied: Mutex<HashSet<String>>,
+    pub published: Mutex<Vec<(Destination, Outgoing)>>,
+    /// Per destination: the index, within one publish call, of the first message that fails.
+    pub fail_publish_at: Mutex<HashMap<Destination, usize>>,
+    /// While set, every ledger and wallet write fails as an unavailable store would.
+    pub unavailable: AtomicBool,
 }
 
 /// A PSP that answers from a script: `Ok` sessions numbered per checkout, or the given error.
@@ -41,9 +60,39 @@ impl Psp for FakePsp {
             return Err(e);
         }
         Ok(PspSession {
-            id: format!("cs_test_{}", request.checkout_id),
+            id: PspSessionId::parse(&format!("cs_test_{}", request.checkout_id)).unwrap(),
             url: format!("https://psp.example/pay/{}", request.checkout_id),
         })
+    }
+}
+
+/// A paid single-seller payment's event: 10.00 USD for `seller_A` of `acct_a`.
+pub fn paid_event(psp_event_id: &str) -> OutboxEvent {
+    let usd = Currency::parse("USD").unwrap();
+    OutboxEvent {
+        header: OutboxHeader {
+            event_id: format!("obx_{psp_event_id}"),
+            account_id: AccountId::parse("acct_a").unwrap(),
+            occurred_at: "2026-11-30T00:00:00.000Z".into(),
+            cause: psp_event_id.into(),
+        },
+        body: OutboxBody::PaymentSucceeded(SettledPayment {
+            checkout_id: CheckoutId::generate(),
+            order_id: OrderId::parse("o").unwrap(),
+            buyer_id: crate::domain::ids::BuyerId::parse("b").unwrap(),
+            psp_session: None,
+            payment_intent: None,
+            total_minor: 1000,
+            currency: usd,
+            payment_orders: vec![OutboxOrder {
+                payment_order_id: PaymentOrderId::generate(),
+                seller_id: SellerId::parse("seller_A").unwrap(),
+                sub_order_id: None,
+                amount_minor: 1000,
+                amount: "10.00".into(),
+                currency: usd,
+            }],
+        }),
     }
 }
 
@@ -63,6 +112,16 @@ impl Memory {
         account_id
     }
 
+    pub fn key(&self, raw: &str) -> Option<ApiKeyRecord> {
+        self.keys.lock().unwrap().get(&hash_api_key(raw)).cloned()
+    }
+
+    pub fn revoke_key(&self, raw: &str) {
+        if let Some(k) = self.keys.lock().unwrap().get_mut(&hash_api_key(raw)) {
+            k.active = false;
+        }
+    }
+
     pub fn checkout(&self, id: &CheckoutId) -> Option<(Checkout, Vec<PaymentOrder>)> {
         self.checkouts.lock().unwrap().get(id).cloned()
     }
@@ -76,6 +135,32 @@ impl Memory {
             if let RecordState::InProgress { lease_until_ms, .. } = &mut r.state {
                 *lease_until_ms = 0;
             }
+        }
+    }
+
+    pub fn add_outbox(&self, e: &OutboxEvent) {
+        self.outbox.lock().unwrap().push(e.clone());
+    }
+
+    pub fn set_order(&self, id: &PaymentOrderId, status: PaymentStatus) {
+        self.order_states.lock().unwrap().insert(id.clone(), status);
+    }
+
+    fn check_available(&self) -> Result<(), StoreError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("memory store switched off".into()));
+        }
+        Ok(())
+    }
+
+    /// The idle charge: `tat = now + interval` if the key is active and `tat < now`.
+    fn charge(keys: &mut HashMap<String, ApiKeyRecord>, c: &KeyCharge) -> bool {
+        match keys.get_mut(&c.key_hash) {
+            Some(k) if k.active && k.tat_us.is_none_or(|t| t < c.now_us) => {
+                k.tat_us = Some(c.now_us + k.limit.map_or(c.default_interval_us, |l| l.interval_us()));
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -125,10 +210,17 @@ impl Checkouts for Memory {
         record: &IdempotencyRecord,
         checkout: &Checkout,
         orders: &[PaymentOrder],
+        charge: Option<&KeyCharge>,
     ) -> Result<Begin, StoreError> {
+        let mut keys = self.keys.lock().unwrap();
         let mut records = self.records.lock().unwrap();
         if let Some(existing) = records.get(&record.record_id) {
             return Ok(Begin::Exists(existing.clone()));
+        }
+        if let Some(c) = charge {
+            if !Memory::charge(&mut keys, c) {
+                return Ok(Begin::KeyRefused);
+            }
         }
         records.insert(record.record_id.clone(), record.clone());
         self.checkouts
@@ -184,13 +276,13 @@ impl Checkouts for Memory {
 }
 
 impl Webhooks for Memory {
-    async fn checkout_id_by_psp_token(&self, psp_token: &str) -> Result<Option<CheckoutId>, StoreError> {
+    async fn checkout_by_session(&self, session: &PspSessionId) -> Result<Option<CheckoutId>, StoreError> {
         Ok(self
             .checkouts
             .lock()
             .unwrap()
             .values()
-            .find(|(c, _)| c.psp_token.as_deref() == Some(psp_token))
+            .find(|(c, _)| c.psp_session.as_ref() == Some(session))
             .map(|(c, _)| c.id.clone()))
     }
 
@@ -236,7 +328,7 @@ impl Webhooks for Memory {
     }
 }
 
-impl Idempotency for Memory {
+impl Claims for Memory {
     async fn get_record(&self, record_id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.records.lock().unwrap().get(record_id).cloned())
     }
@@ -304,5 +396,183 @@ impl Idempotency for Memory {
             body: body.to_owned(),
         };
         Ok(true)
+    }
+}
+
+impl LedgerWriter for Memory {
+    async fn append(&self, tx: &LedgerTransaction) -> Result<Written, StoreError> {
+        self.check_available()?;
+        tx.check_balanced()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut txs = self.transactions.lock().unwrap();
+        if txs.iter().any(|t| t.id == tx.id) {
+            return Ok(Written::AlreadyApplied);
+        }
+        let deltas = deltas(tx).ok_or_else(|| StoreError::Corrupt("totals overflow".into()))?;
+        let mut balances = self.balances.lock().unwrap();
+        for ((account, currency), totals) in deltas {
+            balances.push(BalanceShard {
+                account_id: tx.account_id.clone(),
+                account,
+                currency,
+                totals,
+            });
+        }
+        txs.push(tx.clone());
+        Ok(Written::Written)
+    }
+}
+
+impl WalletWriter for Memory {
+    async fn credit_wallets(
+        &self,
+        event_id: &str,
+        account_id: &AccountId,
+        credits: &[(SellerId, Money)],
+        _now: &str,
+    ) -> Result<Written, StoreError> {
+        self.check_available()?;
+        if !self.applied.lock().unwrap().insert(event_id.to_owned()) {
+            return Ok(Written::AlreadyApplied);
+        }
+        let mut wallets = self.wallets.lock().unwrap();
+        for (seller, amount) in credits {
+            match wallets.iter_mut().find(|w| {
+                &w.account_id == account_id && &w.seller_id == seller && w.currency == amount.currency()
+            }) {
+                Some(w) => w.balance_minor += amount.minor(),
+                None => wallets.push(WalletBalance {
+                    account_id: account_id.clone(),
+                    seller_id: seller.clone(),
+                    currency: amount.currency(),
+                    balance_minor: amount.minor(),
+                }),
+            }
+        }
+        Ok(Written::Written)
+    }
+}
+
+impl LedgerReader for Memory {
+    async fn wallet_balances(
+        &self,
+        account_id: &AccountId,
+        seller_id: &SellerId,
+    ) -> Result<Vec<(Currency, i64)>, StoreError> {
+        Ok(self
+            .wallets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| &w.account_id == account_id && &w.seller_id == seller_id)
+            .map(|w| (w.currency, w.balance_minor))
+            .collect())
+    }
+
+    async fn transactions_for_order(
+        &self,
+        payment_order_id: &PaymentOrderId,
+        _limit: i32,
+        _cursor: Option<&str>,
+    ) -> Result<Page<LedgerTransaction>, StoreError> {
+        Ok(Page {
+            data: self
+                .transactions
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| t.payment_order_id.as_ref() == Some(payment_order_id))
+                .cloned()
+                .collect(),
+            next_cursor: None,
+        })
+    }
+
+    async fn account_totals(
+        &self,
+        account_id: &AccountId,
+        account: &LedgerAccount,
+    ) -> Result<BTreeMap<Currency, Totals>, StoreError> {
+        let shards: Vec<(Currency, Totals)> = self
+            .balances
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| &b.account_id == account_id && &b.account == account)
+            .map(|b| (b.currency, b.totals))
+            .collect();
+        crate::domain::ledger::balances::sum_shards(shards)
+            .ok_or_else(|| StoreError::Corrupt("totals overflow".into()))
+    }
+
+    async fn account_entries(
+        &self,
+        account_id: &AccountId,
+        account: &LedgerAccount,
+        _limit: i32,
+        _cursor: Option<&str>,
+    ) -> Result<Page<(String, String, Entry)>, StoreError> {
+        Ok(Page {
+            data: self
+                .transactions
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| &t.account_id == account_id)
+                .flat_map(|t| {
+                    t.entries
+                        .iter()
+                        .filter(|e| &e.account == account)
+                        .map(|e| (t.id.clone(), t.created_at.clone(), e.clone()))
+                })
+                .collect(),
+            next_cursor: None,
+        })
+    }
+}
+
+impl Publisher for Memory {
+    async fn publish(&self, destination: Destination, messages: &[Outgoing]) -> Option<usize> {
+        let fail_at = self.fail_publish_at.lock().unwrap().get(&destination).copied();
+        let mut published = self.published.lock().unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            if fail_at == Some(i) {
+                return Some(i);
+            }
+            published.push((destination, m.clone()));
+        }
+        None
+    }
+}
+
+impl InvariantSource for Memory {
+    async fn feed(&self, checker: &mut Checker) -> Result<(), StoreError> {
+        for tx in self.transactions.lock().unwrap().iter() {
+            checker.ledger_transaction(tx);
+        }
+        for what in self.unreadable.lock().unwrap().iter() {
+            checker.unreadable_transaction(what.clone());
+        }
+        for b in self.balances.lock().unwrap().iter() {
+            checker.balance_shard(b);
+        }
+        for w in self.wallets.lock().unwrap().iter() {
+            checker.wallet(w);
+        }
+        let mut orders: BTreeMap<PaymentOrderId, PaymentStatus> = self
+            .checkouts
+            .lock()
+            .unwrap()
+            .values()
+            .flat_map(|(_, o)| o.iter().map(|o| (o.id.clone(), o.status)))
+            .collect();
+        orders.extend(self.order_states.lock().unwrap().clone());
+        for (id, status) in &orders {
+            checker.payment_order(id, *status);
+        }
+        for e in self.outbox.lock().unwrap().iter() {
+            checker.outbox_event(e);
+        }
+        Ok(())
     }
 }

@@ -1,12 +1,21 @@
-//! Use cases: each takes only the ports it needs and returns a reply or an `ApiError`.
+//! Use cases, each written against the ports it needs and never against an adapter.
+//!
+//! - request side: [`auth`], [`idempotent`] (one mechanism for every POST), [`pay_in`],
+//!   [`ledger`] (the read APIs);
+//! - event side: [`relay`] (outbox routing), [`consumers`] (ledger and wallet),
+//!   [`invariants`];
+//! - [`errors`]: the one map from a store's or the PSP's failure to what the caller sees.
 
 pub mod auth;
-pub mod create_payment;
-pub mod ledger_queries;
+pub mod consumers;
+pub mod errors;
+pub mod idempotent;
+pub mod invariants;
+pub mod ledger;
 #[cfg(test)]
 pub(crate) mod memory;
-pub mod queries;
-pub mod webhook;
+pub mod pay_in;
+pub mod relay;
 
 /// A response the HTTP adapter sends as-is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// An ISO 4217 currency we accept. Only constructible through [`Currency::parse`], so a
 /// `Currency` in hand always has a known minor unit.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency {
     code: &'static str,
     minor_units: u32,
@@ -69,6 +69,20 @@ impl Currency {
 
 fn truncate(s: &str) -> String {
     s.chars().take(16).collect()
+}
+
+/// As its code (`"USD"`); read back only if known.
+impl serde::Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Currency::parse(&code).map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Display for Currency {

@@ -1,12 +1,16 @@
 //! Client idempotency (design §14 "Key A", IETF draft "The Idempotency-Key HTTP Header Field").
 //!
 //! The first request with a key claims it with a conditional put (state `IN_PROGRESS`, holding a
-//! lease that ends with the invocation's deadline). It finishes by storing its final response
-//! (`COMPLETED`). Every later request with the key is decided here, from the stored record alone.
+//! lease that ends with the invocation's deadline), in the same transaction that creates the
+//! resource it asks for. It finishes by storing its final response (`COMPLETED`). Every later
+//! request with the key is decided here, from the stored record alone. The same record serves
+//! every POST: it names the resource it creates by kind and id.
+
+use std::fmt;
 
 use super::ids::{ApiKeyId, CheckoutId};
 
-pub const KEY_MAX_LEN: usize = 255;
+pub const KEY_LEN_MAX: usize = 255;
 /// Records are kept for replay this long (DynamoDB TTL deletes them afterwards).
 pub const RECORD_TTL_S: i64 = 24 * 60 * 60;
 
@@ -16,7 +20,7 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// 1–255 printable ASCII characters (the header's value, as sent).
     pub fn parse(value: &str) -> Result<Self, &'static str> {
-        if value.is_empty() || value.len() > KEY_MAX_LEN {
+        if value.is_empty() || value.len() > KEY_LEN_MAX {
             return Err("Idempotency-Key must be 1 to 255 characters");
         }
         if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
@@ -41,6 +45,49 @@ impl std::fmt::Debug for IdempotencyKey {
     }
 }
 
+/// What kind of resource a POST creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Checkout,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Checkout => "checkout",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "checkout" => Some(ResourceKind::Checkout),
+            _ => None,
+        }
+    }
+}
+
+/// The resource an idempotency record creates: a takeover resumes it instead of making another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResourceRef {
+    pub kind: ResourceKind,
+    pub id: String,
+}
+
+impl ResourceRef {
+    pub fn checkout(id: &CheckoutId) -> Self {
+        ResourceRef {
+            kind: ResourceKind::Checkout,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.as_str(), self.id)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordState {
     /// Being processed by the holder of `lease_token` until `lease_until_ms`.
@@ -56,8 +103,8 @@ pub enum RecordState {
 pub struct IdempotencyRecord {
     pub record_id: String,
     pub request_hash: String,
-    /// The checkout this key creates; a takeover resumes it instead of opening another.
-    pub checkout_id: CheckoutId,
+    /// What this key creates; a takeover resumes it instead of creating another.
+    pub resource: ResourceRef,
     pub state: RecordState,
     pub created_at_ms: i64,
     /// Epoch seconds; the table's TTL attribute.
@@ -72,9 +119,9 @@ pub enum Decision {
     Mismatch,
     /// The twin request is still running and its lease is live: 409.
     InFlight,
-    /// The holder crashed or timed out (lease over): take the lease and finish the same checkout.
+    /// The holder crashed or timed out (lease over): take the lease and finish the same resource.
     TakeOver {
-        checkout_id: CheckoutId,
+        resource: ResourceRef,
         stale_token: String,
     },
 }
@@ -83,14 +130,14 @@ impl IdempotencyRecord {
     pub fn new_in_progress(
         record_id: String,
         request_hash: String,
-        checkout_id: CheckoutId,
+        resource: ResourceRef,
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Self {
         IdempotencyRecord {
             record_id,
             request_hash,
-            checkout_id,
+            resource,
             state: RecordState::InProgress {
                 lease_until_ms,
                 lease_token: uuid::Uuid::new_v4().simple().to_string(),
@@ -119,7 +166,7 @@ impl IdempotencyRecord {
             },
             RecordState::InProgress { lease_until_ms, .. } if *lease_until_ms > now_ms => Decision::InFlight,
             RecordState::InProgress { lease_token, .. } => Decision::TakeOver {
-                checkout_id: self.checkout_id.clone(),
+                resource: self.resource.clone(),
                 stale_token: lease_token.clone(),
             },
         }
@@ -141,7 +188,7 @@ mod tests {
         IdempotencyRecord {
             record_id: "key_x#k".into(),
             request_hash: "h1".into(),
-            checkout_id: CheckoutId::generate(),
+            resource: ResourceRef::checkout(&CheckoutId::generate()),
             state,
             created_at_ms: 0,
             expires_at_s: RECORD_TTL_S,
@@ -191,7 +238,7 @@ mod tests {
         assert_eq!(
             running.decide("h1", 100),
             Decision::TakeOver {
-                checkout_id: running.checkout_id.clone(),
+                resource: running.resource.clone(),
                 stale_token: "t".into()
             }
         );

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -21,9 +21,22 @@ pub enum IdError {
 macro_rules! minted_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                $name::parse(&s)
+            }
+        }
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
@@ -66,9 +79,22 @@ macro_rules! minted_id {
 macro_rules! client_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                validate_client_id(&s).map(|()| $name(s))
+            }
+        }
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, IdError> {
@@ -119,12 +145,12 @@ client_id!(
 client_id!(OrderId);
 client_id!(SubOrderId);
 
-pub const CLIENT_ID_MAX_LEN: usize = 64;
+pub const CLIENT_ID_LEN_MAX: usize = 64;
 
 fn validate_client_id(s: &str) -> Result<(), IdError> {
-    if s.is_empty() || s.len() > CLIENT_ID_MAX_LEN {
+    if s.is_empty() || s.len() > CLIENT_ID_LEN_MAX {
         return Err(IdError::Length {
-            max: CLIENT_ID_MAX_LEN,
+            max: CLIENT_ID_LEN_MAX,
         });
     }
     if !s
@@ -196,6 +222,19 @@ mod tests {
         assert_eq!(SellerId::parse("sellér"), Err(IdError::Charset));
         assert_eq!(BuyerId::parse("4242424242424242"), Err(IdError::CardNumber));
         assert!(BuyerId::parse("4242424242424241").is_ok(), "fails Luhn");
+    }
+
+    #[test]
+    fn ids_deserialize_only_when_valid() {
+        let id = CheckoutId::generate();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<CheckoutId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<CheckoutId>("\"po_1\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<SellerId>("\"seller_A\"").unwrap().as_str(),
+            "seller_A"
+        );
+        assert!(serde_json::from_str::<SellerId>("\"a b\"").is_err());
     }
 
     #[test]

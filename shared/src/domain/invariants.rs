@@ -1,140 +1,287 @@
-//! The invariants, checked over a snapshot of everything: the ledger balances, wallets equal
-//! the ledger, one ledger transaction per successful payment order, no checkout charged twice.
+//! The invariants, checked over everything we hold: every ledger transaction balanced, debits
+//! equal credits per currency, each account's running totals equal the sum of its entries,
+//! wallets equal the ledger, one ledger transaction per successful payment order (none for
+//! others), no checkout charged twice.
+//!
+//! The store is read page by page and fed to a [`Checker`], which keeps only aggregates (per
+//! currency, per account, per payment order), never the items themselves. Arithmetic is
+//! checked: an overflow is a violation, never a wrapped number.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::currency::Currency;
+use super::ids::{AccountId, CheckoutId, PaymentOrderId, SellerId};
+use super::ledger::balances::Totals;
 use super::ledger::{Direction, LedgerAccount, LedgerTransaction};
+use super::outbox::{OutboxBody, OutboxEvent};
+use super::pay_in::PaymentStatus;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WalletBalance {
-    pub account_id: String,
-    pub seller_id: String,
-    pub currency: String,
-    pub balance_minor: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderState {
-    pub payment_order_id: String,
-    pub checkout_id: String,
-    pub status: String,
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct Snapshot {
-    pub transactions: Vec<LedgerTransaction>,
-    /// Items that failed to read back as balanced transactions.
-    pub corrupt_transactions: Vec<String>,
-    pub wallets: Vec<WalletBalance>,
-    pub orders: Vec<OrderState>,
-    /// (checkout id, outbox event type) for every outbox record.
-    pub outbox: Vec<(String, String)>,
-}
+/// Violations listed in a report; more are counted, not listed.
+pub const VIOLATIONS_LISTED_MAX: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub ok: bool,
-    pub ledger_transactions: usize,
-    pub wallets: usize,
-    pub payment_orders: usize,
+    pub ledger_transactions: u64,
+    pub wallets: u64,
+    pub payment_orders: u64,
+    pub balance_items: u64,
+    pub outbox_events: u64,
     /// Per currency: (total debits, total credits), in minor units.
     pub totals_minor: BTreeMap<String, (i64, i64)>,
     pub violations: Vec<String>,
+    /// All violations, including those not listed.
+    pub violations_total: u64,
 }
 
-pub fn check(s: &Snapshot) -> Report {
-    let mut violations: Vec<String> = s
-        .corrupt_transactions
-        .iter()
-        .map(|c| format!("unbalanced or unreadable ledger transaction: {c}"))
-        .collect();
-    let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut payable: BTreeMap<(String, String, String), i64> = BTreeMap::new();
-    let mut per_order: BTreeMap<&str, usize> = BTreeMap::new();
-    for tx in &s.transactions {
+/// A wallet as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletBalance {
+    pub account_id: AccountId,
+    pub seller_id: SellerId,
+    pub currency: Currency,
+    pub balance_minor: i64,
+}
+
+/// One shard of an account's running totals, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceShard {
+    pub account_id: AccountId,
+    pub account: LedgerAccount,
+    pub currency: Currency,
+    pub totals: Totals,
+}
+
+type AccountKey = (AccountId, LedgerAccount, Currency);
+
+#[derive(Debug, Default)]
+pub struct Checker {
+    transactions: u64,
+    wallets_seen: u64,
+    orders_seen: u64,
+    balance_items: u64,
+    outbox_events: u64,
+    /// Per currency: (debits, credits).
+    totals: BTreeMap<Currency, (i64, i64)>,
+    /// Per account and currency: what its entries add up to.
+    from_entries: BTreeMap<AccountKey, Totals>,
+    /// Per account and currency: the running totals, summed over shards.
+    running: BTreeMap<AccountKey, Totals>,
+    wallets: BTreeMap<(AccountId, SellerId, Currency), i64>,
+    /// Per payment order: ledger transactions naming it, and its status once seen.
+    orders: HashMap<PaymentOrderId, (u32, Option<PaymentStatus>)>,
+    /// `PAYMENT_SUCCEEDED` events per checkout.
+    charged: HashMap<CheckoutId, u32>,
+    violations: Vec<String>,
+    violations_total: u64,
+}
+
+impl Checker {
+    pub fn violation(&mut self, v: String) {
+        self.violations_total += 1;
+        if self.violations.len() < VIOLATIONS_LISTED_MAX {
+            self.violations.push(v);
+        }
+    }
+
+    /// A ledger transaction as read back (unbalanced ones are reported, not summed).
+    pub fn ledger_transaction(&mut self, tx: &LedgerTransaction) {
+        self.transactions += 1;
         if let Err(e) = tx.check_balanced() {
-            violations.push(e.to_string());
+            self.violation(e.to_string());
+            return;
         }
         if let Some(po) = &tx.payment_order_id {
-            *per_order.entry(po).or_default() += 1;
+            let slot = self.orders.entry(po.clone()).or_default();
+            slot.0 = slot.0.saturating_add(1);
         }
         for e in &tx.entries {
-            let t = totals.entry(e.amount.currency().code().to_owned()).or_default();
-            let signed = match e.direction {
-                Direction::Debit => {
-                    t.0 += e.amount.minor();
-                    -e.amount.minor()
-                }
-                Direction::Credit => {
-                    t.1 += e.amount.minor();
-                    e.amount.minor()
-                }
+            let minor = e.amount.minor();
+            let t = self.totals.entry(e.amount.currency()).or_default();
+            let (side, add) = match e.direction {
+                Direction::Debit => (
+                    &mut t.0,
+                    Totals {
+                        debits_minor: minor,
+                        credits_minor: 0,
+                        entries: 1,
+                    },
+                ),
+                Direction::Credit => (
+                    &mut t.1,
+                    Totals {
+                        debits_minor: 0,
+                        credits_minor: minor,
+                        entries: 1,
+                    },
+                ),
             };
-            if let LedgerAccount::SellerPayable(seller) = &e.account {
-                *payable
-                    .entry((
-                        tx.account_id.clone(),
-                        seller.to_string(),
-                        e.amount.currency().code().to_owned(),
-                    ))
-                    .or_default() += signed;
+            match side.checked_add(minor) {
+                Some(v) => *side = v,
+                None => {
+                    let what = format!("{}: total overflows i64", e.amount.currency());
+                    self.violation(what);
+                }
+            }
+            let key = (tx.account_id.clone(), e.account.clone(), e.amount.currency());
+            let slot = self.from_entries.entry(key).or_default();
+            match slot.checked_add(add) {
+                Some(v) => *slot = v,
+                None => {
+                    let what = format!(
+                        "account {} {}: entries overflow i64",
+                        e.account,
+                        e.amount.currency()
+                    );
+                    self.violation(what);
+                }
             }
         }
     }
-    for (currency, (debits, credits)) in &totals {
-        if debits != credits {
-            violations.push(format!(
-                "{currency}: total debits {debits} != total credits {credits}"
-            ));
+
+    /// An item that should be a ledger transaction but does not read back as a balanced one.
+    pub fn unreadable_transaction(&mut self, what: String) {
+        self.transactions += 1;
+        self.violation(format!("unbalanced or unreadable ledger transaction: {what}"));
+    }
+
+    pub fn balance_shard(&mut self, b: &BalanceShard) {
+        self.balance_items += 1;
+        let key = (b.account_id.clone(), b.account.clone(), b.currency);
+        let slot = self.running.entry(key).or_default();
+        match slot.checked_add(b.totals) {
+            Some(v) => *slot = v,
+            None => {
+                let what = format!("running totals of {} {} overflow i64", b.account, b.currency);
+                self.violation(what);
+            }
         }
     }
-    let mut wallets: BTreeMap<(String, String, String), i64> = BTreeMap::new();
-    for w in &s.wallets {
-        wallets.insert(
-            (w.account_id.clone(), w.seller_id.clone(), w.currency.clone()),
+
+    pub fn wallet(&mut self, w: &WalletBalance) {
+        self.wallets_seen += 1;
+        self.wallets.insert(
+            (w.account_id.clone(), w.seller_id.clone(), w.currency),
             w.balance_minor,
         );
     }
-    for key in payable.keys().chain(wallets.keys()) {
-        let (l, w) = (
-            payable.get(key).copied().unwrap_or(0),
-            wallets.get(key).copied().unwrap_or(0),
-        );
-        if l != w {
-            violations.push(format!(
-                "wallet {key:?} is {w} but seller_payable in the ledger is {l}"
-            ));
+
+    pub fn payment_order(&mut self, id: &PaymentOrderId, status: PaymentStatus) {
+        self.orders_seen += 1;
+        self.orders.entry(id.clone()).or_default().1 = Some(status);
+    }
+
+    pub fn outbox_event(&mut self, e: &OutboxEvent) {
+        self.outbox_events += 1;
+        match &e.body {
+            OutboxBody::PaymentSucceeded(p) => {
+                let n = self.charged.entry(p.checkout_id.clone()).or_default();
+                *n = n.saturating_add(1);
+            }
+            OutboxBody::PaymentFailed(_) => {}
         }
     }
-    for o in &s.orders {
-        let n = per_order.get(o.payment_order_id.as_str()).copied().unwrap_or(0);
-        match (o.status.as_str(), n) {
-            ("SUCCESS", 1) | ("CREATED" | "EXECUTING" | "FAILED", 0) => {}
-            (status, n) => violations.push(format!(
-                "payment order {} is {status} with {n} ledger transactions",
-                o.payment_order_id
-            )),
+
+    pub fn report(mut self) -> Report {
+        for (currency, (debits, credits)) in &self.totals.clone() {
+            if debits != credits {
+                self.violation(format!(
+                    "{currency}: total debits {debits} != total credits {credits}"
+                ));
+            }
         }
-    }
-    let mut charged: BTreeMap<&str, usize> = BTreeMap::new();
-    for (checkout, kind) in &s.outbox {
-        if kind == "PAYMENT_SUCCEEDED" {
-            *charged.entry(checkout).or_default() += 1;
+        // Running totals against the entries, both ways.
+        let keys: Vec<AccountKey> = self
+            .from_entries
+            .keys()
+            .chain(self.running.keys())
+            .cloned()
+            .collect();
+        for key in keys {
+            let (entries, running) = (
+                self.from_entries.get(&key).copied().unwrap_or_default(),
+                self.running.get(&key).copied().unwrap_or_default(),
+            );
+            if entries != running {
+                let (acct, account, currency) = &key;
+                self.violation(format!(
+                    "ledger account {account} of {acct} in {currency}: running totals {running:?} but its entries add up to {entries:?}"
+                ));
+            }
         }
-    }
-    for (checkout, n) in charged {
-        if n > 1 {
-            violations.push(format!("checkout {checkout} charged {n} times"));
+        // Wallets against seller_payable in the ledger, both ways.
+        let mut payable: BTreeMap<(AccountId, SellerId, Currency), i64> = BTreeMap::new();
+        let mut overflowed = Vec::new();
+        for ((acct, account, currency), t) in &self.from_entries {
+            if let LedgerAccount::SellerPayable(seller) = account {
+                match t.balance_minor(Direction::Credit) {
+                    Some(b) => {
+                        payable.insert((acct.clone(), seller.clone(), *currency), b);
+                    }
+                    None => overflowed.push(format!(
+                        "seller_payable:{seller} of {acct} in {currency} overflows i64"
+                    )),
+                }
+            }
         }
-    }
-    Report {
-        ok: violations.is_empty(),
-        ledger_transactions: s.transactions.len(),
-        wallets: s.wallets.len(),
-        payment_orders: s.orders.len(),
-        totals_minor: totals,
-        violations,
+        for v in overflowed {
+            self.violation(v);
+        }
+        let wallet_keys: Vec<_> = payable.keys().chain(self.wallets.keys()).cloned().collect();
+        for key in wallet_keys {
+            let (l, w) = (
+                payable.get(&key).copied().unwrap_or(0),
+                self.wallets.get(&key).copied().unwrap_or(0),
+            );
+            if l != w {
+                let (acct, seller, currency) = &key;
+                self.violation(format!(
+                    "wallet {acct}/{seller} {currency} is {w} but seller_payable in the ledger is {l}"
+                ));
+            }
+        }
+        let mut order_violations = Vec::new();
+        for (po, (n, status)) in &self.orders {
+            match (status, n) {
+                (Some(PaymentStatus::Success), 1)
+                | (Some(PaymentStatus::Created | PaymentStatus::Executing | PaymentStatus::Failed), 0) => {}
+                (Some(status), n) => order_violations.push(format!(
+                    "payment order {po} is {status} with {n} ledger transactions"
+                )),
+                (None, n) => {
+                    order_violations.push(format!("{n} ledger transactions name unknown payment order {po}"))
+                }
+            }
+        }
+        order_violations.sort();
+        for v in order_violations {
+            self.violation(v);
+        }
+        let mut twice: Vec<_> = self.charged.iter().filter(|(_, n)| **n > 1).collect();
+        twice.sort();
+        let twice: Vec<String> = twice
+            .iter()
+            .map(|(c, n)| format!("checkout {c} charged {n} times"))
+            .collect();
+        for v in twice {
+            self.violation(v);
+        }
+        Report {
+            ok: self.violations_total == 0,
+            ledger_transactions: self.transactions,
+            wallets: self.wallets_seen,
+            payment_orders: self.orders_seen,
+            balance_items: self.balance_items,
+            outbox_events: self.outbox_events,
+            totals_minor: self
+                .totals
+                .iter()
+                .map(|(c, t)| (c.code().to_owned(), *t))
+                .collect(),
+            violations: self.violations,
+            violations_total: self.violations_total,
+        }
     }
 }

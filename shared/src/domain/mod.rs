@@ -1,20 +1,18 @@
-//! The pure domain: no I/O, no AWS types.
+//! The pure domain: no I/O, no AWS types. Shared kernel at the top (money, currencies, ids,
+//! time, idempotency, rate limits, the PSP's ids and signatures), then a folder per capability.
 
-pub mod checkout;
 pub mod currency;
-pub mod error;
 pub mod idempotency;
 pub mod ids;
-pub mod money;
-pub mod rate_limit;
-pub mod status;
-
-pub use checkout::{Checkout, CheckoutRequest, PaymentOrder};
-pub use currency::Currency;
-pub use error::ApiError;
-pub use money::Money;
-pub use status::PaymentStatus;
 pub mod invariants;
 pub mod ledger;
+pub mod money;
 pub mod outbox;
+pub mod pay_in;
 pub mod psp;
+pub mod rate_limit;
+pub mod time;
+
+pub use currency::Currency;
+pub use money::Money;
+pub use pay_in::{Checkout, CheckoutRequest, PaymentOrder, PaymentStatus};

@@ -1,104 +1,141 @@
 //! Outbox events: written in the same DynamoDB transaction as the state change they announce,
-//! relayed from the table's stream to the wallet and ledger consumers (at least once; the
-//! consumers deduplicate by `event_id`).
+//! relayed from the table's stream to the queues that need them (at least once; every consumer
+//! deduplicates by `event_id`).
+//!
+//! An event is a header every kind shares and a body with one variant per kind. Everything
+//! that acts on events (the relay's routing, the posting rules, the wallet's effects, the
+//! invariant check) matches the body exhaustively, so a new kind cannot be silently ignored.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::checkout::{format_time, Checkout, PaymentOrder};
-use super::status::PaymentStatus;
+use super::currency::Currency;
+use super::ids::{AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId, SellerId, SubOrderId};
+use super::pay_in::{Checkout, PaymentOrder, PaymentStatus};
+use super::psp::{PaymentIntentId, PspSessionId};
+use super::time::format_time;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OutboxKind {
-    PaymentSucceeded,
-    PaymentFailed,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxEvent {
+    pub header: OutboxHeader,
+    pub body: OutboxBody,
 }
 
-impl OutboxKind {
-    pub fn as_str(self) -> &'static str {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxHeader {
+    /// Deterministic: derived from what caused it (the PSP event), so a redelivered cause can
+    /// never write a second event, and the ledger's transaction ids derive from it in turn.
+    pub event_id: String,
+    pub account_id: AccountId,
+    pub occurred_at: String,
+    /// The PSP event (or, later, our request) that caused it.
+    pub cause: String,
+}
+
+/// One variant per event kind, each with exactly what its consumers need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "data", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutboxBody {
+    /// A checkout's charge succeeded: every payment order is `SUCCESS`.
+    PaymentSucceeded(SettledPayment),
+    /// A checkout failed (refused, failed or expired at the PSP): nothing was charged.
+    PaymentFailed(SettledPayment),
+}
+
+impl OutboxBody {
+    /// The kind's name on the wire and in the outbox item (`PAYMENT_SUCCEEDED`, …).
+    pub fn event_type(&self) -> &'static str {
         match self {
-            OutboxKind::PaymentSucceeded => "PAYMENT_SUCCEEDED",
-            OutboxKind::PaymentFailed => "PAYMENT_FAILED",
+            OutboxBody::PaymentSucceeded(_) => "PAYMENT_SUCCEEDED",
+            OutboxBody::PaymentFailed(_) => "PAYMENT_FAILED",
         }
     }
+}
+
+/// A checkout that reached `SUCCESS` or `FAILED`, with every seller's line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettledPayment {
+    pub checkout_id: CheckoutId,
+    pub order_id: OrderId,
+    pub buyer_id: BuyerId,
+    pub psp_session: Option<PspSessionId>,
+    pub payment_intent: Option<PaymentIntentId>,
+    pub total_minor: i64,
+    pub currency: Currency,
+    pub payment_orders: Vec<OutboxOrder>,
 }
 
 /// One seller's line as the consumers need it: exact minor units and the currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxOrder {
-    pub payment_order_id: String,
-    pub seller_id: String,
-    pub sub_order_id: Option<String>,
+    pub payment_order_id: PaymentOrderId,
+    pub seller_id: SellerId,
+    pub sub_order_id: Option<SubOrderId>,
     pub amount_minor: i64,
+    /// The same amount as a decimal string, for people reading queues and DLQs.
     pub amount: String,
-    pub currency: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxEvent {
-    /// Deterministic: derived from the PSP event that caused it, so a redelivered webhook can
-    /// never write a second one (and the ledger's transaction ids derive from it in turn).
-    pub event_id: String,
-    pub event_type: OutboxKind,
-    pub checkout_id: String,
-    pub account_id: String,
-    pub order_id: String,
-    pub buyer_id: String,
-    pub psp_token: Option<String>,
-    pub psp_event_id: String,
-    pub total_minor: i64,
-    pub currency: String,
-    pub payment_orders: Vec<OutboxOrder>,
-    pub occurred_at: String,
+    pub currency: Currency,
 }
 
 impl OutboxEvent {
-    /// The event announcing a checkout that has just reached SUCCESS or FAILED.
+    /// The event announcing a checkout that has just reached SUCCESS or FAILED; `None` for any
+    /// other status.
     pub fn settled(
         checkout: &Checkout,
         orders: &[PaymentOrder],
         psp_event_id: &str,
         now: DateTime<Utc>,
     ) -> Option<Self> {
-        let kind = match checkout.status {
-            PaymentStatus::Success => OutboxKind::PaymentSucceeded,
-            PaymentStatus::Failed => OutboxKind::PaymentFailed,
-            PaymentStatus::Created | PaymentStatus::Executing => return None,
-        };
-        Some(OutboxEvent {
-            event_id: format!("obx_{psp_event_id}"),
-            event_type: kind,
-            checkout_id: checkout.id.to_string(),
-            account_id: checkout.account_id.to_string(),
-            order_id: checkout.order_id.to_string(),
-            buyer_id: checkout.buyer_id.to_string(),
-            psp_token: checkout.psp_token.clone(),
-            psp_event_id: psp_event_id.to_owned(),
+        let payment = SettledPayment {
+            checkout_id: checkout.id.clone(),
+            order_id: checkout.order_id.clone(),
+            buyer_id: checkout.buyer_id.clone(),
+            psp_session: checkout.psp_session.clone(),
+            payment_intent: checkout.payment_intent.clone(),
             total_minor: checkout.total.minor(),
-            currency: checkout.total.currency().code().to_owned(),
+            currency: checkout.total.currency(),
             payment_orders: orders
                 .iter()
                 .map(|o| OutboxOrder {
-                    payment_order_id: o.id.to_string(),
-                    seller_id: o.seller_id.to_string(),
-                    sub_order_id: o.sub_order_id.as_ref().map(ToString::to_string),
+                    payment_order_id: o.id.clone(),
+                    seller_id: o.seller_id.clone(),
+                    sub_order_id: o.sub_order_id.clone(),
                     amount_minor: o.amount.minor(),
                     amount: o.amount.to_string(),
-                    currency: o.amount.currency().code().to_owned(),
+                    currency: o.amount.currency(),
                 })
                 .collect(),
-            occurred_at: format_time(now),
+        };
+        let body = match checkout.status {
+            PaymentStatus::Success => OutboxBody::PaymentSucceeded(payment),
+            PaymentStatus::Failed => OutboxBody::PaymentFailed(payment),
+            PaymentStatus::Created | PaymentStatus::Executing => return None,
+        };
+        Some(OutboxEvent {
+            header: OutboxHeader {
+                event_id: format!("obx_{psp_event_id}"),
+                account_id: checkout.account_id.clone(),
+                occurred_at: format_time(now),
+                cause: psp_event_id.to_owned(),
+            },
+            body,
         })
+    }
+
+    pub fn event_id(&self) -> &str {
+        &self.header.event_id
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Parses a relayed event; amounts are integers (minor units), never floats.
+    /// Parses a relayed event; amounts are integers (minor units), never floats, and every id
+    /// is checked as it is read.
     pub fn from_json(text: &str) -> Result<Self, String> {
         serde_json::from_str(text).map_err(|e| format!("not an outbox event: {e}"))
     }
@@ -111,6 +148,70 @@ pub struct Anomaly {
     /// Stable code: `unknown_session`, `amount_mismatch`, `illegal_transition`, `unparseable_event`…
     pub kind: &'static str,
     pub detail: String,
-    pub checkout_id: Option<String>,
+    pub checkout_id: Option<CheckoutId>,
     pub at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::pay_in::{CheckoutForm, CheckoutRequest, LineItem, PaymentEvent};
+    use crate::domain::Money;
+
+    fn paid() -> (Checkout, Vec<PaymentOrder>) {
+        let usd = Currency::parse("USD").unwrap();
+        let req = CheckoutRequest {
+            form: CheckoutForm::Single,
+            buyer_id: BuyerId::parse("b").unwrap(),
+            order_id: OrderId::parse("o").unwrap(),
+            currency: usd,
+            total: Money::from_minor(999, usd),
+            lines: vec![LineItem {
+                seller_id: SellerId::parse("s").unwrap(),
+                amount: Money::from_minor(999, usd),
+                sub_order_id: None,
+            }],
+        };
+        let (mut c, mut o) = Checkout::open(&req, &AccountId::parse("acct_a").unwrap(), Utc::now());
+        c.psp_session = Some(PspSessionId::parse("cs_test_1").unwrap());
+        c.apply(&mut o, PaymentEvent::Submitted, Utc::now()).unwrap();
+        (c, o)
+    }
+
+    #[test]
+    fn settled_events_round_trip_with_their_kind() {
+        let (mut c, mut o) = paid();
+        assert!(
+            OutboxEvent::settled(&c, &o, "evt_1", Utc::now()).is_none(),
+            "EXECUTING announces nothing"
+        );
+        c.apply(&mut o, PaymentEvent::PspSucceeded, Utc::now()).unwrap();
+        let e = OutboxEvent::settled(&c, &o, "evt_1", Utc::now()).unwrap();
+        assert_eq!(
+            (e.event_id(), e.body.event_type()),
+            ("obx_evt_1", "PAYMENT_SUCCEEDED")
+        );
+        let json = e.to_json();
+        assert!(json.contains(r#""event_type":"PAYMENT_SUCCEEDED""#), "{json}");
+        assert_eq!(OutboxEvent::from_json(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn malformed_events_are_refused() {
+        let (mut c, mut o) = paid();
+        c.apply(&mut o, PaymentEvent::PspSucceeded, Utc::now()).unwrap();
+        let json = OutboxEvent::settled(&c, &o, "evt_1", Utc::now())
+            .unwrap()
+            .to_json();
+        for bad in [
+            json.replace("PAYMENT_SUCCEEDED", "PAYMENT_EXPLODED"),
+            json.replace(r#""currency":"USD""#, r#""currency":"XXX""#),
+            json.replace(r#""amount_minor":999"#, r#""amount_minor":9.99"#),
+            json.replace(r#""seller_id":"s""#, r#""seller_id":"a b""#),
+            json.replace(r#""cause""#, r#""extra":1,"cause""#),
+            "{}".to_owned(),
+        ] {
+            assert!(OutboxEvent::from_json(&bad).is_err(), "{bad}");
+        }
+    }
 }

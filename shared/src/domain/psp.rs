@@ -1,74 +1,122 @@
-//! What we ask of a PSP and what it tells us, in our terms. The Stripe wire format lives in
-//! `adapters::stripe`; webhook signatures (Stripe's scheme: HMAC-SHA256 over `"<t>.<body>"`)
-//! are verified here because they are pure.
+//! The PSP in our terms: its object ids as types, what can go wrong talking to it, and its
+//! webhook signatures (Stripe's scheme: HMAC-SHA256 over `"<t>.<body>"`), verified here because
+//! they are pure. The Stripe wire format lives in `adapters::stripe`.
 
-use chrono::{DateTime, Duration, Utc};
+use std::fmt;
+
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-
-use super::checkout::{Checkout, PaymentOrder};
-use super::ids::CheckoutId;
-use super::money::Money;
-use super::status::PaymentEvent;
 
 /// How old a webhook's signed timestamp may be (Stripe's default tolerance).
 pub const SIGNATURE_TOLERANCE_S: i64 = 300;
-/// How long the buyer has on the hosted page (Stripe allows at most 24 h).
-pub const SESSION_TTL: Duration = Duration::hours(23);
+/// Stripe documents object ids up to 255 characters; anything longer is not one.
+pub const PSP_ID_LEN_MAX: usize = 255;
 
-/// A hosted-page session for one checkout. Built only from the stored checkout, so a retry
-/// sends byte-identical parameters under the same idempotency key (the checkout id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRequest {
-    pub checkout_id: CheckoutId,
-    pub total: Money,
-    pub lines: Vec<SessionLine>,
-    pub success_url: String,
-    pub cancel_url: String,
-    pub expires_at: DateTime<Utc>,
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("is not a PSP {kind} id ({prefix}… of letters, digits and _, at most {PSP_ID_LEN_MAX} characters)")]
+pub struct PspIdError {
+    pub kind: &'static str,
+    pub prefix: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionLine {
-    pub name: String,
-    pub amount: Money,
+/// Declares the id of a PSP object: `<prefix><letters, digits, _>`, as Stripe makes them.
+macro_rules! psp_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn parse(s: &str) -> Result<Self, PspIdError> {
+                let ok = s.len() <= PSP_ID_LEN_MAX
+                    && s.strip_prefix($prefix).is_some_and(|rest| {
+                        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    });
+                if ok {
+                    Ok($name(s.to_owned()))
+                } else {
+                    Err(PspIdError { kind: $kind, prefix: $prefix })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = PspIdError;
+            fn try_from(s: String) -> Result<Self, PspIdError> {
+                $name::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl SessionRequest {
-    /// `public_base_url` is our site (the completion page lives there).
-    pub fn for_checkout(checkout: &Checkout, orders: &[PaymentOrder], public_base_url: &str) -> Self {
-        let base = public_base_url.trim_end_matches('/');
-        let lines = orders
-            .iter()
-            .map(|o| SessionLine {
-                name: match &o.sub_order_id {
-                    Some(sub) => format!("Order {} / {} (seller {})", o.order_id, sub, o.seller_id),
-                    None => format!("Order {} (seller {})", o.order_id, o.seller_id),
-                },
-                amount: o.amount,
-            })
-            .collect();
-        SessionRequest {
-            checkout_id: checkout.id.clone(),
-            total: checkout.total,
-            lines,
-            success_url: format!("{base}/checkout/complete?checkout_id={}", checkout.id),
-            cancel_url: format!(
-                "{base}/checkout/complete?checkout_id={}&cancelled=true",
-                checkout.id
-            ),
-            expires_at: checkout.created_at + SESSION_TTL,
+psp_id!(
+    /// A hosted-page session (`cs_…`): the PSP token a checkout is paid through.
+    PspSessionId, "cs_", "checkout session"
+);
+psp_id!(
+    /// The charge behind a paid session (`pi_…`); refunds name it.
+    PaymentIntentId, "pi_", "payment intent"
+);
+psp_id!(
+    /// A refund at the PSP (`re_…`).
+    PspRefundId, "re_", "refund"
+);
+psp_id!(
+    /// A transfer from the platform to a seller's connected account (`tr_…`).
+    PspTransferId, "tr_", "transfer"
+);
+psp_id!(
+    /// A payout from a connected account to its bank (`po_…`).
+    PspPayoutId, "po_", "payout"
+);
+
+/// Any PSP object we keep a record of: the key of the `psp_ref` index, which leads from a
+/// PSP id back to our entity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PspRef {
+    Session(PspSessionId),
+    PaymentIntent(PaymentIntentId),
+    Refund(PspRefundId),
+    Transfer(PspTransferId),
+    Payout(PspPayoutId),
+}
+
+impl PspRef {
+    pub fn as_str(&self) -> &str {
+        match self {
+            PspRef::Session(id) => id.as_str(),
+            PspRef::PaymentIntent(id) => id.as_str(),
+            PspRef::Refund(id) => id.as_str(),
+            PspRef::Transfer(id) => id.as_str(),
+            PspRef::Payout(id) => id.as_str(),
         }
     }
-}
-
-/// The PSP's session, as far as we need it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PspSession {
-    /// The PSP token (`cs_…`): stored on the checkout, matched against webhooks.
-    pub id: String,
-    /// The hosted payment page the buyer is redirected to.
-    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,44 +132,6 @@ pub enum PspError {
         code: String,
         message: String,
     },
-}
-
-/// What a verified webhook event means for us.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PspNotice {
-    /// A checkout session changed: the session's id, our checkout id as we sent it, the amount
-    /// it was for, and what happened.
-    Session {
-        session_id: String,
-        checkout_ref: Option<String>,
-        amount_minor: i64,
-        currency: String,
-        outcome: SessionOutcome,
-    },
-    /// Informational (a declined attempt; the buyer may try again on the same page).
-    PaymentAttemptFailed { reason: String },
-    /// An event type we do not act on.
-    Ignored,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionOutcome {
-    Paid,
-    /// Completed but the money is still on its way (bank debits): wait for the async event.
-    AwaitingPayment,
-    Failed,
-    Expired,
-}
-
-impl SessionOutcome {
-    /// The state-machine event, if any.
-    pub fn event(self) -> Option<PaymentEvent> {
-        match self {
-            SessionOutcome::Paid => Some(PaymentEvent::PspSucceeded),
-            SessionOutcome::Failed | SessionOutcome::Expired => Some(PaymentEvent::PspFailed),
-            SessionOutcome::AwaitingPayment => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -205,6 +215,21 @@ mod tests {
 
     fn secrets(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn psp_ids_are_checked() {
+        assert!(PspSessionId::parse("cs_test_a1B2_c3").is_ok());
+        assert!(PspSessionId::parse("cs_").is_err());
+        assert!(PspSessionId::parse("pi_123").is_err());
+        assert!(PspSessionId::parse("cs_a b").is_err());
+        assert!(PspSessionId::parse(&format!("cs_{}", "x".repeat(253))).is_err());
+        assert!(PaymentIntentId::parse("pi_3Nx").is_ok());
+        assert!(PspPayoutId::parse("po_1").is_ok());
+        let id: PspSessionId = serde_json::from_str("\"cs_test_1\"").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"cs_test_1\"");
+        assert!(serde_json::from_str::<PspSessionId>("\"\"").is_err());
+        assert_eq!(PspRef::Session(id).as_str(), "cs_test_1");
     }
 
     #[test]

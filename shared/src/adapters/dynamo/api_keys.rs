@@ -3,17 +3,38 @@
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use super::codec::{get_s, n, opt_n, opt_s, parse, s, unavailable, Item};
+use super::codec::{built, get_s, n, opt_n, opt_s, parse, s, unavailable, Item};
 use super::DynamoStore;
 use crate::app::auth::hash_api_key;
 use crate::domain::ids::{AccountId, ApiKeyId};
 use crate::domain::rate_limit::RateLimit;
-use crate::ports::{ApiKeyRecord, ApiKeys, Consume, StoreError};
+use crate::ports::{ApiKeyRecord, ApiKeys, Consume, KeyCharge, StoreError};
 
 const ACTIVE: &str = "ACTIVE";
+/// An idle key's charge: one request counted (`tat = now + interval`), only if the key is
+/// active and idle. The same update alone is `consume_idle`; inside a POST's claim transaction
+/// it is the key's check for that POST.
+const IDLE_UPDATE: &str = "SET tat_us = if_not_exists(rl_interval_us, :dflt) + :now";
+const IDLE_CONDITION: &str = "key_status = :active AND (attribute_not_exists(tat_us) OR tat_us < :now)";
+
+/// The charge as one item of a transaction.
+pub fn charge_update(table: &str, c: &KeyCharge) -> Result<TransactWriteItem, StoreError> {
+    let update = built(
+        Update::builder()
+            .table_name(table)
+            .key("key_hash", s(&c.key_hash))
+            .update_expression(IDLE_UPDATE)
+            .condition_expression(IDLE_CONDITION)
+            .expression_attribute_values(":dflt", n(c.default_interval_us))
+            .expression_attribute_values(":now", n(c.now_us))
+            .expression_attribute_values(":active", s(ACTIVE))
+            .build(),
+    )?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
 
 impl ApiKeys for DynamoStore {
     async fn consume_idle(
@@ -27,8 +48,8 @@ impl ApiKeys for DynamoStore {
             .update_item()
             .table_name(&self.tables.api_keys)
             .key("key_hash", s(key_hash))
-            .update_expression("SET tat_us = if_not_exists(rl_interval_us, :dflt) + :now")
-            .condition_expression("key_status = :active AND (attribute_not_exists(tat_us) OR tat_us < :now)")
+            .update_expression(IDLE_UPDATE)
+            .condition_expression(IDLE_CONDITION)
             .expression_attribute_values(":dflt", n(default_interval_us))
             .expression_attribute_values(":now", n(now_us))
             .expression_attribute_values(":active", s(ACTIVE))
@@ -117,7 +138,7 @@ pub async fn seed_api_key(
         .item("key_status", s(ACTIVE))
         .item(
             "created_at",
-            s(crate::domain::checkout::format_time(chrono::Utc::now())),
+            s(crate::domain::time::format_time(chrono::Utc::now())),
         )
         .condition_expression("attribute_not_exists(key_hash)");
     if let Some(limit) = limit {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use crate::domain::checkout::format_time;
+use crate::domain::time::{format_time, parse_time};
 use crate::ports::StoreError;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -50,10 +50,8 @@ pub fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>,
 }
 
 pub fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, StoreError> {
-    let text = get_s(item, name)?;
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a timestamp")))
+    parse_time(get_s(item, name)?)
+        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is not a timestamp")))
 }
 
 /// Parses a stored value with a domain parser, turning its error into `Corrupt`.
@@ -77,45 +75,12 @@ pub fn unavailable<E: std::error::Error>(op: &str, e: E) -> StoreError {
     StoreError::Unavailable(msg)
 }
 
-/// A transaction item that creates `item` only if its key is new.
-pub fn put_if_absent(
-    table: &str,
-    item: Item,
-) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, StoreError> {
-    let put = aws_sdk_dynamodb::types::Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk)")
-        .build()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-        .put(put)
-        .build())
+/// An item read into a type with serde_dynamo (for items read whole, such as scans' rows).
+pub fn from_item<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-/// Runs a transaction whose first item is an idempotency marker: `Ok(true)` if written,
-/// `Ok(false)` if the marker was already there (nothing written).
-pub async fn transact_once(
-    client: &aws_sdk_dynamodb::Client,
-    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
-    op: &str,
-) -> Result<bool, StoreError> {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-    match client
-        .transact_write_items()
-        .set_transact_items(Some(items))
-        .send()
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) => match e.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c))
-                if c.cancellation_reasons().first().and_then(|r| r.code())
-                    == Some("ConditionalCheckFailed") =>
-            {
-                Ok(false)
-            }
-            _ => Err(unavailable(op, e)),
-        },
-    }
+/// A request builder's own error: the request we made is malformed, which is our bug.
+pub fn built<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Corrupt(format!("building a request: {e}")))
 }

@@ -1,50 +1,53 @@
-//! The ledger and wallet tables. Ledger items are only ever `Put` on condition of absence:
-//! the ledger writer's IAM policy has no `UpdateItem`/`DeleteItem` on the ledger table.
+//! The ledger: transactions and their entry lines (append-only), and each account's running
+//! totals (sharded counters), written together in one transaction.
 //!
-//! Ledger table (`pk`, `sk`): transaction `LTX#<id>`/`LTX` (all entries inline; GSI
-//! `by_payment_order` on `payment_order_id`), and one entry per account line
-//! `ACCT#<account_id>#<account>`/`<created_at>#<tx id>#<n>` for account statements.
-//! Wallets table (`pk`, `sk`): `WALLET#<account_id>#<seller_id>`/`<currency>` with
-//! `balance_minor`; applied-event markers `APPLIED#<event_id>`/`APPLIED`.
+//! Ledger table (`pk`, `sk`), only ever `Put` on condition of absence (the ledger writer's IAM
+//! policy has no `UpdateItem`/`DeleteItem` on it):
+//! - transaction `LTX#<id>`/`LTX`, all entries inline; GSI `by_payment_order`;
+//! - one entry line per account `ACCT#<account_id>#<account>`/`<created_at>#<tx id>#<n>`, for
+//!   account statements.
+//!
+//! Balances table (`pk`, `sk`): `BAL#<account_id>#<account>`/`<currency>#<shard>` with
+//! `debits_minor`, `credits_minor` and `entries`, only ever added to. A write adds to one
+//! shard, chosen at random; a read sums the account's shards (one Query).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use super::codec::{get_n, get_s, n, put_if_absent, s, transact_once, unavailable, Item};
-use crate::domain::ids::SellerId;
+use super::codec::{built, from_item, get_n, get_s, n, opt_s, s, unavailable, Item};
+use super::tx::{put_if_absent, transact};
+use crate::domain::currency::Currency;
+use crate::domain::ids::{AccountId, PaymentOrderId, SellerId};
+use crate::domain::ledger::balances::{deltas, shard_count, sum_shards, Totals};
 use crate::domain::ledger::{Direction, Entry, LedgerAccount, LedgerTransaction};
-use crate::domain::{Currency, Money};
-use crate::ports::StoreError;
+use crate::domain::money::Money;
+use crate::ports::{LedgerReader, LedgerWriter, Page, StoreError, Written};
+
+/// A transaction whose running totals met another writer's is sent again, to other shards, this
+/// many times before the message backs off through its queue.
+const APPEND_ATTEMPTS_MAX: u32 = 6;
 
 #[derive(Debug, Clone)]
 pub struct LedgerStore {
     pub client: Client,
     pub ledger_table: String,
     pub wallets_table: String,
+    pub balances_table: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    Written,
-    /// Already there (a redelivered event): nothing new was written.
-    AlreadyApplied,
-}
-
-fn entry_map(e: &Entry) -> AttributeValue {
-    AttributeValue::M(HashMap::from([
+fn entry_map(e: &Entry) -> HashMap<String, AttributeValue> {
+    HashMap::from([
         ("account".into(), s(e.account.to_string())),
         ("direction".into(), s(e.direction.as_str())),
         ("amount_minor".into(), n(e.amount.minor())),
         ("currency".into(), s(e.amount.currency().code())),
-    ]))
+    ])
 }
 
-fn entry_from(v: &AttributeValue) -> Result<Entry, StoreError> {
-    let AttributeValue::M(m) = v else {
-        return Err(StoreError::Corrupt("ledger entry is not a map".into()));
-    };
+fn entry_from(m: &Item) -> Result<Entry, StoreError> {
     let currency = Currency::parse(get_s(m, "currency")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Entry {
         account: LedgerAccount::parse(get_s(m, "account")?).map_err(StoreError::Corrupt)?,
@@ -56,48 +59,68 @@ fn entry_from(v: &AttributeValue) -> Result<Entry, StoreError> {
 /// Reads a transaction item and checks it is balanced (an unbalanced one is corruption).
 pub fn transaction_from(item: &Item) -> Result<LedgerTransaction, StoreError> {
     let entries = match item.get("entries") {
-        Some(AttributeValue::L(list)) => list.iter().map(entry_from).collect::<Result<Vec<_>, _>>()?,
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| match v {
+                AttributeValue::M(m) => entry_from(m),
+                _ => Err(StoreError::Corrupt("ledger entry is not a map".into())),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(StoreError::Corrupt("ledger transaction without entries".into())),
     };
+    let corrupt = |e: crate::domain::ids::IdError| StoreError::Corrupt(e.to_string());
     LedgerTransaction::new(
         get_s(item, "transaction_id")?.to_owned(),
         get_s(item, "event_id")?.to_owned(),
-        get_s(item, "account_id")?.to_owned(),
-        super::codec::opt_s(item, "payment_order_id")?.map(str::to_owned),
+        AccountId::parse(get_s(item, "account_id")?).map_err(corrupt)?,
+        opt_s(item, "payment_order_id")?
+            .map(PaymentOrderId::parse)
+            .transpose()
+            .map_err(corrupt)?,
         get_s(item, "created_at")?.to_owned(),
         entries,
     )
     .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+pub fn balance_key(account_id: &AccountId, account: &LedgerAccount) -> String {
+    format!("BAL#{account_id}#{account}")
+}
+
+/// A uniformly drawn shard of `account`.
+fn pick_shard(account: &LedgerAccount) -> u32 {
+    let n = shard_count(account).max(1);
+    (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u32
+}
+
 impl LedgerStore {
-    /// Appends one transaction with all its entries, atomically, if its id is new.
-    pub async fn append(&self, tx: &LedgerTransaction) -> Result<Written, StoreError> {
-        // Asserted before the write; an unbalanced transaction never reaches the table.
-        tx.check_balanced()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    /// The transaction's items: its header, one line per entry, and one running-total update
+    /// per (account, currency), each on a freshly drawn shard.
+    fn append_items(&self, tx: &LedgerTransaction) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut header: Item = HashMap::from([
             ("pk".into(), s(format!("LTX#{}", tx.id))),
             ("sk".into(), s("LTX")),
             ("entity".into(), s("ledger_transaction")),
             ("transaction_id".into(), s(&tx.id)),
             ("event_id".into(), s(&tx.event_id)),
-            ("account_id".into(), s(&tx.account_id)),
+            ("account_id".into(), s(tx.account_id.as_str())),
             ("created_at".into(), s(&tx.created_at)),
             (
                 "entries".into(),
-                AttributeValue::L(tx.entries.iter().map(entry_map).collect()),
+                AttributeValue::L(
+                    tx.entries
+                        .iter()
+                        .map(|e| AttributeValue::M(entry_map(e)))
+                        .collect(),
+                ),
             ),
         ]);
         if let Some(po) = &tx.payment_order_id {
-            header.insert("payment_order_id".into(), s(po));
+            header.insert("payment_order_id".into(), s(po.as_str()));
         }
         let mut items = vec![put_if_absent(&self.ledger_table, header)?];
         for (i, e) in tx.entries.iter().enumerate() {
-            let mut line = match entry_map(e) {
-                AttributeValue::M(m) => m,
-                _ => HashMap::new(),
-            };
+            let mut line = entry_map(e);
             line.extend([
                 ("pk".into(), s(format!("ACCT#{}#{}", tx.account_id, e.account))),
                 ("sk".into(), s(format!("{}#{}#{i}", tx.created_at, tx.id))),
@@ -107,159 +130,132 @@ impl LedgerStore {
             ]);
             items.push(put_if_absent(&self.ledger_table, line)?);
         }
-        Ok(
-            if transact_once(&self.client, items, "TransactWriteItems ledger").await? {
-                Written::Written
-            } else {
-                Written::AlreadyApplied
-            },
-        )
-    }
-
-    /// Adds each seller's net to their wallet, once per event (the marker is in the same
-    /// transaction, conditional on its absence).
-    pub async fn credit_wallets(
-        &self,
-        event_id: &str,
-        account_id: &str,
-        credits: &[(SellerId, Money)],
-        now: &str,
-    ) -> Result<Written, StoreError> {
-        let marker: Item = HashMap::from([
-            ("pk".into(), s(format!("APPLIED#{event_id}"))),
-            ("sk".into(), s("APPLIED")),
-            ("entity".into(), s("applied_event")),
-            ("applied_at".into(), s(now)),
-        ]);
-        let mut items = vec![put_if_absent(&self.wallets_table, marker)?];
-        for (seller, amount) in credits {
-            let update = Update::builder()
-                .table_name(&self.wallets_table)
-                .key("pk", s(format!("WALLET#{account_id}#{seller}")))
-                .key("sk", s(amount.currency().code()))
-                .update_expression(
-                    "ADD balance_minor :amount SET entity = :wallet, seller_id = :seller, account_id = :account, updated_at = :now",
-                )
-                .expression_attribute_values(":amount", n(amount.minor()))
-                .expression_attribute_values(":wallet", s("wallet"))
-                .expression_attribute_values(":seller", s(seller.as_str()))
-                .expression_attribute_values(":account", s(account_id))
-                .expression_attribute_values(":now", s(now))
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let deltas =
+            deltas(tx).ok_or_else(|| StoreError::Corrupt(format!("totals of {} overflow", tx.id)))?;
+        for ((account, currency), add) in deltas {
+            let shard = pick_shard(&account);
+            let update = built(
+                Update::builder()
+                    .table_name(&self.balances_table)
+                    .key("pk", s(balance_key(&tx.account_id, &account)))
+                    .key("sk", s(format!("{}#{shard:02}", currency.code())))
+                    // Every name through #placeholders: some (`shard`) are DynamoDB reserved words.
+                    .update_expression(
+                        "ADD #debits :d, #credits :c, #entries :n \
+                         SET #entity = :entity, #acct = :acct, #account = :account, #cur = :cur, #shard = :shard",
+                    )
+                    .expression_attribute_names("#debits", "debits_minor")
+                    .expression_attribute_names("#credits", "credits_minor")
+                    .expression_attribute_names("#entries", "entries")
+                    .expression_attribute_names("#entity", "entity")
+                    .expression_attribute_names("#acct", "account_id")
+                    .expression_attribute_names("#account", "ledger_account")
+                    .expression_attribute_names("#cur", "currency")
+                    .expression_attribute_names("#shard", "shard")
+                    .expression_attribute_values(":d", n(add.debits_minor))
+                    .expression_attribute_values(":c", n(add.credits_minor))
+                    .expression_attribute_values(":n", n(add.entries))
+                    .expression_attribute_values(":entity", s("ledger_balance"))
+                    .expression_attribute_values(":acct", s(tx.account_id.as_str()))
+                    .expression_attribute_values(":account", s(account.to_string()))
+                    .expression_attribute_values(":cur", s(currency.code()))
+                    .expression_attribute_values(":shard", n(shard))
+                    .build(),
+            )?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        Ok(
-            if transact_once(&self.client, items, "TransactWriteItems wallet").await? {
-                Written::Written
-            } else {
-                Written::AlreadyApplied
-            },
-        )
-    }
-
-    /// Every item of a table (for the invariant checker), page by page.
-    pub async fn scan_all(&self, table: &str) -> Result<Vec<Item>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("Scan", e))?;
-            out.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        Ok(items)
     }
 }
 
-/// Reads everything the invariant checker needs (scans; an ops tool, not a request path).
-pub async fn snapshot(
-    store: &LedgerStore,
-    payments_table: &str,
-) -> Result<crate::domain::invariants::Snapshot, StoreError> {
-    use crate::domain::invariants::{OrderState, Snapshot, WalletBalance};
-    let mut snap = Snapshot::default();
-    for item in store.scan_all(&store.ledger_table).await? {
-        if super::codec::opt_s(&item, "entity")? == Some("ledger_transaction") {
-            match transaction_from(&item) {
-                Ok(tx) => snap.transactions.push(tx),
-                Err(e) => snap
-                    .corrupt_transactions
-                    .push(format!("{:?}: {e}", item.get("pk"))),
+impl LedgerWriter for LedgerStore {
+    async fn append(&self, tx: &LedgerTransaction) -> Result<Written, StoreError> {
+        // Asserted before the write; an unbalanced transaction never reaches the table.
+        tx.check_balanced()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let op = "TransactWriteItems ledger";
+        for attempt in 1..=APPEND_ATTEMPTS_MAX {
+            match transact(&self.client, self.append_items(tx)?, None, op).await? {
+                Ok(()) => return Ok(Written::Written),
+                // The header exists: this transaction was written before (a redelivery).
+                Err(c) if c.condition_failed(0) => return Ok(Written::AlreadyApplied),
+                Err(c) if c.conflict() && attempt < APPEND_ATTEMPTS_MAX => {
+                    // Another transaction held one of the shards: other shards, after a pause.
+                    let jitter = uuid::Uuid::new_v4().as_u128() % 10;
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt) + jitter as u64)).await;
+                }
+                Err(c) => return Err(c.unavailable(op)),
             }
         }
+        Err(StoreError::Unavailable(format!(
+            "{op}: still contended after {APPEND_ATTEMPTS_MAX} attempts"
+        )))
     }
-    for item in store.scan_all(&store.wallets_table).await? {
-        if super::codec::opt_s(&item, "entity")? == Some("wallet") {
-            snap.wallets.push(WalletBalance {
-                account_id: get_s(&item, "account_id")?.to_owned(),
-                seller_id: get_s(&item, "seller_id")?.to_owned(),
-                currency: get_s(&item, "sk")?.to_owned(),
-                balance_minor: get_n(&item, "balance_minor")?,
-            });
-        }
-    }
-    for item in store.scan_all(payments_table).await? {
-        match super::codec::opt_s(&item, "entity")? {
-            Some("payment_order") => snap.orders.push(OrderState {
-                payment_order_id: get_s(&item, "payment_order_id")?.to_owned(),
-                checkout_id: get_s(&item, "checkout_id")?.to_owned(),
-                status: get_s(&item, "payment_status")?.to_owned(),
-            }),
-            Some("outbox") => snap.outbox.push((
-                get_s(&item, "checkout_id")?.to_owned(),
-                get_s(&item, "event_type")?.to_owned(),
-            )),
-            _ => {}
-        }
-    }
-    Ok(snap)
-}
-
-/// A page of items and the opaque cursor for the next one.
-pub struct Page<T> {
-    pub data: Vec<T>,
-    pub next_cursor: Option<String>,
 }
 
 /// Cursors are the hex of the last evaluated key's string attributes: opaque to clients.
 fn encode_cursor(key: Option<&Item>) -> Option<String> {
     let key = key.filter(|k| !k.is_empty())?;
-    let plain: std::collections::BTreeMap<&String, &str> = key
+    let plain: BTreeMap<&String, &str> = key
         .iter()
         .filter_map(|(k, v)| v.as_s().ok().map(|s| (k, s.as_str())))
         .collect();
     Some(hex::encode(serde_json::to_vec(&plain).ok()?))
 }
 
-pub fn decode_cursor(cursor: &str) -> Option<Item> {
-    let bytes = hex::decode(cursor).ok()?;
-    let plain: std::collections::BTreeMap<String, String> = serde_json::from_slice(&bytes).ok()?;
-    Some(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+fn decode_cursor(cursor: Option<&str>) -> Result<Option<Item>, StoreError> {
+    let Some(cursor) = cursor else { return Ok(None) };
+    let invalid = || StoreError::InvalidCursor(format!("{} characters that do not decode", cursor.len()));
+    let bytes = hex::decode(cursor).map_err(|_| invalid())?;
+    let plain: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if plain.is_empty() {
+        return Err(invalid());
+    }
+    Ok(Some(plain.into_iter().map(|(k, v)| (k, s(v))).collect()))
 }
 
-impl LedgerStore {
-    /// A seller's wallet: balance per currency (empty: no wallet yet).
-    pub async fn wallet_balances(
+/// A balance shard as stored.
+#[derive(serde::Deserialize)]
+pub struct BalanceItem {
+    pub account_id: String,
+    pub ledger_account: String,
+    pub currency: String,
+    #[serde(default)]
+    pub debits_minor: i64,
+    #[serde(default)]
+    pub credits_minor: i64,
+    #[serde(default)]
+    pub entries: i64,
+}
+
+impl BalanceItem {
+    pub fn parse(self) -> Result<crate::domain::invariants::BalanceShard, StoreError> {
+        let corrupt = |e: String| StoreError::Corrupt(format!("balance item: {e}"));
+        Ok(crate::domain::invariants::BalanceShard {
+            account_id: AccountId::parse(&self.account_id).map_err(|e| corrupt(e.to_string()))?,
+            account: LedgerAccount::parse(&self.ledger_account).map_err(corrupt)?,
+            currency: Currency::parse(&self.currency).map_err(|e| corrupt(e.to_string()))?,
+            totals: Totals {
+                debits_minor: self.debits_minor,
+                credits_minor: self.credits_minor,
+                entries: self.entries,
+            },
+        })
+    }
+}
+
+impl LedgerReader for LedgerStore {
+    async fn wallet_balances(
         &self,
-        account_id: &str,
-        seller_id: &str,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+        account_id: &AccountId,
+        seller_id: &SellerId,
+    ) -> Result<Vec<(Currency, i64)>, StoreError> {
         let out = self
             .client
             .query()
             .table_name(&self.wallets_table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(format!("WALLET#{account_id}#{seller_id}")))
+            .expression_attribute_values(":pk", s(super::wallets::wallet_key(account_id, seller_id)))
             .consistent_read(true)
             .send()
             .await
@@ -267,15 +263,19 @@ impl LedgerStore {
         out.items
             .unwrap_or_default()
             .iter()
-            .map(|i| Ok((get_s(i, "sk")?.to_owned(), get_n(i, "balance_minor")?)))
+            .map(|i| {
+                let currency =
+                    Currency::parse(get_s(i, "sk")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((currency, get_n(i, "balance_minor")?))
+            })
             .collect()
     }
 
-    pub async fn transactions_for_order(
+    async fn transactions_for_order(
         &self,
-        payment_order_id: &str,
+        payment_order_id: &PaymentOrderId,
         limit: i32,
-        cursor: Option<Item>,
+        cursor: Option<&str>,
     ) -> Result<Page<LedgerTransaction>, StoreError> {
         let out = self
             .client
@@ -283,9 +283,9 @@ impl LedgerStore {
             .table_name(&self.ledger_table)
             .index_name("by_payment_order")
             .key_condition_expression("payment_order_id = :po")
-            .expression_attribute_values(":po", s(payment_order_id))
+            .expression_attribute_values(":po", s(payment_order_id.as_str()))
             .limit(limit)
-            .set_exclusive_start_key(cursor)
+            .set_exclusive_start_key(decode_cursor(cursor)?)
             .send()
             .await
             .map_err(|e| unavailable("Query ledger by payment order", e))?;
@@ -300,13 +300,41 @@ impl LedgerStore {
         })
     }
 
-    /// One page of an account's entries, oldest first, as (transaction id, created_at, entry).
-    pub async fn account_entries(
+    async fn account_totals(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         account: &LedgerAccount,
-        limit: Option<i32>,
-        cursor: Option<Item>,
+    ) -> Result<BTreeMap<Currency, Totals>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.balances_table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(balance_key(account_id, account)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("Query ledger balances", e))?;
+        let mut shards = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let b = from_item::<BalanceItem>(item, "balance item")?.parse()?;
+            shards.push((b.currency, b.totals));
+        }
+        if out.last_evaluated_key.is_some_and(|k| !k.is_empty()) {
+            // A few dozen small items per account; more is not ours.
+            return Err(StoreError::Corrupt(format!(
+                "{account} has more balance shards than one page"
+            )));
+        }
+        sum_shards(shards).ok_or_else(|| StoreError::Corrupt(format!("running totals of {account} overflow")))
+    }
+
+    async fn account_entries(
+        &self,
+        account_id: &AccountId,
+        account: &LedgerAccount,
+        limit: i32,
+        cursor: Option<&str>,
     ) -> Result<Page<(String, String, Entry)>, StoreError> {
         let out = self
             .client
@@ -315,8 +343,8 @@ impl LedgerStore {
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(format!("ACCT#{account_id}#{account}")))
             .consistent_read(true)
-            .set_limit(limit)
-            .set_exclusive_start_key(cursor)
+            .limit(limit)
+            .set_exclusive_start_key(decode_cursor(cursor)?)
             .send()
             .await
             .map_err(|e| unavailable("Query ledger account", e))?;
@@ -328,7 +356,7 @@ impl LedgerStore {
                 Ok((
                     get_s(i, "transaction_id")?.to_owned(),
                     get_s(i, "created_at")?.to_owned(),
-                    entry_from(&AttributeValue::M(i.clone()))?,
+                    entry_from(i)?,
                 ))
             })
             .collect::<Result<_, StoreError>>()?;

@@ -1,15 +1,21 @@
 //! DynamoDB adapter: implements the ports with conditional writes and transactions.
 //!
 //! Tables (see `infra/template.yaml`):
-//! - payments (`pk`, `sk`): checkouts `CO#<id>`/`CO`, payment orders `PO#<id>`/`PO`; GSI
-//!   `by_psp_token`; stream for the outbox.
-//! - idempotency (`pk` = `<api key id>#<Idempotency-Key>`), TTL on `expires_at`.
-//! - api keys (`key_hash` = SHA-256 of the key), with the key's rate-limit state.
+//! - payments (`pk`, `sk`): checkouts `CO#<id>`/`CO`, payment orders `PO#<id>`/`PO`, PSP event
+//!   markers, outbox records and anomalies; GSI `by_psp_ref` (any PSP object id → its item);
+//!   stream → the outbox relay;
+//! - idempotency (`pk` = `<api key id>#<Idempotency-Key>`), TTL on `expires_at`;
+//! - api keys (`key_hash` = SHA-256 of the key), with the key's rate-limit state;
+//! - ledger, ledger balances and wallets (`ledger`, `wallets`).
 
 pub mod api_keys;
 pub mod codec;
+pub mod idempotency;
+pub mod invariants;
 pub mod ledger;
-pub mod payments;
+pub mod pay_in;
+pub mod tx;
+pub mod wallets;
 pub mod webhooks;
 
 use aws_sdk_dynamodb::Client;
@@ -24,17 +30,15 @@ pub struct Tables {
 
 impl Tables {
     pub fn from_env() -> Result<Self, String> {
-        let var =
-            |name: &str| std::env::var(name).map_err(|_| format!("environment variable {name} is not set"));
         Ok(Tables {
-            payments: var("PAYMENTS_TABLE")?,
-            idempotency: var("IDEMPOTENCY_TABLE")?,
-            api_keys: var("API_KEYS_TABLE")?,
+            payments: crate::adapters::config::var("PAYMENTS_TABLE")?,
+            idempotency: crate::adapters::config::var("IDEMPOTENCY_TABLE")?,
+            api_keys: crate::adapters::config::var("API_KEYS_TABLE")?,
         })
     }
 }
 
-/// The store every function uses; cheap to share (the client is an `Arc` inside).
+/// The store every request-side function uses; cheap to share (the client is an `Arc` inside).
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     pub client: Client,

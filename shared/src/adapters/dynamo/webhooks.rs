@@ -1,16 +1,17 @@
-//! Webhook storage: the PSP token index, per-event markers (dedup), outbox records and
+//! Webhook storage: the `psp_ref` index lookup, per-event markers (dedup), outbox records and
 //! anomalies, all in the payments table so a transition and its outbox record commit together.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-
-use super::codec::{n, parse, put_if_absent, s, time, transact_once, unavailable, Item};
+use super::codec::{n, s, time, unavailable, Item};
+use super::tx::{put_if_absent, transact, transact_once};
 use super::DynamoStore;
 use crate::domain::ids::CheckoutId;
 use crate::domain::outbox::{Anomaly, OutboxEvent};
-use crate::domain::{Checkout, PaymentOrder, PaymentStatus};
+use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus};
+use crate::domain::psp::{PspRef, PspSessionId};
 use crate::ports::{Applied, StoreError, Webhooks};
 
-pub const PSP_TOKEN_INDEX: &str = "by_psp_token";
+/// The sparse index from any PSP object id we keep (`psp_ref`) to the item that owns it.
+pub const PSP_REF_INDEX: &str = "by_psp_ref";
 
 fn marker_item(psp_event_id: &str, note: &str) -> Item {
     Item::from([
@@ -26,47 +27,51 @@ fn marker_item(psp_event_id: &str, note: &str) -> Item {
 /// The outbox record: the stream carries it to the relay (entity `outbox`).
 pub fn outbox_item(event: &OutboxEvent) -> Item {
     Item::from([
-        ("pk".into(), s(format!("OUTBOX#{}", event.event_id))),
+        ("pk".into(), s(format!("OUTBOX#{}", event.event_id()))),
         ("sk".into(), s("OUTBOX")),
         ("entity".into(), s("outbox")),
-        ("event_id".into(), s(&event.event_id)),
-        ("event_type".into(), s(event.event_type.as_str())),
-        ("checkout_id".into(), s(&event.checkout_id)),
+        ("event_id".into(), s(event.event_id())),
+        ("event_type".into(), s(event.body.event_type())),
         ("payload".into(), s(event.to_json())),
-        ("created_at".into(), s(&event.occurred_at)),
+        ("created_at".into(), s(&event.header.occurred_at)),
     ])
 }
 
-impl Webhooks for DynamoStore {
-    async fn checkout_id_by_psp_token(&self, psp_token: &str) -> Result<Option<CheckoutId>, StoreError> {
+impl DynamoStore {
+    /// The key (`pk`) of the item that owns a PSP object, through the `psp_ref` index.
+    pub async fn find_psp_ref(&self, psp_ref: &PspRef) -> Result<Option<String>, StoreError> {
         let out = self
             .client
             .query()
             .table_name(&self.tables.payments)
-            .index_name(PSP_TOKEN_INDEX)
-            .key_condition_expression("psp_token = :t")
-            .expression_attribute_values(":t", s(psp_token))
+            .index_name(PSP_REF_INDEX)
+            .key_condition_expression("psp_ref = :r")
+            .expression_attribute_values(":r", s(psp_ref.as_str()))
             .limit(2)
             .send()
             .await
-            .map_err(|e| unavailable("Query by_psp_token", e))?;
+            .map_err(|e| unavailable("Query by_psp_ref", e))?;
         let items = out.items.unwrap_or_default();
         match items.as_slice() {
             [] => Ok(None),
-            [item] => {
-                let pk = parse(item, "pk", |pk| {
-                    pk.strip_prefix("CO#")
-                        .ok_or("not a checkout key")
-                        .map(str::to_owned)
-                })?;
-                CheckoutId::parse(&pk)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            }
+            [item] => Ok(Some(super::codec::get_s(item, "pk")?.to_owned())),
             _ => Err(StoreError::Corrupt(format!(
-                "psp_token {psp_token} names more than one checkout"
+                "PSP object {} names more than one item",
+                psp_ref.as_str()
             ))),
         }
+    }
+}
+
+impl Webhooks for DynamoStore {
+    async fn checkout_by_session(&self, session: &PspSessionId) -> Result<Option<CheckoutId>, StoreError> {
+        let Some(pk) = self.find_psp_ref(&PspRef::Session(session.clone())).await? else {
+            return Ok(None);
+        };
+        pk.strip_prefix("CO#")
+            .and_then(|id| CheckoutId::parse(id).ok())
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("session {session} names {pk}, not a checkout")))
     }
 
     async fn apply_event(
@@ -83,32 +88,12 @@ impl Webhooks for DynamoStore {
         )?];
         items.extend(self.transition_items(checkout, orders, from)?);
         items.push(put_if_absent(&self.tables.payments, outbox_item(outbox))?);
-        let err = match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => return Ok(Applied::Applied),
-            Err(e) => e,
-        };
-        match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                let reasons = c.cancellation_reasons();
-                if reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
-                    Ok(Applied::Duplicate)
-                } else if reasons
-                    .iter()
-                    .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict")))
-                {
-                    Ok(Applied::Conflict)
-                } else {
-                    Err(unavailable("TransactWriteItems webhook", err))
-                }
-            }
-            Some(TransactWriteItemsError::TransactionInProgressException(_)) => Ok(Applied::Conflict),
-            _ => Err(unavailable("TransactWriteItems webhook", err)),
+        let op = "TransactWriteItems webhook";
+        match transact(&self.client, items, None, op).await? {
+            Ok(()) => Ok(Applied::Applied),
+            Err(c) if c.condition_failed(0) => Ok(Applied::Duplicate),
+            Err(c) if c.any_condition_failed() || c.conflict() => Ok(Applied::Conflict),
+            Err(c) => Err(c.unavailable(op)),
         }
     }
 
@@ -145,7 +130,7 @@ impl Webhooks for DynamoStore {
             ("at_ms".into(), n(a.at.timestamp_millis())),
         ]);
         if let Some(c) = &a.checkout_id {
-            item.insert("checkout_id".into(), s(c));
+            item.insert("checkout_id".into(), s(c.as_str()));
         }
         let items = vec![
             put_if_absent(&self.tables.payments, marker_item(&a.psp_event_id, a.kind))?,

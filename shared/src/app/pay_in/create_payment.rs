@@ -1,18 +1,21 @@
-//! `POST /v1/payments`: validate, claim the Idempotency-Key, create the checkout and its
-//! payment orders atomically, and store the final response for replay.
+//! `POST /v1/payments`: validate, claim the Idempotency-Key together with the new checkout and
+//! its payment orders, submit the checkout to the PSP, and store the final response for replay.
+//! The claim, replay, takeover and completion are the shared mechanism in `app::idempotent`.
 
 use chrono::{DateTime, Utc};
 
-use super::{Caller, Reply};
-use crate::domain::checkout::{checkout_view, Checkout, CheckoutRequest};
-use crate::domain::idempotency::{is_storable, Decision, IdempotencyKey, IdempotencyRecord, RecordState};
-use crate::domain::psp::{PspError, SessionRequest};
-use crate::domain::status::PaymentEvent;
-use crate::domain::{ApiError, PaymentOrder, PaymentStatus};
-use crate::ports::{Begin, Checkouts, Completion, Idempotency, Psp, StoreError};
+use crate::api::pay_in::{checkout_view, parse_checkout_request};
+use crate::api::ApiError;
+use crate::app::auth::{Authority, Outcome};
+use crate::app::idempotent::{self, Claim, Command, Lease};
+use crate::app::Reply;
+use crate::domain::idempotency::{is_storable, ResourceKind, ResourceRef};
+use crate::domain::ids::CheckoutId;
+use crate::domain::pay_in::{Checkout, PaymentEvent, PaymentOrder, PaymentStatus, SessionRequest};
+use crate::domain::psp::PspError;
+use crate::ports::{Begin, Checkouts, Claims, Completion, KeyCharge, Psp, StoreError};
 
 pub struct CreatePayment<'a> {
-    pub caller: &'a Caller,
     /// The raw `Idempotency-Key` header, if any.
     pub idempotency_key: Option<&'a str>,
     pub body: &'a [u8],
@@ -23,98 +26,102 @@ pub struct CreatePayment<'a> {
     pub public_base_url: &'a str,
 }
 
-pub async fn create_payment<S: Checkouts + Idempotency, P: Psp>(
+pub async fn create_payment<S: Checkouts + Claims, P: Psp>(
     store: &S,
     psp: &P,
+    authority: Authority,
     input: CreatePayment<'_>,
-) -> Result<Reply, ApiError> {
-    let key = match input.idempotency_key {
-        None => {
-            return Err(ApiError::invalid_param(
-                "Idempotency-Key",
-                "idempotency_key_missing",
-                "The Idempotency-Key header is required: send a unique value (e.g. a UUID) per payment and reuse it on retries",
-            ))
-        }
-        Some(raw) => IdempotencyKey::parse(raw)
-            .map_err(|m| ApiError::invalid_param("Idempotency-Key", "idempotency_key_invalid", m))?,
-    };
+) -> Outcome {
     // Validation failures are not stored: the request never started (as Stripe does).
-    let request = CheckoutRequest::parse_json(input.body)?;
-    let request_hash = request.fingerprint();
-    let record_id = key.record_id(&input.caller.key_id);
-    let now_ms = input.now.timestamp_millis();
-
-    let (checkout, orders) = Checkout::open(&request, &input.caller.account_id, input.now);
-    let record = IdempotencyRecord::new_in_progress(
-        record_id.clone(),
-        request_hash.clone(),
-        checkout.id.clone(),
-        now_ms,
-        input.deadline_ms,
-    );
-    let lease_token = record.lease_token().unwrap_or_default().to_owned();
-
-    let existing = match store
-        .begin_checkout(&record, &checkout, &orders)
-        .await
-        .map_err(store_error)?
-    {
-        Begin::Created => {
-            tracing::info!(checkout_id = %checkout.id, orders = orders.len(), "checkout created");
-            return execute(store, psp, &record_id, &lease_token, checkout, orders, &input).await;
-        }
-        // Our own claim, seen again because a retried call found it already written.
-        Begin::Exists(existing) if existing.lease_token() == Some(lease_token.as_str()) => {
-            return execute(store, psp, &record_id, &lease_token, checkout, orders, &input).await;
-        }
-        Begin::Exists(existing) => existing,
-        Begin::Contended => match store.get_record(&record_id).await.map_err(store_error)? {
-            Some(existing) => existing,
-            None => return Err(ApiError::conflict_in_flight()),
-        },
+    let parsed = idempotent::parse_key(input.idempotency_key)
+        .and_then(|key| Ok((key, parse_checkout_request(input.body)?)));
+    let (key, request) = match parsed {
+        Ok(p) => p,
+        Err(e) => return authority.refuse(e),
     };
+    let claim = Claim {
+        key,
+        request_hash: request.fingerprint(),
+        now_ms: input.now.timestamp_millis(),
+        deadline_ms: input.deadline_ms,
+    };
+    let opened = Checkout::open(&request, &authority.caller().account_id, input.now);
+    let command = OpenCheckout {
+        store,
+        psp,
+        now: input.now,
+        public_base_url: input.public_base_url,
+    };
+    idempotent::run(store, &command, &authority, claim, opened).await
+}
 
-    match existing.decide(&request_hash, now_ms) {
-        Decision::Replay { status, body } => Ok(Reply::stored(status, body, true)),
-        Decision::Mismatch => Err(ApiError::idempotency_mismatch()),
-        Decision::InFlight => Err(ApiError::conflict_in_flight()),
-        Decision::TakeOver {
-            checkout_id,
-            stale_token,
-        } => {
-            let taken = store
-                .take_over(&record_id, &stale_token, &lease_token, input.deadline_ms, now_ms)
-                .await
-                .map_err(store_error)?;
-            if !taken {
-                return Err(ApiError::conflict_in_flight());
-            }
-            tracing::warn!(checkout_id = %checkout_id, "took over a lapsed idempotency lease");
-            let (checkout, orders) = store
-                .get_checkout(&checkout_id)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| {
-                    tracing::error!(checkout_id = %checkout_id, "idempotency record names a missing checkout");
-                    ApiError::internal()
-                })?;
-            execute(store, psp, &record_id, &lease_token, checkout, orders, &input).await
+/// A checkout and its payment orders, created with the claim.
+struct OpenCheckout<'a, S, P> {
+    store: &'a S,
+    psp: &'a P,
+    now: DateTime<Utc>,
+    public_base_url: &'a str,
+}
+
+impl<S: Checkouts + Claims, P: Psp> Command for OpenCheckout<'_, S, P> {
+    type Resource = (Checkout, Vec<PaymentOrder>);
+
+    fn reference(&self, (checkout, _): &Self::Resource) -> ResourceRef {
+        ResourceRef::checkout(&checkout.id)
+    }
+
+    async fn begin(
+        &self,
+        record: &crate::domain::idempotency::IdempotencyRecord,
+        (checkout, orders): &Self::Resource,
+        charge: Option<&KeyCharge>,
+    ) -> Result<Begin, StoreError> {
+        let begun = self
+            .store
+            .begin_checkout(record, checkout, orders, charge)
+            .await?;
+        if begun == Begin::Created {
+            tracing::info!(checkout_id = %checkout.id, orders = orders.len(), "checkout created");
         }
+        Ok(begun)
+    }
+
+    async fn load(&self, reference: &ResourceRef) -> Result<Option<Self::Resource>, StoreError> {
+        match reference.kind {
+            ResourceKind::Checkout => match CheckoutId::parse(&reference.id) {
+                Ok(id) => self.store.get_checkout(&id).await,
+                Err(e) => Err(StoreError::Corrupt(format!(
+                    "idempotency record names {reference}: {e}"
+                ))),
+            },
+        }
+    }
+
+    async fn execute(&self, lease: &Lease, (checkout, orders): Self::Resource) -> Result<Reply, ApiError> {
+        execute(
+            self.store,
+            self.psp,
+            lease,
+            checkout,
+            orders,
+            self.now,
+            self.public_base_url,
+        )
+        .await
     }
 }
 
 /// The payment executor (design §3 ④–⑤): submits a `CREATED` checkout to the PSP with the
 /// checkout id as the PSP's idempotency key, then moves it to `EXECUTING` and stores the reply
 /// in one transaction. A checkout already past `CREATED` (a resumed request) is only answered.
-async fn execute<S: Checkouts + Idempotency, P: Psp>(
+async fn execute<S: Checkouts + Claims, P: Psp>(
     store: &S,
     psp: &P,
-    record_id: &str,
-    lease_token: &str,
+    lease: &Lease,
     mut checkout: Checkout,
     mut orders: Vec<PaymentOrder>,
-    input: &CreatePayment<'_>,
+    now: DateTime<Utc>,
+    public_base_url: &str,
 ) -> Result<Reply, ApiError> {
     if let Err(broken) = checkout.check(&orders) {
         tracing::error!(error = %broken, "checkout invariant broken");
@@ -122,13 +129,13 @@ async fn execute<S: Checkouts + Idempotency, P: Psp>(
     }
     if checkout.status != PaymentStatus::Created {
         let reply = final_reply(&checkout, &orders);
-        complete(store, record_id, lease_token, &reply).await?;
+        idempotent::complete(store, lease, &reply).await?;
         return Ok(reply);
     }
-    let request = SessionRequest::for_checkout(&checkout, &orders, input.public_base_url);
+    let request = SessionRequest::for_checkout(&checkout, &orders, public_base_url);
     let event = match psp.create_session(&request).await {
         Ok(session) => {
-            checkout.psp_token = Some(session.id);
+            checkout.psp_session = Some(session.id);
             checkout.psp_url = Some(session.url);
             PaymentEvent::Submitted
         }
@@ -141,44 +148,31 @@ async fn execute<S: Checkouts + Idempotency, P: Psp>(
             checkout.failure_reason = Some(format!("{code}: {message}"));
             PaymentEvent::PspRejected
         }
-        Err(PspError::Unavailable(why)) => {
-            tracing::warn!(checkout_id = %checkout.id, reason = %why, "PSP unavailable; lease released for a retry");
-            if let Err(e) = store.release(record_id, lease_token).await {
-                tracing::error!(error = %e, "could not release the idempotency lease");
-            }
-            return Err(ApiError::unavailable(
-                2,
-                "The payment provider is unavailable; retry with the same Idempotency-Key",
-            )
-            .with_code("psp_unavailable"));
+        Err(unavailable @ PspError::Unavailable(_)) => {
+            tracing::warn!(checkout_id = %checkout.id, "PSP unavailable; lease released for a retry");
+            idempotent::release(store, lease).await;
+            return Err(unavailable.into());
         }
     };
-    let from = checkout.apply(&mut orders, event, input.now).map_err(|e| {
+    let from = checkout.apply(&mut orders, event, now).map_err(|e| {
         tracing::error!(error = %e, "executor transition");
         ApiError::internal()
     })?;
     let reply = final_reply(&checkout, &orders);
     debug_assert!(is_storable(reply.status));
     let completion = Completion {
-        record_id,
-        lease_token,
+        record_id: &lease.record_id,
+        lease_token: &lease.token,
         status: reply.status,
         body: &reply.body,
     };
     if !store
         .save_transition(&checkout, &orders, from, completion)
-        .await
-        .map_err(store_error)?
+        .await?
     {
         // The lease lapsed and another request took over the same checkout; its answer is the
         // stored one.
-        return match store.get_record(record_id).await.map_err(store_error)? {
-            Some(IdempotencyRecord {
-                state: RecordState::Completed { status, body },
-                ..
-            }) => Ok(Reply::stored(status, body, true)),
-            _ => Err(ApiError::conflict_in_flight()),
-        };
+        return idempotent::answer_after_lost_lease(store, lease).await;
     }
     tracing::info!(checkout_id = %checkout.id, status = %checkout.status, "checkout submitted to the PSP");
     Ok(reply)
@@ -196,39 +190,26 @@ fn final_reply(checkout: &Checkout, orders: &[PaymentOrder]) -> Reply {
     }
 }
 
-async fn complete<S: Idempotency>(
+/// For unit tests: a caller authenticated the ordinary way.
+#[cfg(test)]
+pub(crate) async fn create_checked<S: Checkouts + Claims, P: Psp>(
     store: &S,
-    record_id: &str,
-    lease_token: &str,
-    reply: &Reply,
-) -> Result<(), ApiError> {
-    if !store
-        .complete(record_id, lease_token, reply.status, &reply.body)
-        .await
-        .map_err(store_error)?
-    {
-        tracing::warn!("lease lost before storing the response");
+    psp: &P,
+    caller: &crate::app::Caller,
+    input: CreatePayment<'_>,
+) -> Result<Reply, ApiError> {
+    match create_payment(store, psp, Authority::Checked(caller.clone()), input).await {
+        Outcome::Answered(answer) => answer,
+        Outcome::Authenticate => panic!("a checked caller is never sent to authenticate"),
     }
-    Ok(())
-}
-
-fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "payments store failed");
-    ApiError::unavailable(
-        1,
-        "The payments store is temporarily unavailable; retry with the same Idempotency-Key",
-    )
-}
-
-/// True when a stored record is a finished answer (used by tests and tools).
-pub fn is_completed(record: &IdempotencyRecord) -> bool {
-    matches!(record.state, RecordState::Completed { .. })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::app::memory::{FakePsp, Memory};
+    use crate::app::Caller;
+    use crate::domain::idempotency::{IdempotencyKey, IdempotencyRecord};
     use crate::domain::ids::{AccountId, ApiKeyId};
 
     const BODY: &[u8] =
@@ -241,10 +222,9 @@ mod tests {
         }
     }
 
-    fn input<'a>(caller: &'a Caller, key: Option<&'a str>, body: &'a [u8]) -> CreatePayment<'a> {
+    fn input<'a>(key: Option<&'a str>, body: &'a [u8]) -> CreatePayment<'a> {
         let now = Utc::now();
         CreatePayment {
-            caller,
             idempotency_key: key,
             body,
             now,
@@ -258,11 +238,11 @@ mod tests {
         let store = Memory::default();
         let psp = FakePsp::default();
         let c = caller();
-        let first = create_payment(&store, &psp, input(&c, Some("k1"), BODY))
+        let first = create_checked(&store, &psp, &c, input(Some("k1"), BODY))
             .await
             .unwrap();
         assert_eq!((first.status, first.replayed), (201, false));
-        let again = create_payment(&store, &psp, input(&c, Some("k1"), BODY))
+        let again = create_checked(&store, &psp, &c, input(Some("k1"), BODY))
             .await
             .unwrap();
         assert_eq!(
@@ -274,14 +254,14 @@ mod tests {
             .iter()
             .map(|b| if *b == b'1' { b'2' } else { *b })
             .collect::<Vec<u8>>();
-        let e = create_payment(&store, &psp, input(&c, Some("k1"), &other))
+        let e = create_checked(&store, &psp, &c, input(Some("k1"), &other))
             .await
             .unwrap_err();
         assert_eq!(e.status, 422);
         assert_eq!(store.checkout_count(), 1);
         // The same key from another API key is another request.
         let c2 = caller();
-        let third = create_payment(&store, &psp, input(&c2, Some("k1"), BODY))
+        let third = create_checked(&store, &psp, &c2, input(Some("k1"), BODY))
             .await
             .unwrap();
         assert!(!third.replayed);
@@ -294,7 +274,7 @@ mod tests {
         let psp = FakePsp::default();
         let c = caller();
         assert_eq!(
-            create_payment(&store, &psp, input(&c, None, BODY))
+            create_checked(&store, &psp, &c, input(None, BODY))
                 .await
                 .unwrap_err()
                 .status,
@@ -302,14 +282,14 @@ mod tests {
         );
         let long = "x".repeat(256);
         assert_eq!(
-            create_payment(&store, &psp, input(&c, Some(&long), BODY))
+            create_checked(&store, &psp, &c, input(Some(&long), BODY))
                 .await
                 .unwrap_err()
                 .status,
             400
         );
         assert_eq!(
-            create_payment(&store, &psp, input(&c, Some("k"), b"{}"))
+            create_checked(&store, &psp, &c, input(Some("k"), b"{}"))
                 .await
                 .unwrap_err()
                 .status,
@@ -317,7 +297,7 @@ mod tests {
         );
         // The 400 was not stored: the key still works with a good body.
         assert_eq!(
-            create_payment(&store, &psp, input(&c, Some("k"), BODY))
+            create_checked(&store, &psp, &c, input(Some("k"), BODY))
                 .await
                 .unwrap()
                 .status,
@@ -331,34 +311,37 @@ mod tests {
         let psp = FakePsp::default();
         let c = caller();
         // A request that claimed the key and died before answering.
-        let crashed = input(&c, Some("k"), BODY);
-        let req = CheckoutRequest::parse_json(BODY).unwrap();
+        let crashed = input(Some("k"), BODY);
+        let req = parse_checkout_request(BODY).unwrap();
         let (checkout, orders) = Checkout::open(&req, &c.account_id, crashed.now);
         let record_id = IdempotencyKey::parse("k").unwrap().record_id(&c.key_id);
         let now_ms = crashed.now.timestamp_millis();
         let live = IdempotencyRecord::new_in_progress(
             record_id,
             req.fingerprint(),
-            checkout.id.clone(),
+            ResourceRef::checkout(&checkout.id),
             now_ms,
             now_ms + 60_000,
         );
-        store.begin_checkout(&live, &checkout, &orders).await.unwrap();
+        store
+            .begin_checkout(&live, &checkout, &orders, None)
+            .await
+            .unwrap();
 
-        let e = create_payment(&store, &psp, input(&c, Some("k"), BODY))
+        let e = create_checked(&store, &psp, &c, input(Some("k"), BODY))
             .await
             .unwrap_err();
         assert_eq!(e.status, 409, "lease still live");
 
         store.expire_leases();
-        let r = create_payment(&store, &psp, input(&c, Some("k"), BODY))
+        let r = create_checked(&store, &psp, &c, input(Some("k"), BODY))
             .await
             .unwrap();
         assert_eq!(r.status, 201);
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["checkout_id"], checkout.id.as_str());
         assert_eq!(store.checkout_count(), 1);
-        let replay = create_payment(&store, &psp, input(&c, Some("k"), BODY))
+        let replay = create_checked(&store, &psp, &c, input(Some("k"), BODY))
             .await
             .unwrap();
         assert!(replay.replayed);
@@ -366,18 +349,86 @@ mod tests {
 }
 
 #[cfg(test)]
+mod in_claim_tests {
+    use super::*;
+    use crate::app::auth::hash_api_key;
+    use crate::app::memory::{FakePsp, Memory};
+    use crate::app::Caller;
+
+    const BODY: &[u8] =
+        br#"{"buyer_id":"b1","seller_id":"s1","amount":"10.00","currency":"USD","order_id":"o1"}"#;
+
+    fn input<'a>(key: &'a str, body: &'a [u8]) -> CreatePayment<'a> {
+        let now = Utc::now();
+        CreatePayment {
+            idempotency_key: Some(key),
+            body,
+            now,
+            deadline_ms: now.timestamp_millis() + 10_000,
+            public_base_url: "https://shop.example",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_known_key_is_checked_and_counted_inside_the_claim() {
+        let (store, psp) = (Memory::default(), FakePsp::default());
+        let account_id = store.add_key("raw-key-1", None);
+        let caller = Caller {
+            account_id,
+            key_id: store.key("raw-key-1").unwrap().key_id,
+        };
+        let in_claim = |now_us: i64| Authority::InClaim {
+            caller: caller.clone(),
+            charge: KeyCharge {
+                key_hash: hash_api_key("raw-key-1"),
+                now_us,
+                default_interval_us: 20_000,
+            },
+        };
+        let Outcome::Answered(Ok(r)) = create_payment(&store, &psp, in_claim(1_000), input("k", BODY)).await
+        else {
+            panic!("created in the claim")
+        };
+        assert_eq!((r.status, r.replayed), (201, false));
+        assert_eq!(
+            store.key("raw-key-1").unwrap().tat_us,
+            Some(21_000),
+            "counted once"
+        );
+        // Busy (within its interval), a replay, a bad body, a revoked key: nothing is written
+        // and the request is authenticated the ordinary way first.
+        for (now_us, key, body) in [
+            (10_000, "k2", BODY),
+            (50_000, "k", BODY),
+            (90_000, "k3", b"{".as_slice()),
+        ] {
+            let outcome = create_payment(&store, &psp, in_claim(now_us), input(key, body)).await;
+            assert!(
+                matches!(outcome, Outcome::Authenticate),
+                "{now_us} {key}: {outcome:?}"
+            );
+        }
+        store.revoke_key("raw-key-1");
+        let outcome = create_payment(&store, &psp, in_claim(900_000), input("k4", BODY)).await;
+        assert!(matches!(outcome, Outcome::Authenticate));
+        assert_eq!(store.checkout_count(), 1);
+        assert_eq!(psp.calls.lock().unwrap().len(), 1);
+    }
+}
+
+#[cfg(test)]
 mod executor_tests {
     use super::*;
     use crate::app::memory::{FakePsp, Memory};
+    use crate::app::Caller;
     use crate::domain::ids::{AccountId, ApiKeyId};
 
     const BODY: &[u8] =
         br#"{"buyer_id":"b1","seller_id":"s1","amount":"10.00","currency":"USD","order_id":"o1"}"#;
 
-    fn run<'a>(caller: &'a Caller, key: &'a str) -> CreatePayment<'a> {
+    fn run<'a>(key: &'a str) -> CreatePayment<'a> {
         let now = Utc::now();
         CreatePayment {
-            caller,
             idempotency_key: Some(key),
             body: BODY,
             now,
@@ -396,7 +447,7 @@ mod executor_tests {
     #[tokio::test]
     async fn submits_one_session_and_moves_to_executing() {
         let (store, psp, c) = (Memory::default(), FakePsp::default(), caller());
-        let r = create_payment(&store, &psp, run(&c, "k")).await.unwrap();
+        let r = create_checked(&store, &psp, &c, run("k")).await.unwrap();
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!((r.status, v["status"].as_str()), (201, Some("EXECUTING")));
         assert!(v["psp_redirect_url"]
@@ -415,7 +466,7 @@ mod executor_tests {
             )
         );
         // A replay does not call the PSP again.
-        assert!(create_payment(&store, &psp, run(&c, "k")).await.unwrap().replayed);
+        assert!(create_checked(&store, &psp, &c, run("k")).await.unwrap().replayed);
         assert_eq!(psp.calls.lock().unwrap().len(), 1);
     }
 
@@ -427,10 +478,10 @@ mod executor_tests {
             code: "parameter_invalid".into(),
             message: "bad currency".into(),
         });
-        let r = create_payment(&store, &psp, run(&c, "k")).await.unwrap();
+        let r = create_checked(&store, &psp, &c, run("k")).await.unwrap();
         assert_eq!(r.status, 402);
         assert!(r.body.contains("psp_rejected") && r.body.contains("bad currency"));
-        let again = create_payment(&store, &psp, run(&c, "k")).await.unwrap();
+        let again = create_checked(&store, &psp, &c, run("k")).await.unwrap();
         assert_eq!((again.status, again.replayed, &again.body), (402, true, &r.body));
         assert_eq!(psp.calls.lock().unwrap().len(), 1);
     }
@@ -439,13 +490,13 @@ mod executor_tests {
     async fn unavailable_psp_is_503_not_stored_and_a_retry_resumes_with_the_same_key() {
         let (store, psp, c) = (Memory::default(), FakePsp::default(), caller());
         *psp.fail_with.lock().unwrap() = Some(PspError::Unavailable("down".into()));
-        let e = create_payment(&store, &psp, run(&c, "k")).await.unwrap_err();
+        let e = create_checked(&store, &psp, &c, run("k")).await.unwrap_err();
         assert_eq!(
             (e.status, e.code, e.retry_after_s),
             (503, "psp_unavailable", Some(2))
         );
         *psp.fail_with.lock().unwrap() = None;
-        let r = create_payment(&store, &psp, run(&c, "k")).await.unwrap();
+        let r = create_checked(&store, &psp, &c, run("k")).await.unwrap();
         assert_eq!((r.status, r.replayed), (201, false));
         let calls = psp.calls.lock().unwrap().clone();
         assert_eq!(calls.len(), 2);

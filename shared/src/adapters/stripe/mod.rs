@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -13,74 +13,20 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
-use crate::domain::psp::{PspError, PspNotice, PspSession, SessionOutcome, SessionRequest};
-use crate::domain::{Currency, Money};
+pub mod amounts;
+pub mod events;
+
+use crate::domain::pay_in::{PspSession, SessionRequest};
+use crate::domain::psp::{PspError, PspSessionId};
 use crate::ports::Psp;
 
+pub use amounts::{from_stripe_amount, to_stripe_amount};
+
+/// The most of a PSP response we read: Stripe's objects are a few KiB; anything far larger is
+/// not an answer we can use.
+pub const RESPONSE_BYTES_MAX: usize = 1024 * 1024;
+
 pub const STRIPE_VERSION: &str = "2024-06-20";
-
-/// Currencies Stripe treats as zero-decimal (its table differs from ISO 4217 for MGA).
-const STRIPE_ZERO_DECIMAL: &[&str] = &[
-    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF",
-    "XPF",
-];
-/// Currencies Stripe sends as two decimals although ISO gives them none.
-const STRIPE_TWO_DECIMAL_SPECIAL: &[&str] = &["ISK"];
-
-/// Stripe's exponent for a currency.
-fn stripe_exponent(c: Currency) -> u32 {
-    if STRIPE_ZERO_DECIMAL.contains(&c.code()) {
-        0
-    } else if STRIPE_TWO_DECIMAL_SPECIAL.contains(&c.code()) {
-        2
-    } else {
-        c.minor_units()
-    }
-}
-
-/// Our exact amount as Stripe's integer, refusing anything Stripe cannot carry exactly
-/// (an MGA amount with ariary cents; a three-decimal amount whose last digit is not 0, which
-/// Stripe rejects for BHD, JOD, KWD, OMR, TND).
-pub fn to_stripe_amount(m: Money) -> Result<i64, String> {
-    let (ours, theirs) = (m.currency().minor_units(), stripe_exponent(m.currency()));
-    let amount = if theirs >= ours {
-        m.minor()
-            .checked_mul(10i64.pow(theirs - ours))
-            .ok_or_else(|| "amount overflows".to_owned())?
-    } else {
-        let div = 10i64.pow(ours - theirs);
-        if m.minor() % div != 0 {
-            return Err(format!(
-                "{m:?} has more precision than the PSP accepts for {}",
-                m.currency()
-            ));
-        }
-        m.minor() / div
-    };
-    if m.currency().minor_units() == 3 && amount % 10 != 0 {
-        return Err(format!("{m:?}: the PSP needs three-decimal amounts to end in 0"));
-    }
-    Ok(amount)
-}
-
-/// Stripe's integer back to our exact amount.
-pub fn from_stripe_amount(amount: i64, currency: Currency) -> Result<Money, String> {
-    let (ours, theirs) = (currency.minor_units(), stripe_exponent(currency));
-    let minor = if ours >= theirs {
-        amount
-            .checked_mul(10i64.pow(ours - theirs))
-            .ok_or("amount overflows")?
-    } else {
-        let div = 10i64.pow(theirs - ours);
-        if amount % div != 0 {
-            return Err(format!(
-                "{amount} {currency} is not a whole number of {currency} units"
-            ));
-        }
-        amount / div
-    };
-    Ok(Money::from_minor(minor, currency))
-}
 
 /// Retry policy for calls to the PSP: only transient failures (connect error, timeout, 5xx,
 /// 429), exponential backoff with full jitter, and a total budget well inside API Gateway's
@@ -259,11 +205,10 @@ impl StripeClient {
                     .await
                     .map_err(|e| format!("transport: {e}"))?;
                 let status = response.status().as_u16();
-                let body = response
-                    .into_body()
+                let body = Limited::new(response.into_body(), RESPONSE_BYTES_MAX)
                     .collect()
                     .await
-                    .map_err(|e| format!("reading body: {e}"))?
+                    .map_err(|e| format!("reading body (at most {RESPONSE_BYTES_MAX} bytes): {e}"))?
                     .to_bytes();
                 Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
             };
@@ -329,121 +274,15 @@ impl Psp for StripeClient {
         let url = session
             .url
             .ok_or_else(|| PspError::Unavailable("session without a url".into()))?;
-        Ok(PspSession { id: session.id, url })
+        let id =
+            PspSessionId::parse(&session.id).map_err(|e| PspError::Unavailable(format!("session id {e}")))?;
+        Ok(PspSession { id, url })
     }
-}
-
-// --- Webhook events -----------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct EventBody {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    data: EventData,
-}
-
-#[derive(Deserialize)]
-struct EventData {
-    object: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct SessionObject {
-    id: String,
-    client_reference_id: Option<String>,
-    #[serde(default)]
-    metadata: std::collections::HashMap<String, String>,
-    amount_total: Option<i64>,
-    currency: Option<String>,
-    payment_status: Option<String>,
-}
-
-/// Parses a (verified) Stripe event into what it means for us. Amounts are integers in the
-/// wire format: serde reads them as `i64`, never through a float.
-pub fn parse_event(raw_body: &[u8]) -> Result<(String, PspNotice), String> {
-    let event: EventBody =
-        serde_json::from_slice(raw_body).map_err(|e| format!("not a Stripe event: {e}"))?;
-    let session_outcome = match event.kind.as_str() {
-        "checkout.session.completed" => None,
-        "checkout.session.async_payment_succeeded" => Some(SessionOutcome::Paid),
-        "checkout.session.async_payment_failed" => Some(SessionOutcome::Failed),
-        "checkout.session.expired" => Some(SessionOutcome::Expired),
-        "payment_intent.payment_failed" => {
-            let reason = event.data.object["last_payment_error"]["code"]
-                .as_str()
-                .unwrap_or("declined")
-                .to_owned();
-            return Ok((event.id, PspNotice::PaymentAttemptFailed { reason }));
-        }
-        _ => return Ok((event.id, PspNotice::Ignored)),
-    };
-    let session: SessionObject = serde_json::from_value(event.data.object)
-        .map_err(|e| format!("{}: not a checkout session: {e}", event.kind))?;
-    let outcome = session_outcome.unwrap_or(match session.payment_status.as_deref() {
-        Some("paid") | Some("no_payment_required") => SessionOutcome::Paid,
-        _ => SessionOutcome::AwaitingPayment,
-    });
-    let currency_code = session.currency.ok_or("session without currency")?;
-    let currency = Currency::parse(&currency_code).map_err(|e| e.to_string())?;
-    let amount = from_stripe_amount(
-        session.amount_total.ok_or("session without amount_total")?,
-        currency,
-    )?;
-    let checkout_ref = session
-        .client_reference_id
-        .or_else(|| session.metadata.get("checkout_id").cloned());
-    Ok((
-        event.id,
-        PspNotice::Session {
-            session_id: session.id,
-            checkout_ref,
-            amount_minor: amount.minor(),
-            currency: currency.code().to_owned(),
-            outcome,
-        },
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn money(text: &str, code: &str) -> Money {
-        Money::parse(text, Currency::parse(code).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn minor_units_in_every_class() {
-        let cases = [
-            ("99.99", "USD", 9999),
-            ("0.10", "EUR", 10),
-            ("1500", "JPY", 1500),
-            ("1500", "KRW", 1500),
-            ("12.340", "KWD", 12340),
-            ("0.010", "BHD", 10),
-            ("1500", "ISK", 150_000),
-            ("1500", "MGA", 1500),
-        ];
-        for (text, code, want) in cases {
-            let m = money(text, code);
-            assert_eq!(to_stripe_amount(m), Ok(want), "{text} {code}");
-            assert_eq!(
-                from_stripe_amount(want, m.currency()),
-                Ok(m),
-                "{text} {code} back"
-            );
-        }
-        assert!(
-            to_stripe_amount(money("12.345", "KWD")).is_err(),
-            "Stripe needs a trailing 0"
-        );
-        assert!(
-            to_stripe_amount(money("10.50", "MGA")).is_err(),
-            "Stripe's MGA has no cents"
-        );
-        assert!(from_stripe_amount(150_050, Currency::parse("ISK").unwrap()).is_err());
-    }
 
     #[test]
     fn form_encoding_and_params() {
@@ -454,35 +293,6 @@ mod tests {
             ]),
             "metadata%5Bcheckout_id%5D=chk_1&success_url=http%3A%2F%2Fa%2Fb%3Fc%3Dd%26e"
         );
-    }
-
-    #[test]
-    fn events() {
-        let completed = br#"{"id":"evt_1","object":"event","type":"checkout.session.completed","data":{"object":
-            {"id":"cs_test_1","object":"checkout.session","client_reference_id":"chk_x","amount_total":9999,"currency":"usd","payment_status":"paid"}}}"#;
-        let (id, notice) = parse_event(completed).unwrap();
-        assert_eq!(id, "evt_1");
-        assert_eq!(
-            notice,
-            PspNotice::Session {
-                session_id: "cs_test_1".into(),
-                checkout_ref: Some("chk_x".into()),
-                amount_minor: 9999,
-                currency: "USD".into(),
-                outcome: SessionOutcome::Paid
-            }
-        );
-        let expired = br#"{"id":"evt_2","type":"checkout.session.expired","data":{"object":{"id":"cs_2","metadata":{"checkout_id":"chk_y"},"amount_total":5,"currency":"jpy","payment_status":"unpaid"}}}"#;
-        assert!(
-            matches!(parse_event(expired).unwrap().1, PspNotice::Session { outcome: SessionOutcome::Expired, ref checkout_ref, .. } if checkout_ref.as_deref() == Some("chk_y"))
-        );
-        let other = br#"{"id":"evt_3","type":"customer.created","data":{"object":{}}}"#;
-        assert_eq!(parse_event(other).unwrap().1, PspNotice::Ignored);
-        assert!(parse_event(b"{}").is_err());
-        assert!(parse_event(
-            br#"{"id":"e","type":"checkout.session.completed","data":{"object":{"id":"cs"}}}"#
-        )
-        .is_err());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! `GET /v1/payments/{id}` and `GET /v1/checkouts/{id}`. A caller sees only its own account's
 //! records: another account's id is answered exactly like an unknown one (404).
 
-use super::{Caller, Reply};
-use crate::domain::checkout::{checkout_view, payment_order_view};
+use crate::api::pay_in::{checkout_view, payment_order_view};
+use crate::api::ApiError;
+use crate::app::{Caller, Reply};
 use crate::domain::ids::{CheckoutId, PaymentOrderId};
-use crate::domain::{ApiError, PaymentStatus};
-use crate::ports::{Checkouts, StoreError};
+use crate::domain::PaymentStatus;
+use crate::ports::Checkouts;
 
 pub async fn get_payment_order<S: Checkouts>(
     store: &S,
@@ -14,7 +15,7 @@ pub async fn get_payment_order<S: Checkouts>(
 ) -> Result<Reply, ApiError> {
     let missing = || ApiError::not_found("payment order", raw_id);
     let id = PaymentOrderId::parse(raw_id).map_err(|_| missing())?;
-    match store.get_payment_order(&id).await.map_err(store_error)? {
+    match store.get_payment_order(&id).await? {
         Some(order) if order.account_id == caller.account_id => {
             Ok(Reply::json(200, &payment_order_view(&order)))
         }
@@ -25,7 +26,7 @@ pub async fn get_payment_order<S: Checkouts>(
 pub async fn get_checkout<S: Checkouts>(store: &S, caller: &Caller, raw_id: &str) -> Result<Reply, ApiError> {
     let missing = || ApiError::not_found("checkout", raw_id);
     let id = CheckoutId::parse(raw_id).map_err(|_| missing())?;
-    match store.get_checkout(&id).await.map_err(store_error)? {
+    match store.get_checkout(&id).await? {
         Some((checkout, orders)) if checkout.account_id == caller.account_id => {
             Ok(Reply::json(200, &checkout_view(&checkout, &orders)))
         }
@@ -43,7 +44,7 @@ pub async fn completion_page<S: Checkouts>(
     cancelled: bool,
 ) -> Result<Reply, ApiError> {
     let found = match CheckoutId::parse(raw_id) {
-        Ok(id) => store.get_checkout(&id).await.map_err(store_error)?,
+        Ok(id) => store.get_checkout(&id).await?,
         Err(_) => None,
     };
     let Some((checkout, _)) = found else {
@@ -98,16 +99,11 @@ fn page(title: &str, text: &str, refresh: bool) -> String {
     )
 }
 
-fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "payments store failed");
-    ApiError::unavailable(1, "The payments store is temporarily unavailable; retry shortly")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::create_payment::{create_payment, CreatePayment};
     use crate::app::memory::{FakePsp, Memory};
+    use crate::app::pay_in::create_payment::{create_checked, CreatePayment};
     use crate::domain::ids::{AccountId, ApiKeyId};
 
     #[tokio::test]
@@ -123,11 +119,11 @@ mod tests {
         };
         let now = chrono::Utc::now();
         let body = br#"{"buyer_id":"b","seller_id":"s","amount":5,"currency":"JPY","order_id":"o"}"#;
-        let created = create_payment(
+        let created = create_checked(
             &store,
             &FakePsp::default(),
+            &alice,
             CreatePayment {
-                caller: &alice,
                 idempotency_key: Some("k"),
                 body,
                 now,

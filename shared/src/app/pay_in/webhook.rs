@@ -8,12 +8,13 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Reply;
+use crate::api::ApiError;
+use crate::app::Reply;
 use crate::domain::ids::CheckoutId;
 use crate::domain::outbox::{Anomaly, OutboxEvent};
-use crate::domain::psp::PspNotice;
-use crate::domain::{ApiError, Checkout, PaymentOrder, PaymentStatus};
-use crate::ports::{Applied, Checkouts, StoreError, Webhooks};
+use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus, PspNotice};
+use crate::domain::psp::PspSessionId;
+use crate::ports::{Applied, Checkouts, Webhooks};
 
 /// A verified event from the PSP.
 pub struct VerifiedEvent {
@@ -31,25 +32,30 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
     now: DateTime<Utc>,
 ) -> Result<Reply, ApiError> {
     let VerifiedEvent { id, notice } = event;
-    let (session_id, checkout_ref, amount_minor, currency, outcome) = match notice {
+    let (session_id, payment_intent, checkout_ref, amount_minor, currency, outcome) = match notice {
         PspNotice::Session {
             session_id,
+            payment_intent,
             checkout_ref,
             amount_minor,
             currency,
             outcome,
-        } => (session_id, checkout_ref, amount_minor, currency, outcome),
+        } => (
+            session_id,
+            payment_intent,
+            checkout_ref,
+            amount_minor,
+            currency,
+            outcome,
+        ),
         PspNotice::PaymentAttemptFailed { reason } => {
             // The buyer may try another card on the same page: no transition.
             tracing::info!(psp_event_id = %id, reason = %reason, "payment attempt declined");
-            store
-                .mark_event(&id, "payment attempt failed")
-                .await
-                .map_err(retry_later)?;
+            store.mark_event(&id, "payment attempt failed").await?;
             return Ok(ack("attempt_failed"));
         }
         PspNotice::Ignored => {
-            store.mark_event(&id, "ignored").await.map_err(retry_later)?;
+            store.mark_event(&id, "ignored").await?;
             return Ok(ack("ignored"));
         }
     };
@@ -66,16 +72,14 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
         )
         .await;
     };
-    if checkout.psp_token.as_deref().is_some_and(|t| t != session_id) {
+    if checkout.psp_session.as_ref().is_some_and(|t| *t != session_id) {
         let detail = format!(
             "session {session_id} names checkout {} which has another session",
             checkout.id
         );
         return anomaly(store, &id, "session_mismatch", detail, Some(&checkout.id), now).await;
     }
-    if amount_minor != checkout.total.minor()
-        || !currency.eq_ignore_ascii_case(checkout.total.currency().code())
-    {
+    if amount_minor != checkout.total.minor() || currency != checkout.total.currency() {
         let detail = format!(
             "session {session_id} is for {amount_minor} {currency} (minor units); checkout {} is for {:?}",
             checkout.id, checkout.total
@@ -83,10 +87,7 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
         return anomaly(store, &id, "amount_mismatch", detail, Some(&checkout.id), now).await;
     }
     let Some(event) = outcome.event() else {
-        store
-            .mark_event(&id, "awaiting async payment")
-            .await
-            .map_err(retry_later)?;
+        store.mark_event(&id, "awaiting async payment").await?;
         return Ok(ack("awaiting_payment"));
     };
     if checkout.status == PaymentStatus::Created {
@@ -95,8 +96,11 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
         tracing::warn!(psp_event_id = %id, checkout_id = %checkout.id, "webhook before the session was stored; asking the PSP to retry");
         return Err(ApiError::unavailable(1, "checkout not yet submitted; retry").with_code("not_ready"));
     }
-    if checkout.psp_token.is_none() {
-        checkout.psp_token = Some(session_id.clone());
+    if checkout.psp_session.is_none() {
+        checkout.psp_session = Some(session_id.clone());
+    }
+    if payment_intent.is_some() {
+        checkout.payment_intent = payment_intent;
     }
     let from = match checkout.apply(&mut orders, event, now) {
         Ok(from) => from,
@@ -106,11 +110,7 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
         }
     };
     let outbox = OutboxEvent::settled(&checkout, &orders, &id, now).ok_or_else(ApiError::internal)?;
-    match store
-        .apply_event(&id, &checkout, &orders, from, &outbox)
-        .await
-        .map_err(retry_later)?
-    {
+    match store.apply_event(&id, &checkout, &orders, from, &outbox).await? {
         Applied::Applied => {
             tracing::info!(psp_event_id = %id, checkout_id = %checkout.id, status = %checkout.status, "payment settled");
             Ok(ack("applied"))
@@ -122,13 +122,10 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
 
 async fn find_checkout<S: Webhooks + Checkouts>(
     store: &S,
-    session_id: &str,
+    session_id: &PspSessionId,
     checkout_ref: Option<&str>,
 ) -> Result<Option<(Checkout, Vec<PaymentOrder>)>, ApiError> {
-    let by_token = store
-        .checkout_id_by_psp_token(session_id)
-        .await
-        .map_err(retry_later)?;
+    let by_token = store.checkout_by_session(session_id).await?;
     // The index may lag (or the create call may not have stored the token yet): fall back to
     // the checkout id we sent as client_reference_id / metadata, which the PSP signed back.
     let id = match by_token {
@@ -136,7 +133,7 @@ async fn find_checkout<S: Webhooks + Checkouts>(
         None => checkout_ref.and_then(|r| CheckoutId::parse(r).ok()),
     };
     match id {
-        Some(id) => store.get_checkout(&id).await.map_err(retry_later),
+        Some(id) => Ok(store.get_checkout(&id).await?),
         None => Ok(None),
     }
 }
@@ -155,30 +152,26 @@ pub async fn anomaly<S: Webhooks>(
         psp_event_id: psp_event_id.to_owned(),
         kind,
         detail,
-        checkout_id: checkout_id.map(ToString::to_string),
+        checkout_id: checkout_id.cloned(),
         at: now,
     };
-    if !store.record_anomaly(&record).await.map_err(retry_later)? {
+    if !store.record_anomaly(&record).await? {
         return Ok(ack("duplicate"));
     }
     Ok(ack(kind))
 }
 
-fn retry_later(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "webhook store failed; the PSP will retry");
-    ApiError::unavailable(1, "temporarily unavailable; retry")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::create_payment::{create_payment, CreatePayment};
     use crate::app::memory::{FakePsp, Memory};
+    use crate::app::pay_in::create_payment::{create_checked, CreatePayment};
     use crate::app::Caller;
+    use crate::domain::currency::Currency;
     use crate::domain::ids::{AccountId, ApiKeyId};
-    use crate::domain::psp::SessionOutcome;
+    use crate::domain::pay_in::SessionOutcome;
 
-    async fn executing(store: &Memory) -> (CheckoutId, String) {
+    async fn executing(store: &Memory) -> (CheckoutId, PspSessionId) {
         let caller = Caller {
             account_id: AccountId::parse("acct_a").unwrap(),
             key_id: ApiKeyId::generate(),
@@ -187,29 +180,31 @@ mod tests {
         let body = br#"{"buyer_id":"b","order_id":"o","currency":"USD","total_amount":"0.30",
             "line_items":[{"seller_id":"s1","amount":"0.10","sub_order_id":"a"},{"seller_id":"s2","amount":"0.20","sub_order_id":"b"}]}"#;
         let input = CreatePayment {
-            caller: &caller,
             idempotency_key: Some("k"),
             body,
             now,
             deadline_ms: now.timestamp_millis() + 10_000,
             public_base_url: "https://shop.example",
         };
-        let r = create_payment(store, &FakePsp::default(), input).await.unwrap();
+        let r = create_checked(store, &FakePsp::default(), &caller, input)
+            .await
+            .unwrap();
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         (
             CheckoutId::parse(v["checkout_id"].as_str().unwrap()).unwrap(),
-            v["psp_token"].as_str().unwrap().to_owned(),
+            PspSessionId::parse(v["psp_token"].as_str().unwrap()).unwrap(),
         )
     }
 
-    fn session(id: &str, token: &str, amount_minor: i64, outcome: SessionOutcome) -> VerifiedEvent {
+    fn session(id: &str, token: &PspSessionId, amount_minor: i64, outcome: SessionOutcome) -> VerifiedEvent {
         VerifiedEvent {
             id: id.into(),
             notice: PspNotice::Session {
-                session_id: token.into(),
+                session_id: token.clone(),
+                payment_intent: None,
                 checkout_ref: None,
                 amount_minor,
-                currency: "usd".into(),
+                currency: Currency::parse("usd").unwrap(),
                 outcome,
             },
         }
@@ -247,12 +242,11 @@ mod tests {
         assert!(orders.iter().all(|o| o.status == PaymentStatus::Success));
         let outbox = store.outbox.lock().unwrap().clone();
         assert_eq!(outbox.len(), 1);
+        let crate::domain::outbox::OutboxBody::PaymentSucceeded(paid) = &outbox[0].body else {
+            panic!("{:?}", outbox[0].body)
+        };
         assert_eq!(
-            outbox[0]
-                .payment_orders
-                .iter()
-                .map(|o| o.amount_minor)
-                .sum::<i64>(),
+            paid.payment_orders.iter().map(|o| o.amount_minor).sum::<i64>(),
             30
         );
 
@@ -284,7 +278,12 @@ mod tests {
         assert_eq!(outcome(&r), "amount_mismatch");
         let r = apply_webhook(
             &store,
-            session("evt_b", "cs_unknown", 30, SessionOutcome::Paid),
+            session(
+                "evt_b",
+                &PspSessionId::parse("cs_unknown").unwrap(),
+                30,
+                SessionOutcome::Paid,
+            ),
             Utc::now(),
         )
         .await
@@ -297,9 +296,10 @@ mod tests {
             id: "evt_c".into(),
             notice: PspNotice::Session {
                 session_id: token.clone(),
+                payment_intent: None,
                 checkout_ref: Some(id.to_string()),
                 amount_minor: 30,
-                currency: "USD".into(),
+                currency: Currency::parse("USD").unwrap(),
                 outcome: SessionOutcome::Failed,
             },
         };

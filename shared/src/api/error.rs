@@ -99,15 +99,6 @@ impl ApiError {
         )
     }
 
-    pub fn route_not_found() -> Self {
-        Self::new(
-            404,
-            ErrorType::InvalidRequestError,
-            "route_not_found",
-            "Unrecognized request URL",
-        )
-    }
-
     pub fn conflict_in_flight() -> Self {
         Self::new(
             409,

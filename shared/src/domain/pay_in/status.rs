@@ -2,14 +2,16 @@
 //! orders of a checkout move together because one PSP charge pays for all of them.
 //!
 //! ```text
-//! CREATED ──submit──▶ EXECUTING ──psp_succeeded──▶ SUCCESS
-//!    │                 │    ▲
-//!    │       psp_failed│    │retry
-//!    │                 ▼    │
-//!    └──psp_rejected──▶ FAILED
+//! CREATED ──submitted──▶ EXECUTING ──psp_succeeded──▶ SUCCESS
+//!    │                      │
+//!    │            psp_failed│
+//!    │                      ▼
+//!    └───psp_rejected────▶ FAILED
 //! ```
-//! SUCCESS is final: money moved. Refunds and payouts are their own records with their own
-//! machines; they never rewrite a successful payment.
+//! Both ends are final. SUCCESS: money moved; refunds and payouts are their own records with
+//! their own machines and never rewrite a successful payment. FAILED: the session is over (the
+//! PSP refused it, or it failed or expired); a buyer who tries again makes a new checkout with a
+//! new Idempotency-Key, so one checkout is never charged twice.
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,8 +38,6 @@ pub enum PaymentEvent {
     PspSucceeded,
     /// The signed webhook says the charge failed or the session expired.
     PspFailed,
-    /// The buyer tries again after a failure.
-    Retried,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -56,13 +56,12 @@ impl PaymentStatus {
             (S::Created, E::PspRejected) => Ok(S::Failed),
             (S::Executing, E::PspSucceeded) => Ok(S::Success),
             (S::Executing, E::PspFailed) => Ok(S::Failed),
-            (S::Failed, E::Retried) => Ok(S::Executing),
             (from, event) => Err(IllegalTransition { from, event }),
         }
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, PaymentStatus::Success)
+        matches!(self, PaymentStatus::Success | PaymentStatus::Failed)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -101,31 +100,28 @@ mod tests {
     use PaymentStatus as S;
 
     const ALL_S: [S; 4] = [S::Created, S::Executing, S::Success, S::Failed];
-    const ALL_E: [E; 5] = [
-        E::Submitted,
-        E::PspRejected,
-        E::PspSucceeded,
-        E::PspFailed,
-        E::Retried,
-    ];
+    const ALL_E: [E; 4] = [E::Submitted, E::PspRejected, E::PspSucceeded, E::PspFailed];
 
     #[test]
     fn legal_paths() {
         assert_eq!(S::Created.apply(E::Submitted), Ok(S::Executing));
         assert_eq!(S::Executing.apply(E::PspSucceeded), Ok(S::Success));
         assert_eq!(S::Executing.apply(E::PspFailed), Ok(S::Failed));
-        assert_eq!(S::Failed.apply(E::Retried), Ok(S::Executing));
         assert_eq!(S::Created.apply(E::PspRejected), Ok(S::Failed));
     }
 
     #[test]
-    fn exactly_five_transitions_are_legal() {
+    fn exactly_four_transitions_are_legal() {
         let legal = ALL_S
             .iter()
             .flat_map(|s| ALL_E.iter().map(move |e| s.apply(*e)))
             .filter(Result::is_ok)
             .count();
-        assert_eq!(legal, 5);
+        assert_eq!(legal, 4);
+        for s in ALL_S {
+            let moves = ALL_E.iter().filter(|e| s.apply(**e).is_ok()).count();
+            assert_eq!(s.is_final(), moves == 0, "{s}");
+        }
     }
 
     #[test]
@@ -140,10 +136,9 @@ mod tests {
                 event: E::PspFailed
             })
         );
-        assert!(
-            S::Failed.apply(E::PspSucceeded).is_err(),
-            "a failed order must be retried first"
-        );
+        for e in ALL_E {
+            assert!(S::Failed.apply(e).is_err(), "FAILED is final: {e:?}");
+        }
     }
 
     #[test]

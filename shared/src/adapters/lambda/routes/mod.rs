@@ -1,0 +1,4 @@
+//! One file per capability's HTTP routes.
+
+pub mod ledger;
+pub mod pay_in;

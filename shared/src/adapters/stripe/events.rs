@@ -1,0 +1,117 @@
+//! Stripe's webhook events, parsed (after the signature is verified) into what they mean for
+//! us. Amounts are integers in the wire format: serde reads them as `i64`, never through a
+//! float; every id is checked as it is read.
+
+use serde::Deserialize;
+
+use super::amounts::from_stripe_amount;
+use crate::domain::pay_in::{PspNotice, SessionOutcome};
+use crate::domain::psp::{PaymentIntentId, PspSessionId};
+use crate::domain::Currency;
+
+#[derive(Deserialize)]
+struct EventBody {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: EventData,
+}
+
+#[derive(Deserialize)]
+struct EventData {
+    object: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct SessionObject {
+    id: PspSessionId,
+    payment_intent: Option<PaymentIntentId>,
+    client_reference_id: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::HashMap<String, String>,
+    amount_total: Option<i64>,
+    currency: Option<String>,
+    payment_status: Option<String>,
+}
+
+/// Parses a (verified) Stripe event into what it means for us. Amounts are integers in the
+/// wire format: serde reads them as `i64`, never through a float.
+pub fn parse_event(raw_body: &[u8]) -> Result<(String, PspNotice), String> {
+    let event: EventBody =
+        serde_json::from_slice(raw_body).map_err(|e| format!("not a Stripe event: {e}"))?;
+    let session_outcome = match event.kind.as_str() {
+        "checkout.session.completed" => None,
+        "checkout.session.async_payment_succeeded" => Some(SessionOutcome::Paid),
+        "checkout.session.async_payment_failed" => Some(SessionOutcome::Failed),
+        "checkout.session.expired" => Some(SessionOutcome::Expired),
+        "payment_intent.payment_failed" => {
+            let reason = event.data.object["last_payment_error"]["code"]
+                .as_str()
+                .unwrap_or("declined")
+                .to_owned();
+            return Ok((event.id, PspNotice::PaymentAttemptFailed { reason }));
+        }
+        _ => return Ok((event.id, PspNotice::Ignored)),
+    };
+    let session: SessionObject = serde_json::from_value(event.data.object)
+        .map_err(|e| format!("{}: not a checkout session: {e}", event.kind))?;
+    let outcome = session_outcome.unwrap_or(match session.payment_status.as_deref() {
+        Some("paid") | Some("no_payment_required") => SessionOutcome::Paid,
+        _ => SessionOutcome::AwaitingPayment,
+    });
+    let currency_code = session.currency.ok_or("session without currency")?;
+    let currency = Currency::parse(&currency_code).map_err(|e| e.to_string())?;
+    let amount = from_stripe_amount(
+        session.amount_total.ok_or("session without amount_total")?,
+        currency,
+    )?;
+    let checkout_ref = session
+        .client_reference_id
+        .or_else(|| session.metadata.get("checkout_id").cloned());
+    Ok((
+        event.id,
+        PspNotice::Session {
+            session_id: session.id,
+            payment_intent: session.payment_intent,
+            checkout_ref,
+            amount_minor: amount.minor(),
+            currency,
+            outcome,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events() {
+        let completed = br#"{"id":"evt_1","object":"event","type":"checkout.session.completed","data":{"object":
+            {"id":"cs_test_1","object":"checkout.session","client_reference_id":"chk_x","amount_total":9999,"currency":"usd","payment_status":"paid"}}}"#;
+        let (id, notice) = parse_event(completed).unwrap();
+        assert_eq!(id, "evt_1");
+        assert_eq!(
+            notice,
+            PspNotice::Session {
+                session_id: PspSessionId::parse("cs_test_1").unwrap(),
+                payment_intent: None,
+                checkout_ref: Some("chk_x".into()),
+                amount_minor: 9999,
+                currency: Currency::parse("USD").unwrap(),
+                outcome: SessionOutcome::Paid
+            }
+        );
+        let expired = br#"{"id":"evt_2","type":"checkout.session.expired","data":{"object":{"id":"cs_2","metadata":{"checkout_id":"chk_y"},"amount_total":5,"currency":"jpy","payment_status":"unpaid"}}}"#;
+        assert!(
+            matches!(parse_event(expired).unwrap().1, PspNotice::Session { outcome: SessionOutcome::Expired, ref checkout_ref, .. } if checkout_ref.as_deref() == Some("chk_y"))
+        );
+        let other = br#"{"id":"evt_3","type":"customer.created","data":{"object":{}}}"#;
+        assert_eq!(parse_event(other).unwrap().1, PspNotice::Ignored);
+        assert!(parse_event(b"{}").is_err());
+        assert!(parse_event(
+            br#"{"id":"e","type":"checkout.session.completed","data":{"object":{"id":"cs"}}}"#
+        )
+        .is_err());
+    }
+}

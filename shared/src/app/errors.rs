@@ -1,0 +1,91 @@
+//! The one place where a store's or the PSP's failure becomes what the caller sees.
+//!
+//! - The store unavailable: `503` with `Retry-After`; retrying (with the same Idempotency-Key
+//!   for a POST) is safe and will work once it is back.
+//! - A corrupt item (our bug, or tampering): an opaque `500` and an ERROR log with the cause.
+//!   Never a `503`: a `Retry-After` would send clients retrying a bug forever.
+//! - The PSP unavailable: `503 psp_unavailable`; refused: `402 psp_rejected`.
+
+use crate::api::ApiError;
+use crate::domain::psp::PspError;
+use crate::ports::StoreError;
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "store unavailable");
+                ApiError::unavailable(
+                    1,
+                    "The service is temporarily unavailable; retry shortly (a POST with the same Idempotency-Key)",
+                )
+            }
+            StoreError::Corrupt(cause) => {
+                tracing::error!(error = %cause, "corrupt item: a bug or tampering");
+                ApiError::internal()
+            }
+            StoreError::InvalidCursor(why) => {
+                tracing::info!(reason = %why, "invalid cursor");
+                ApiError::invalid_param("cursor", "parameter_invalid", "cursor is not valid for this list")
+            }
+        }
+    }
+}
+
+impl From<PspError> for ApiError {
+    fn from(e: PspError) -> Self {
+        match e {
+            PspError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "PSP unavailable");
+                ApiError::unavailable(
+                    2,
+                    "The payment provider is unavailable; retry with the same Idempotency-Key",
+                )
+                .with_code("psp_unavailable")
+            }
+            PspError::Rejected {
+                status,
+                code,
+                message,
+            } => {
+                tracing::warn!(psp_status = status, psp_code = %code, "PSP rejected the request");
+                ApiError::psp_rejected(&format!("{code}: {message}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_map_for_every_failure() {
+        let unavailable = ApiError::from(StoreError::Unavailable("timeout".into()));
+        assert_eq!((unavailable.status, unavailable.retry_after_s), (503, Some(1)));
+        let corrupt = ApiError::from(StoreError::Corrupt("attribute x is not a number".into()));
+        assert_eq!(
+            (corrupt.status, corrupt.retry_after_s, corrupt.code),
+            (500, None, "internal_error")
+        );
+        assert!(
+            !corrupt.message.contains("attribute"),
+            "opaque: {}",
+            corrupt.message
+        );
+        let cursor = ApiError::from(StoreError::InvalidCursor("edited".into()));
+        assert_eq!((cursor.status, cursor.code), (400, "parameter_invalid"));
+        let psp = ApiError::from(PspError::Unavailable("down".into()));
+        assert_eq!(
+            (psp.status, psp.code, psp.retry_after_s),
+            (503, "psp_unavailable", Some(2))
+        );
+        let refused = ApiError::from(PspError::Rejected {
+            status: 400,
+            code: "parameter_invalid".into(),
+            message: "bad currency".into(),
+        });
+        assert_eq!((refused.status, refused.code), (402, "psp_rejected"));
+        assert!(refused.message.contains("bad currency"));
+    }
+}

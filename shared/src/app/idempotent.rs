@@ -1,0 +1,200 @@
+//! One idempotency mechanism for every POST (design §14, key A; IETF draft "The
+//! Idempotency-Key HTTP Header Field"): claim → decide → take over → complete.
+//!
+//! - **Claim.** The first request with a key writes an `IN_PROGRESS` record naming the resource
+//!   it creates, in the same DynamoDB transaction as the resource itself (the [`Command`]'s
+//!   `begin`), so there is never a record without its resource or a resource without its
+//!   record. The record holds a lease that ends with the invocation's deadline.
+//! - **Decide.** Any later request with the key is decided from the stored record alone:
+//!   replay the stored answer (byte for byte), `422` for another body, `409` while the lease is
+//!   live.
+//! - **Take over.** A lapsed lease (a crash, a timeout) is taken by the next request, which
+//!   finishes the same resource instead of creating another.
+//! - **Complete.** The holder stores the final answer under its lease: with the resource's own
+//!   last write in one transaction ([`Completion`](crate::ports::Completion)), or alone
+//!   ([`complete`]). A retryable failure releases the lease at once ([`release`]).
+
+use std::future::Future;
+
+use super::auth::{Authority, Outcome};
+use super::Reply;
+use crate::api::ApiError;
+use crate::domain::idempotency::{Decision, IdempotencyKey, IdempotencyRecord, RecordState, ResourceRef};
+use crate::ports::{Begin, Claims, KeyCharge, StoreError};
+
+/// Our hold on a claimed key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub record_id: String,
+    pub token: String,
+}
+
+/// What one POST needs, besides its command: the key as sent, the request's canonical
+/// fingerprint, and the clock.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub key: IdempotencyKey,
+    pub request_hash: String,
+    pub now_ms: i64,
+    /// The invocation's deadline: our lease on the key ends there.
+    pub deadline_ms: i64,
+}
+
+/// A POST that creates one resource.
+pub trait Command: Sync {
+    type Resource: Send + Sync;
+
+    fn reference(&self, resource: &Self::Resource) -> ResourceRef;
+
+    /// Writes `record` and the new resource in one transaction, the claim first (and the API
+    /// key's charge with them, when given).
+    fn begin(
+        &self,
+        record: &IdempotencyRecord,
+        resource: &Self::Resource,
+        charge: Option<&KeyCharge>,
+    ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+
+    /// The resource a lapsed lease had created, to finish it.
+    fn load(
+        &self,
+        reference: &ResourceRef,
+    ) -> impl Future<Output = Result<Option<Self::Resource>, StoreError>> + Send;
+
+    /// Carries the resource to its final answer and stores it under `lease`.
+    fn execute(
+        &self,
+        lease: &Lease,
+        resource: Self::Resource,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send;
+}
+
+/// The `Idempotency-Key` header, which every POST requires.
+pub fn parse_key(raw: Option<&str>) -> Result<IdempotencyKey, ApiError> {
+    match raw {
+        None => Err(ApiError::invalid_param(
+            "Idempotency-Key",
+            "idempotency_key_missing",
+            "The Idempotency-Key header is required: send a unique value (e.g. a UUID) per request and reuse it on retries",
+        )),
+        Some(raw) => IdempotencyKey::parse(raw)
+            .map_err(|m| ApiError::invalid_param("Idempotency-Key", "idempotency_key_invalid", m)),
+    }
+}
+
+/// Runs `command` for `claim`, creating `resource` at most once per key.
+///
+/// When the API key is charged inside the claim ([`Authority::InClaim`]), only a claim that
+/// is written (`Begin::Created`) proceeds; anything else — the key refused, the idempotency
+/// key taken, a conflict, a failure — is [`Outcome::Authenticate`]: nothing was written, and
+/// the request goes the ordinary way (authenticate, then run again).
+pub async fn run<S: Claims, C: Command>(
+    claims: &S,
+    command: &C,
+    authority: &Authority,
+    claim: Claim,
+    resource: C::Resource,
+) -> Outcome {
+    let record = IdempotencyRecord::new_in_progress(
+        claim.key.record_id(&authority.caller().key_id),
+        claim.request_hash.clone(),
+        command.reference(&resource),
+        claim.now_ms,
+        claim.deadline_ms,
+    );
+    let lease = Lease {
+        record_id: record.record_id.clone(),
+        token: record.lease_token().unwrap_or_default().to_owned(),
+    };
+    let begun = command.begin(&record, &resource, authority.charge()).await;
+    let in_claim = authority.charge().is_some();
+    let existing = match begun {
+        Ok(Begin::Created) => return Outcome::Answered(command.execute(&lease, resource).await),
+        // Our own claim, seen again because the SDK retried a call that had been written.
+        Ok(Begin::Exists(existing)) if existing.lease_token() == Some(lease.token.as_str()) => {
+            return Outcome::Answered(command.execute(&lease, resource).await)
+        }
+        _ if in_claim => return Outcome::Authenticate,
+        Ok(Begin::Exists(existing)) => existing,
+        Ok(Begin::Contended) => match claims.get_record(&lease.record_id).await {
+            Ok(Some(existing)) => existing,
+            Ok(None) => return Outcome::Answered(Err(ApiError::conflict_in_flight())),
+            Err(e) => return Outcome::Answered(Err(e.into())),
+        },
+        Ok(Begin::KeyRefused) => {
+            tracing::error!("the key was refused although no charge was given");
+            return Outcome::Answered(Err(ApiError::internal()));
+        }
+        Err(e) => return Outcome::Answered(Err(e.into())),
+    };
+    Outcome::Answered(decide(claims, command, &claim, lease, existing).await)
+}
+
+async fn decide<S: Claims, C: Command>(
+    claims: &S,
+    command: &C,
+    claim: &Claim,
+    lease: Lease,
+    existing: IdempotencyRecord,
+) -> Result<Reply, ApiError> {
+    match existing.decide(&claim.request_hash, claim.now_ms) {
+        Decision::Replay { status, body } => Ok(Reply::stored(status, body, true)),
+        Decision::Mismatch => Err(ApiError::idempotency_mismatch()),
+        Decision::InFlight => Err(ApiError::conflict_in_flight()),
+        Decision::TakeOver {
+            resource,
+            stale_token,
+        } => {
+            if !claims
+                .take_over(
+                    &lease.record_id,
+                    &stale_token,
+                    &lease.token,
+                    claim.deadline_ms,
+                    claim.now_ms,
+                )
+                .await?
+            {
+                return Err(ApiError::conflict_in_flight());
+            }
+            tracing::warn!(resource = %resource, "took over a lapsed idempotency lease");
+            let found = command.load(&resource).await?.ok_or_else(|| {
+                tracing::error!(resource = %resource, "idempotency record names a missing resource");
+                ApiError::internal()
+            })?;
+            command.execute(&lease, found).await
+        }
+    }
+}
+
+/// Stores `reply` as the key's final answer. Losing the lease first is logged, not an error:
+/// whoever holds it now answers the same resource.
+pub async fn complete<S: Claims>(claims: &S, lease: &Lease, reply: &Reply) -> Result<(), ApiError> {
+    if !claims
+        .complete(&lease.record_id, &lease.token, reply.status, &reply.body)
+        .await?
+    {
+        tracing::warn!("lease lost before storing the response");
+    }
+    Ok(())
+}
+
+/// After a retryable failure: frees the key at once, so the client's retry takes over without
+/// waiting for the lease to lapse.
+pub async fn release<S: Claims>(claims: &S, lease: &Lease) {
+    if let Err(e) = claims.release(&lease.record_id, &lease.token).await {
+        tracing::error!(error = %e, "could not release the idempotency lease");
+    }
+}
+
+/// The answer when our final write found the lease lost: another request took over the same
+/// resource, and its stored answer is the one; still running, `409`.
+pub async fn answer_after_lost_lease<S: Claims>(claims: &S, lease: &Lease) -> Result<Reply, ApiError> {
+    match claims.get_record(&lease.record_id).await? {
+        Some(IdempotencyRecord {
+            state: RecordState::Completed { status, body },
+            ..
+        }) => Ok(Reply::stored(status, body, true)),
+        _ => Err(ApiError::conflict_in_flight()),
+    }
+}

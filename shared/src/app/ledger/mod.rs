@@ -1,0 +1,3 @@
+//! The wallet and ledger read APIs.
+
+pub mod queries;

@@ -1,0 +1,93 @@
+//! The ledger and the wallets: what the consumers write and the read APIs read.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use super::StoreError;
+use crate::domain::currency::Currency;
+use crate::domain::ids::{AccountId, PaymentOrderId, SellerId};
+use crate::domain::ledger::balances::Totals;
+use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction};
+use crate::domain::money::Money;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Written,
+    /// Already there (a redelivered event): nothing new was written.
+    AlreadyApplied,
+}
+
+/// A page of items and the cursor for the next one (`None`: the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub trait LedgerWriter: Send + Sync {
+    /// Appends one balanced transaction with all its entries, and adds them to the accounts'
+    /// running totals, atomically, if its id is new.
+    fn append(&self, tx: &LedgerTransaction) -> impl Future<Output = Result<Written, StoreError>> + Send;
+}
+
+pub trait WalletWriter: Send + Sync {
+    /// Adds each seller's amount to their wallet, once per event (`event_id`).
+    fn credit_wallets(
+        &self,
+        event_id: &str,
+        account_id: &AccountId,
+        credits: &[(SellerId, Money)],
+        now: &str,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+}
+
+pub trait LedgerReader: Send + Sync {
+    /// A seller's wallet: balance per currency (empty: no wallet yet).
+    fn wallet_balances(
+        &self,
+        account_id: &AccountId,
+        seller_id: &SellerId,
+    ) -> impl Future<Output = Result<Vec<(Currency, i64)>, StoreError>> + Send;
+
+    fn transactions_for_order(
+        &self,
+        payment_order_id: &PaymentOrderId,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page<LedgerTransaction>, StoreError>> + Send;
+
+    /// An account's running totals per currency (its shards summed): a few items, whatever
+    /// the number of entries.
+    fn account_totals(
+        &self,
+        account_id: &AccountId,
+        account: &LedgerAccount,
+    ) -> impl Future<Output = Result<BTreeMap<Currency, Totals>, StoreError>> + Send;
+
+    /// One page of an account's entries, oldest first, as (transaction id, created_at, entry).
+    fn account_entries(
+        &self,
+        account_id: &AccountId,
+        account: &LedgerAccount,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page<(String, String, Entry)>, StoreError>> + Send;
+}
+
+impl<T: LedgerWriter + ?Sized> LedgerWriter for &T {
+    fn append(&self, tx: &LedgerTransaction) -> impl Future<Output = Result<Written, StoreError>> + Send {
+        (**self).append(tx)
+    }
+}
+
+impl<T: WalletWriter + ?Sized> WalletWriter for &T {
+    fn credit_wallets(
+        &self,
+        event_id: &str,
+        account_id: &AccountId,
+        credits: &[(SellerId, Money)],
+        now: &str,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send {
+        (**self).credit_wallets(event_id, account_id, credits, now)
+    }
+}

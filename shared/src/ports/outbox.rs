@@ -1,0 +1,34 @@
+//! Where the relay publishes outbox events.
+
+use std::future::Future;
+
+/// A queue that consumes outbox events. The relay routes each event kind to the ones that
+/// need it (`app::relay::destinations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Destination {
+    Ledger,
+    Wallet,
+}
+
+impl Destination {
+    pub const ALL: [Destination; 2] = [Destination::Ledger, Destination::Wallet];
+}
+
+/// One event as published: its body verbatim, and the attributes consumers and operators
+/// filter on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub event_id: String,
+    pub event_type: &'static str,
+    pub body: String,
+}
+
+pub trait Publisher: Send + Sync {
+    /// Publishes `messages` in order; the index of the first that failed, if any (everything
+    /// from there on must be published again).
+    fn publish(
+        &self,
+        destination: Destination,
+        messages: &[Outgoing],
+    ) -> impl Future<Output = Option<usize>> + Send;
+}
