@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 /// API Gateway's payload limit.
-pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+pub const REQUEST_BYTES_MAX: usize = 10 * 1024 * 1024;
 pub const API_ID: &str = "local";
 /// HTTP APIs give up on an integration after 30 s (queueing for an instance included).
 pub const INTEGRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -549,11 +549,11 @@ impl Service for Api {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+        if declared.is_some_and(|n| n > REQUEST_BYTES_MAX as u64) {
             return too_large();
         }
         let (parts, body) = req.into_parts();
-        let body = match collect(body, MAX_REQUEST_BYTES).await {
+        let body = match collect(body, REQUEST_BYTES_MAX).await {
             Ok(b) => b,
             Err(true) => return too_large(),
             Err(false) => return json_message(StatusCode::BAD_REQUEST, "Bad Request"),

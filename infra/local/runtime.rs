@@ -32,7 +32,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::{AbortHandle, JoinSet};
 
 /// Lambda's limit for a synchronous response payload.
-const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+const RESPONSE_BYTES_MAX: usize = 6 * 1024 * 1024;
 /// Lambda's limit for the init phase of an on-demand function.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
@@ -666,7 +666,7 @@ impl Instance {
             return not_found();
         }
         if rest == "init/error" {
-            let body = collect(req.into_body(), MAX_RESPONSE_BYTES)
+            let body = collect(req.into_body(), RESPONSE_BYTES_MAX)
                 .await
                 .unwrap_or_default();
             *lock(&self.init_error) = Some(format!("init error: {}", String::from_utf8_lossy(&body)));
@@ -685,7 +685,7 @@ impl Instance {
             .get("lambda-runtime-function-error-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = collect(req.into_body(), MAX_RESPONSE_BYTES).await;
+        let body = collect(req.into_body(), RESPONSE_BYTES_MAX).await;
         let Some(cur) = self.take_current(&request_id) else {
             return plain(
                 StatusCode::BAD_REQUEST,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// a binary appearing quick to notice).
 const LONG_POLL_SECS: u64 = 5;
 /// SQS's limit per ReceiveMessage and DeleteMessageBatch call.
-const MAX_PER_CALL: usize = 10;
+const MESSAGES_PER_CALL_MAX: usize = 10;
 
 pub struct SqsMapping {
     spec: EventSourceSpec,
@@ -158,7 +158,7 @@ impl SqsMapping {
                     }
                 }
             };
-            let want = (self.spec.batch_size - batch.len()).min(MAX_PER_CALL);
+            let want = (self.spec.batch_size - batch.len()).min(MESSAGES_PER_CALL_MAX);
             let call = self
                 .ctx
                 .queues
@@ -192,7 +192,7 @@ impl SqsMapping {
     }
 
     async fn delete(&self, url: &str, handles: &[(&str, &str)], errors: &mut Throttle) {
-        for chunk in handles.chunks(MAX_PER_CALL) {
+        for chunk in handles.chunks(MESSAGES_PER_CALL_MAX) {
             let mut req = self.ctx.queues.client.delete_message_batch().queue_url(url);
             for (i, (_, handle)) in chunk.iter().enumerate() {
                 match DeleteMessageBatchRequestEntry::builder()

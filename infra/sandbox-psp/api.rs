@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest charge, in minor units (Stripe's: 8 digits).
-const MAX_AMOUNT: i64 = 99_999_999;
-const MAX_LINE_ITEMS: usize = 100;
-const MAX_QUANTITY: i64 = 999_999;
-const MAX_ENDPOINTS: usize = 1000;
-const MAX_URL_LEN: usize = 5000;
+const AMOUNT_MINOR_MAX: i64 = 99_999_999;
+const LINE_ITEMS_MAX: usize = 100;
+const QUANTITY_MAX: i64 = 999_999;
+const ENDPOINTS_MAX: usize = 1000;
+const URL_LEN_MAX: usize = 5000;
 /// Slack on the 30-minute lower bound of `expires_at` (clock skew and transit).
 const EXPIRES_AT_SLACK_S: i64 = 10;
 const PAYMENT_METHOD_TYPES: &[&str] = &["card", "us_bank_account"];
@@ -157,7 +157,7 @@ fn printable(s: &str) -> bool {
 fn url_param(s: &str, param: &str) -> Result<String, Resp> {
     let ok = (s.starts_with("http://") || s.starts_with("https://"))
         && s.len() > "https://".len()
-        && s.len() <= MAX_URL_LEN
+        && s.len() <= URL_LEN_MAX
         && !s
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii());
@@ -411,7 +411,7 @@ pub fn execute(st: &mut State, ctx: &Ctx, secret: &str, req: &Req) -> Resp {
     // Stored once the endpoint ran: successes, declines, server errors. Validation errors are
     // not stored (a corrected request may reuse the key), as at Stripe.
     if (200..300).contains(&resp.status) || resp.status == 402 || resp.status >= 500 {
-        if st.idempotency.len() >= store::MAX_RECORDS {
+        if st.idempotency.len() >= store::RECORDS_MAX {
             // Bounded: forget the oldest record (a scan, only ever at the cap).
             let oldest = st
                 .idempotency
@@ -535,9 +535,9 @@ fn create_session(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
     if items.is_empty() {
         return Err(missing("line_items"));
     }
-    if items.len() > MAX_LINE_ITEMS {
+    if items.len() > LINE_ITEMS_MAX {
         return Err(invalid(
-            &format!("You may only specify up to {MAX_LINE_ITEMS} line items."),
+            &format!("You may only specify up to {LINE_ITEMS_MAX} line items."),
             Some("line_items"),
         ));
     }
@@ -552,7 +552,7 @@ fn create_session(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
             return Err(no_such("price", price, &format!("{p}[price]")));
         }
         let qp = format!("{p}[quantity]");
-        let quantity = int_in(required(item.get("quantity"), &qp)?, &qp, 1, MAX_QUANTITY)?;
+        let quantity = int_in(required(item.get("quantity"), &qp)?, &qp, 1, QUANTITY_MAX)?;
         let pdp = format!("{p}[price_data]");
         let pd = item.get("price_data").ok_or_else(|| missing(&pdp))?;
         only(pd, &["currency", "unit_amount", "product_data"], &pdp)?;
@@ -569,7 +569,7 @@ fn create_session(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
             ));
         }
         let ap = format!("{pdp}[unit_amount]");
-        let unit_amount = int_in(required(pd.get("unit_amount"), &ap)?, &ap, 0, MAX_AMOUNT)?;
+        let unit_amount = int_in(required(pd.get("unit_amount"), &ap)?, &ap, 0, AMOUNT_MINOR_MAX)?;
         let prp = format!("{pdp}[product_data]");
         let prod = pd.get("product_data").ok_or_else(|| missing(&prp))?;
         only(prod, &["name", "description", "metadata"], &prp)?;
@@ -587,11 +587,11 @@ fn create_session(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
         metadata(prod.get("metadata"), &format!("{prp}[metadata]"))?;
         let line_total = unit_amount
             .checked_mul(quantity)
-            .filter(|t| *t <= MAX_AMOUNT)
+            .filter(|t| *t <= AMOUNT_MINOR_MAX)
             .ok_or_else(|| too_large(&cur))?;
         subtotal = subtotal
             .checked_add(line_total)
-            .filter(|t| *t <= MAX_AMOUNT)
+            .filter(|t| *t <= AMOUNT_MINOR_MAX)
             .ok_or_else(|| too_large(&cur))?;
         line_items.push(LineItem {
             id: store::new_id("li_", 24),
@@ -743,7 +743,7 @@ fn too_large(currency: &str) -> Resp {
     invalid(
         &format!(
             "The Checkout Session's total amount due must be no more than {} {currency}.",
-            store::format_minor(MAX_AMOUNT, currency)
+            store::format_minor(AMOUNT_MINOR_MAX, currency)
         ),
         Some("line_items"),
     )
@@ -1112,7 +1112,7 @@ fn create_endpoint(st: &mut State, root: &Node) -> Out {
         }
     }
     expand(root, &[])?;
-    if st.endpoints.len() >= MAX_ENDPOINTS {
+    if st.endpoints.len() >= ENDPOINTS_MAX {
         return Err(invalid("Too many webhook endpoints in the sandbox.", Some("url")));
     }
     let endpoint = Endpoint {

@@ -56,7 +56,7 @@ pub struct WebhookFaults {
 }
 
 /// Longest injected API delay (10 minutes).
-const MAX_DELAY_MS: u64 = 600_000;
+const DELAY_MS_MAX: u64 = 600_000;
 
 impl Faults {
     /// Apply a fault request. Returns jobs to send now (released by `hold: false`) or an error
@@ -68,8 +68,8 @@ impl Faults {
                     return Err("api.status must be an HTTP error status (400-599)".into());
                 }
             }
-            if api.delay_ms.is_some_and(|d| d > MAX_DELAY_MS) {
-                return Err(format!("api.delay_ms must be at most {MAX_DELAY_MS}"));
+            if api.delay_ms.is_some_and(|d| d > DELAY_MS_MAX) {
+                return Err(format!("api.delay_ms must be at most {DELAY_MS_MAX}"));
             }
         }
         if let Some(w) = &req.webhooks {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 /// Deepest bracket nesting accepted (Stripe's deepest real parameters use 5).
-const MAX_DEPTH: usize = 10;
+const DEPTH_MAX: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -95,7 +95,7 @@ fn split_key(key: &str) -> Result<(String, Vec<String>), FormError> {
         }
         segments.push(seg.to_string());
         rest = &inner[close + 1..];
-        if segments.len() > MAX_DEPTH {
+        if segments.len() > DEPTH_MAX {
             return Err(FormError {
                 param: key.to_string(),
                 message: format!("Parameter {key} is nested too deeply"),
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(e.param, "metadata[a]");
         assert!(parse(b"a[x]=1&a[]=2").is_err());
         assert!(parse(b"a[0]=1&a[0][b]=2").is_err());
-        let deep = format!("a{}=1", "[x]".repeat(MAX_DEPTH + 1));
+        let deep = format!("a{}=1", "[x]".repeat(DEPTH_MAX + 1));
         assert!(parse(deep.as_bytes()).is_err());
     }
 

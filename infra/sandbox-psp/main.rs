@@ -47,7 +47,7 @@ environment:
   SANDBOX_WEBHOOK_ATTEMPTS_MAX=8        attempts per delivery, the first included
   SANDBOX_WEBHOOK_TIMEOUT_MS=5000       an endpoint slower than this counts as failed";
 
-const MAX_BODY: usize = 1 << 20;
+const BODY_BYTES_MAX: usize = 1 << 20;
 
 pub struct Config {
     pub port: u16,
@@ -366,7 +366,7 @@ async fn serve(
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let request_id = store::new_id("req_", 14);
-    let resp = match Limited::new(body, MAX_BODY).collect().await {
+    let resp = match Limited::new(body, BODY_BYTES_MAX).collect().await {
         Err(_) => stripe_error(
             413,
             "invalid_request_error",

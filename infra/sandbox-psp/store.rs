@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Cap on stored events, request log entries, delivery log entries, balance transactions.
-pub const MAX_RECORDS: usize = 100_000;
+pub const RECORDS_MAX: usize = 100_000;
 /// Cap on stored sessions (and their PaymentIntents).
-pub const MAX_SESSIONS: usize = 100_000;
+pub const SESSIONS_MAX: usize = 100_000;
 /// Idempotency keys are kept 24 h, as at Stripe.
 pub const IDEMPOTENCY_TTL_S: i64 = 24 * 3600;
 pub const DEFAULT_API_VERSION: &str = "2024-06-20";
@@ -278,7 +278,7 @@ pub struct State {
 }
 
 pub fn push_bounded<T>(q: &mut VecDeque<T>, item: T) {
-    if q.len() >= MAX_RECORDS {
+    if q.len() >= RECORDS_MAX {
         q.pop_front();
     }
     q.push_back(item);
@@ -308,7 +308,7 @@ impl State {
     }
 
     pub fn insert_session(&mut self, session: Session, intent: PaymentIntent) {
-        if self.session_order.len() >= MAX_SESSIONS {
+        if self.session_order.len() >= SESSIONS_MAX {
             if let Some(old) = self.session_order.pop_front() {
                 if let Some(s) = self.sessions.remove(&old) {
                     self.intents.remove(&s.payment_intent);
@@ -481,7 +481,7 @@ impl State {
                 copy: 0,
             });
         }
-        if self.event_order.len() >= MAX_RECORDS {
+        if self.event_order.len() >= RECORDS_MAX {
             if let Some(old) = self.event_order.pop_front() {
                 self.events.remove(&old);
             }

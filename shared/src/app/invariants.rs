@@ -11,10 +11,7 @@ pub async fn check_invariants<S: InvariantSource>(store: &S) -> Result<Report, S
 
 #[cfg(test)]
 mod tests {
-    use rust_decimal::Decimal;
-
     use super::*;
-    use crate::app::consumers::{Consumer, LedgerConsumer, WalletConsumer};
     use crate::app::memory::{paid_event, Memory};
     use crate::domain::currency::Currency;
     use crate::domain::ids::{AccountId, PaymentOrderId, SellerId};
@@ -23,10 +20,6 @@ mod tests {
     use crate::domain::ledger::LedgerAccount;
     use crate::domain::outbox::{OutboxBody, OutboxEvent};
     use crate::domain::pay_in::PaymentStatus;
-
-    fn rate() -> Decimal {
-        Decimal::new(25, 3)
-    }
 
     /// Two paid payments through both consumers: everything holds.
     async fn settled() -> (Memory, Vec<OutboxEvent>) {
@@ -40,21 +33,7 @@ mod tests {
             for o in &p.payment_orders {
                 store.set_order(&o.payment_order_id, PaymentStatus::Success);
             }
-            let body = e.to_json();
-            LedgerConsumer {
-                store: &store,
-                fee_rate: rate(),
-            }
-            .apply(&body)
-            .await
-            .unwrap();
-            WalletConsumer {
-                store: &store,
-                fee_rate: rate(),
-            }
-            .apply(&body)
-            .await
-            .unwrap();
+            store.consume(e).await;
         }
         (store, events)
     }

@@ -138,6 +138,25 @@ impl Memory {
         }
     }
 
+    /// Delivers `event` to both consumers (fee 2.5 %), as the queues would.
+    pub async fn consume(&self, event: &OutboxEvent) -> (Written, Written) {
+        use crate::app::consumers::{Consumer, LedgerConsumer, WalletConsumer};
+        let (body, fee_rate) = (event.to_json(), rust_decimal::Decimal::new(25, 3));
+        let ledger = LedgerConsumer {
+            store: self,
+            fee_rate,
+        }
+        .apply(&body)
+        .await;
+        let wallet = WalletConsumer {
+            store: self,
+            fee_rate,
+        }
+        .apply(&body)
+        .await;
+        (ledger.expect("ledger consumer"), wallet.expect("wallet consumer"))
+    }
+
     pub fn add_outbox(&self, e: &OutboxEvent) {
         self.outbox.lock().unwrap().push(e.clone());
     }

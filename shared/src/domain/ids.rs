@@ -1,8 +1,6 @@
 //! Identifiers. Ours are prefixed, time-ordered UUIDv7s (`chk_…`, `po_…`); the client's are
 //! validated strings. Each is its own type, so a seller id can never be passed as an order id.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +15,44 @@ pub enum IdError {
     Format { kind: &'static str },
 }
 
+/// What every string id shares, whatever checks its text: serde through its checked parse
+/// (`parse`), `as_str`, and Display/Debug as the bare text. `$error` is the parse's error.
+#[macro_export]
+macro_rules! string_id_impls {
+    ($name:ident, $error:ty) => {
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $error;
+            fn try_from(s: String) -> Result<Self, $error> {
+                $name::parse(&s)
+            }
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// Declares an id minted by us: `<prefix><32 lower-case hex digits of a UUIDv7>`.
 macro_rules! minted_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
@@ -25,18 +61,7 @@ macro_rules! minted_id {
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(s: String) -> Result<Self, IdError> {
-                $name::parse(&s)
-            }
-        }
+        string_id_impls!($name, IdError);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
@@ -55,22 +80,6 @@ macro_rules! minted_id {
                     Err(IdError::Format { kind: $kind })
                 }
             }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
         }
     };
 }
@@ -83,38 +92,11 @@ macro_rules! client_id {
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(s: String) -> Result<Self, IdError> {
-                validate_client_id(&s).map(|()| $name(s))
-            }
-        }
+        string_id_impls!($name, IdError);
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 validate_client_id(s).map(|()| $name(s.to_owned()))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
             }
         }
     };

@@ -7,10 +7,10 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use super::currency::Currency;
 
 /// The largest amount one charge may carry, in minor units (Stripe's limit: 99,999,999).
-pub const MAX_CHARGE_MINOR: i64 = 99_999_999;
+pub const CHARGE_MINOR_MAX: i64 = 99_999_999;
 
 /// The longest decimal text we look at; anything longer is not an amount we could accept.
-const MAX_AMOUNT_TEXT_LEN: usize = 32;
+const AMOUNT_TEXT_LEN_MAX: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
@@ -50,10 +50,10 @@ impl Money {
     /// digits with an optional fraction, nothing else — no sign, exponent, spaces or hex.
     /// Trailing zeros beyond the currency's decimals are fine (`10.50` JPY is not; `10.500` USD is).
     pub fn parse(text: &str, currency: Currency) -> Result<Self, MoneyError> {
-        if text.len() > MAX_AMOUNT_TEXT_LEN {
+        if text.len() > AMOUNT_TEXT_LEN_MAX {
             return Err(MoneyError::TooLarge {
                 currency,
-                max: Money::from_minor(MAX_CHARGE_MINOR, currency).to_string(),
+                max: Money::from_minor(CHARGE_MINOR_MAX, currency).to_string(),
             });
         }
         if text.starts_with('-') {
@@ -101,10 +101,10 @@ impl Money {
         if self.minor <= 0 {
             return Err(MoneyError::NotPositive);
         }
-        if self.minor > MAX_CHARGE_MINOR {
+        if self.minor > CHARGE_MINOR_MAX {
             return Err(MoneyError::TooLarge {
                 currency: self.currency,
-                max: Money::from_minor(MAX_CHARGE_MINOR, self.currency).to_string(),
+                max: Money::from_minor(CHARGE_MINOR_MAX, self.currency).to_string(),
             });
         }
         Ok(())
@@ -350,7 +350,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn display_parse_roundtrip(minor in 1i64..=MAX_CHARGE_MINOR, which in 0usize..3) {
+        fn display_parse_roundtrip(minor in 1i64..=CHARGE_MINOR_MAX, which in 0usize..3) {
             let c = [usd(), jpy(), kwd()][which];
             let m = Money::from_minor(minor, c);
             prop_assert_eq!(Money::parse(&m.to_string(), c).unwrap(), m);
@@ -365,7 +365,7 @@ mod tests {
         }
 
         #[test]
-        fn allocation_never_loses_a_cent(minor in 0i64..=MAX_CHARGE_MINOR, weights in prop::collection::vec(0u64..1_000, 1..50)) {
+        fn allocation_never_loses_a_cent(minor in 0i64..=CHARGE_MINOR_MAX, weights in prop::collection::vec(0u64..1_000, 1..50)) {
             let m = Money::from_minor(minor, usd());
             match m.allocate(&weights) {
                 None => prop_assert!(weights.iter().all(|w| *w == 0)),
@@ -381,7 +381,7 @@ mod tests {
         }
 
         #[test]
-        fn fee_and_net_sum_to_amount(minor in 1i64..=MAX_CHARGE_MINOR, bps in 0u32..=10_000, which in 0usize..3) {
+        fn fee_and_net_sum_to_amount(minor in 1i64..=CHARGE_MINOR_MAX, bps in 0u32..=10_000, which in 0usize..3) {
             let c = [usd(), jpy(), kwd()][which];
             let m = Money::from_minor(minor, c);
             let rate = Decimal::new(i64::from(bps), 4);

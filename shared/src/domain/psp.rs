@@ -2,8 +2,6 @@
 //! webhook signatures (Stripe's scheme: HMAC-SHA256 over `"<t>.<body>"`), verified here because
 //! they are pure. The Stripe wire format lives in `adapters::stripe`.
 
-use std::fmt;
-
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -43,35 +41,9 @@ macro_rules! psp_id {
                 }
             }
 
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
         }
 
-        impl TryFrom<String> for $name {
-            type Error = PspIdError;
-            fn try_from(s: String) -> Result<Self, PspIdError> {
-                $name::parse(&s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
+        $crate::string_id_impls!($name, PspIdError);
     };
 }
 

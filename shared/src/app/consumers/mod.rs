@@ -100,21 +100,7 @@ mod tests {
             unreachable!()
         };
         e.body = OutboxBody::PaymentFailed(p);
-        let body = e.to_json();
-        LedgerConsumer {
-            store: &store,
-            fee_rate: rate(),
-        }
-        .apply(&body)
-        .await
-        .unwrap();
-        WalletConsumer {
-            store: &store,
-            fee_rate: rate(),
-        }
-        .apply(&body)
-        .await
-        .unwrap();
+        store.consume(&e).await;
         assert!(store.transactions.lock().unwrap().is_empty());
         assert!(store.wallets.lock().unwrap().is_empty());
     }
