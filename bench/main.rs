@@ -17,6 +17,7 @@ use shared::api::pay_in::parse_checkout_request;
 use shared::domain::idempotency::IdempotencyRecord;
 use shared::domain::idempotency::ResourceRef;
 use shared::domain::ids::AccountId;
+use shared::domain::ledger::LedgerAccount;
 use shared::domain::outbox::OutboxEvent;
 use shared::domain::pay_in::{PaymentEvent, SessionRequest};
 use shared::domain::psp::sign;
@@ -152,6 +153,26 @@ fn record(
             "rps_ratio": round(api.rps / floor.rps),
         }),
     );
+}
+
+/// A checkout as create_payment opens it, with its idempotency record (for the floors).
+fn floor_checkout(
+    account: &AccountId,
+    i: usize,
+) -> (IdempotencyRecord, Checkout, Vec<shared::domain::PaymentOrder>) {
+    let text = body(i);
+    let request = parse_checkout_request(text.as_bytes()).unwrap();
+    let now = chrono::Utc::now();
+    let (checkout, orders) = Checkout::open(&request, account, now);
+    let ms = now.timestamp_millis();
+    let record = IdempotencyRecord::new_in_progress(
+        format!("floor#{}", common::new_key()),
+        request.fingerprint(),
+        ResourceRef::checkout(&checkout.id),
+        ms,
+        ms + 10_000,
+    );
+    (record, checkout, orders)
 }
 
 /// A USD decimal string from our API as minor units.
@@ -303,28 +324,48 @@ async fn main() {
         &[]
     };
     for &(concurrency, n) in create_runs {
-        let floor = measure(n, concurrency, |i| {
+        // The floor is the essential work, done directly: the claim transaction (record,
+        // checkout, orders), the PSP session, and the transaction that stores the session and
+        // the reply. The old floor stopped after the PSP call; its ratio is printed alongside.
+        let old_floor = measure(n, concurrency, |i| {
             let (store, floor_account, psp) = (&store, &floor_account, &psp);
             async move {
-                let text = body(i);
-                let request = parse_checkout_request(text.as_bytes()).unwrap();
-                let now = chrono::Utc::now();
-                let (checkout, orders) = Checkout::open(&request, floor_account, now);
-                let ms = now.timestamp_millis();
-                let record = IdempotencyRecord::new_in_progress(
-                    format!("floor#{}", common::new_key()),
-                    request.fingerprint(),
-                    ResourceRef::checkout(&checkout.id),
-                    ms,
-                    ms + 10_000,
-                );
+                let (record, checkout, orders) = floor_checkout(floor_account, i);
                 store
                     .begin_checkout(&record, &checkout, &orders, None)
                     .await
                     .unwrap();
-                // ...and the one PSP call it needs (the sandbox, same run).
                 let session = SessionRequest::for_checkout(&checkout, &orders, "http://127.0.0.1:3000");
                 psp.create_session(&session).await.unwrap();
+            }
+        })
+        .await;
+        let floor = measure(n, concurrency, |i| {
+            let (store, floor_account, psp) = (&store, &floor_account, &psp);
+            async move {
+                let (record, mut checkout, mut orders) = floor_checkout(floor_account, i);
+                store
+                    .begin_checkout(&record, &checkout, &orders, None)
+                    .await
+                    .unwrap();
+                let session = SessionRequest::for_checkout(&checkout, &orders, "http://127.0.0.1:3000");
+                let session = psp.create_session(&session).await.unwrap();
+                checkout.psp_session = Some(session.id);
+                checkout.psp_url = Some(session.url);
+                let from = checkout
+                    .apply(&mut orders, PaymentEvent::Submitted, chrono::Utc::now())
+                    .unwrap();
+                let body = "{}".to_owned();
+                let completion = shared::ports::Completion {
+                    record_id: &record.record_id,
+                    lease_token: record.lease_token().unwrap(),
+                    status: 201,
+                    body: &body,
+                };
+                assert!(store
+                    .save_transition(&checkout, &orders, from, completion)
+                    .await
+                    .unwrap());
             }
         })
         .await;
@@ -338,14 +379,22 @@ async fn main() {
             }
         })
         .await;
-        record(
-            &mut results,
-            &format!("create_payment_c{concurrency}"),
-            n,
-            concurrency,
-            &api,
-            &floor,
+        let name = format!("create_payment_c{concurrency}");
+        record(&mut results, &name, n, concurrency, &api, &floor);
+        println!(
+            "{:<20} against the old floor (claim + PSP call, no transition): p50 x{:.2}, p99 x{:.2}",
+            "",
+            api.p50_ms / old_floor.p50_ms,
+            api.p99_ms / old_floor.p99_ms
         );
+        if let Some(Value::Object(r)) = results.get_mut(&name) {
+            r.insert("old_floor_p50_ms".into(), json!(round(old_floor.p50_ms)));
+            r.insert("old_floor_p99_ms".into(), json!(round(old_floor.p99_ms)));
+            r.insert(
+                "old_floor_p50_ratio".into(),
+                json!(round(api.p50_ms / old_floor.p50_ms)),
+            );
+        }
     }
 
     // The pipeline first: the scenarios after it pause the relay for their floors.
@@ -354,6 +403,9 @@ async fn main() {
     }
     if run("webhook") {
         webhook(&stack, &acct, &store, &mut results).await;
+    }
+    if run("ledger") {
+        ledger_account(&stack, &acct, &mut results).await;
     }
     if run("bootstrap") {
         bootstrap(&release, &stack, &mut results).await;
@@ -443,21 +495,7 @@ async fn stage_checkouts(
     label: &str,
 ) -> std::sync::Mutex<Vec<(Checkout, Vec<shared::domain::PaymentOrder>)>> {
     let floor_account = AccountId::parse(&format!("acct_bench_{label}")).unwrap();
-    let mut staged = Vec::with_capacity(n);
-    for i in 0..n {
-        let request = parse_checkout_request(body(i).as_bytes()).unwrap();
-        let now = chrono::Utc::now();
-        let (checkout, orders) = Checkout::open(&request, &floor_account, now);
-        let ms = now.timestamp_millis();
-        let record = IdempotencyRecord::new_in_progress(
-            format!("{label}#{i}#{}", common::new_key()),
-            request.fingerprint(),
-            ResourceRef::checkout(&checkout.id),
-            ms,
-            ms,
-        );
-        staged.push((record, checkout, orders));
-    }
+    let staged: Vec<_> = (0..n).map(|i| floor_checkout(&floor_account, i)).collect();
     futures::stream::iter(staged.iter())
         .for_each_concurrent(16, |(r, c, o)| async move {
             store.begin_checkout(r, c, o, None).await.unwrap();
@@ -535,6 +573,8 @@ async fn pipeline(
     // and closes the gate while sending, then waits until both consumers have acknowledged
     // every event. Duplicates (at-least-once) count too, so the scans below have the last word.
     let n64 = n as u64;
+    // When each consumer had acknowledged all N: its own throughput.
+    let consumer_done = std::sync::Mutex::new((None::<Duration>, None::<Duration>));
     let watch = async {
         let mut shown = Instant::now();
         loop {
@@ -549,6 +589,15 @@ async fn pipeline(
                     started.elapsed().as_secs(),
                 );
                 shown = Instant::now();
+            }
+            {
+                let mut done = consumer_done.lock().unwrap();
+                if l >= n64 && done.0.is_none() {
+                    done.0 = Some(started.elapsed());
+                }
+                if w >= n64 && done.1.is_none() {
+                    done.1 = Some(started.elapsed());
+                }
             }
             if l >= n64 && w >= n64 {
                 break;
@@ -647,11 +696,206 @@ async fn pipeline(
         "{:<20} n={n:<5} window {window} {:>7.1} payments/s (floor {:>7.1}, {:.0}%)  lag webhook->wallet p50 {:>7.0} ms p99 {:>7.0} ms  floor p50 {:.2} ms  invariants {}",
         "pipeline", rps, floor_rps, 100.0 * rps / floor_rps, p(0.5), p(0.99), floor.p50_ms, if report.ok { "hold" } else { "BROKEN" }
     );
+    let (ledger_done, wallet_done) = consumer_done.into_inner().unwrap();
+    let per_s = |d: Option<Duration>| d.map_or(0.0, |d| n as f64 / d.as_secs_f64());
+    let (ledger_rps, wallet_rps) = (per_s(ledger_done), per_s(wallet_done));
+    println!(
+        "{:<20} each consumer, N events acknowledged: ledger {ledger_rps:.1} events/s, wallet {wallet_rps:.1} events/s",
+        ""
+    );
     assert!(report.ok, "{:?}", report.violations);
     results.insert(
         "pipeline".into(),
         json!({"n": n, "concurrency": 16, "window": window, "rps": round(rps), "floor_rps": round(floor_rps), "rps_ratio": round(rps / floor_rps),
                "lag_p50_ms": round(p(0.5)), "lag_p99_ms": round(p(0.99)), "floor_p50_ms": round(floor.p50_ms), "floor_p99_ms": round(floor.p99_ms),
+               "ledger_consumer_rps": round(ledger_rps), "wallet_consumer_rps": round(wallet_rps),
                "invariants_hold": report.ok}),
+    );
+}
+
+/// Writes `n` balanced one-cent transactions (debit `account`, credit `bank:bench_counter`)
+/// straight into the ledger with `BatchWriteItem`: headers and entry lines exactly as the
+/// ledger consumer writes them (setup, untimed; the scenario measures reads). Returns the
+/// running totals they add, per account.
+async fn seed_entries(
+    client: &aws_sdk_dynamodb::Client,
+    account_id: &AccountId,
+    account: &str,
+    n: usize,
+) -> Vec<(LedgerAccount, i64, i64)> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    use shared::domain::ledger::{Direction, Entry, LedgerTransaction};
+    let usd = shared::domain::Currency::parse("USD").unwrap();
+    let (target, counter) = (
+        LedgerAccount::parse(account).unwrap(),
+        LedgerAccount::parse("bank:bench_counter").unwrap(),
+    );
+    let started = Instant::now();
+    let items: Vec<_> = (0..n)
+        .flat_map(|i| {
+            let entry = |account: &LedgerAccount, direction| Entry {
+                account: account.clone(),
+                direction,
+                amount: shared::domain::Money::from_minor(1, usd),
+            };
+            let tx = LedgerTransaction::new(
+                format!("ltx_bench_{account}_{i}"),
+                format!("obx_bench_{account}_{i}"),
+                account_id.clone(),
+                None,
+                shared::domain::time::format_time(
+                    chrono::DateTime::from_timestamp_millis(1_767_225_600_000 + i as i64).unwrap(),
+                ),
+                vec![
+                    entry(&target, Direction::Debit),
+                    entry(&counter, Direction::Credit),
+                ],
+            )
+            .unwrap();
+            shared::adapters::dynamo::ledger::ledger_items(&tx)
+        })
+        .collect();
+    let chunks: Vec<Vec<_>> = items.chunks(25).map(<[_]>::to_vec).collect();
+    futures::stream::iter(chunks)
+        .for_each_concurrent(16, |chunk| async move {
+            let mut pending: Vec<WriteRequest> = chunk
+                .into_iter()
+                .map(|item| {
+                    WriteRequest::builder()
+                        .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                        .build()
+                })
+                .collect();
+            while !pending.is_empty() {
+                let out = client
+                    .batch_write_item()
+                    .request_items("LedgerTable", std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .unwrap();
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove("LedgerTable"))
+                    .unwrap_or_default();
+            }
+        })
+        .await;
+    eprintln!(
+        "ledger: {n} transactions for {account} written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    vec![(target, n as i64, 0), (counter, 0, n as i64)]
+}
+
+/// Sets an account's running totals (one shard) to what its seeded entries add up to.
+async fn put_totals(
+    client: &aws_sdk_dynamodb::Client,
+    account_id: &AccountId,
+    account: &LedgerAccount,
+    debits: i64,
+    credits: i64,
+) {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    client
+        .put_item()
+        .table_name("LedgerBalancesTable")
+        .item(
+            "pk",
+            S(shared::adapters::dynamo::ledger::balance_key(account_id, account)),
+        )
+        .item("sk", S("USD#00".into()))
+        .item("entity", S("ledger_balance".into()))
+        .item("account_id", S(account_id.to_string()))
+        .item("ledger_account", S(account.to_string()))
+        .item("currency", S("USD".into()))
+        .item("shard", N("0".into()))
+        .item("debits_minor", N(debits.to_string()))
+        .item("credits_minor", N(credits.to_string()))
+        .item("entries", N((debits + credits).to_string()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `GET /v1/ledger/accounts/{account}` for an account with 100,000 entries next to one with
+/// 100: the balance is the running totals, so the two should not differ beyond noise. Next
+/// to them, once, what the read used to do: sum every entry of the large account.
+async fn ledger_account(
+    stack: &common::Stack,
+    acct: &common::Account,
+    results: &mut serde_json::Map<String, Value>,
+) {
+    let n_big = env_n("BENCH_N_LEDGER_ENTRIES", 100_000);
+    let n_small = 100;
+    let n_reads = env_n("BENCH_N_LEDGER_READS", 300);
+    let client = stack.store().await.client;
+    let mut totals: std::collections::BTreeMap<LedgerAccount, (i64, i64)> = Default::default();
+    for (account, n) in [("bank:bench_big", n_big), ("bank:bench_small", n_small)] {
+        for (a, d, c) in seed_entries(&client, &acct.account_id, account, n).await {
+            let t = totals.entry(a).or_default();
+            t.0 += d;
+            t.1 += c;
+        }
+    }
+    for (account, (d, c)) in &totals {
+        put_totals(&client, &acct.account_id, account, *d, *c).await;
+    }
+    let read = |account: &'static str, want_entries: usize| {
+        move |_| async move {
+            let r = acct.get(&format!("/v1/ledger/accounts/{account}?limit=20")).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(
+                r.json["balances"][0]["entries"], want_entries as i64,
+                "{}",
+                r.text
+            );
+        }
+    };
+    measure(20, 1, read("bank:bench_big", n_big)).await;
+    let small = measure(n_reads, 1, read("bank:bench_small", n_small)).await;
+    let big = measure(n_reads, 1, read("bank:bench_big", n_big)).await;
+    // What the read did before running totals: every entry of the account, page by page.
+    let sum_all = measure(3, 1, |_| {
+        let (client, account_id) = (&client, &acct.account_id);
+        async move {
+            let mut start = None;
+            let mut seen = 0usize;
+            loop {
+                let page = client
+                    .query()
+                    .table_name("LedgerTable")
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(
+                        ":pk",
+                        aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                            "ACCT#{account_id}#bank:bench_big"
+                        )),
+                    )
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .unwrap();
+                seen += page.items.map_or(0, |i| i.len());
+                match page.last_evaluated_key {
+                    Some(k) if !k.is_empty() => start = Some(k),
+                    _ => break,
+                }
+            }
+            assert_eq!(seen, n_big);
+        }
+    })
+    .await;
+    println!(
+        "{:<20} n={n_reads:<5} {n_big} entries: p50 {:>6.2} ms p99 {:>6.2} ms | {n_small} entries: p50 {:>6.2} ms p99 {:>6.2} ms | p50 x{:.2}  (summing every entry, as before: {:.0} ms)",
+        "get_ledger_account", big.p50_ms, big.p99_ms, small.p50_ms, small.p99_ms, big.p50_ms / small.p50_ms, sum_all.p50_ms
+    );
+    results.insert(
+        "get_ledger_account".into(),
+        json!({"n": n_reads, "entries_big": n_big, "entries_small": n_small,
+               "big_p50_ms": round(big.p50_ms), "big_p99_ms": round(big.p99_ms),
+               "small_p50_ms": round(small.p50_ms), "small_p99_ms": round(small.p99_ms),
+               "p50_ratio": round(big.p50_ms / small.p50_ms), "p99_ratio": round(big.p99_ms / small.p99_ms),
+               "sum_every_entry_ms": round(sum_all.p50_ms)}),
     );
 }

@@ -235,3 +235,52 @@ async fn the_relay_reading_its_stream_again_publishes_again_and_changes_nothing(
     assert_eq!(after_wallets, before_wallets, "no wallet moved");
     s.assert_invariants().await;
 }
+
+#[tokio::test]
+async fn a_malformed_outbox_record_fails_to_the_on_failure_destination_and_is_never_skipped() {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let _turn = TURN.lock().await;
+    let s = stack();
+    let delivered = || s.mapping_metric("OutboxRelayFunction", "OnFailureDestinationDeliveredEventCount");
+    let before = delivered().await;
+    // An outbox record whose payload is not an event (a bug, or tampering): the relay must not
+    // drop it quietly.
+    let event_id = format!("obx_malformed_{}", &common::new_key()[..8]);
+    let client = s.store().await.client;
+    let put = client
+        .put_item()
+        .table_name("PaymentsTable")
+        .item("pk", S(format!("OUTBOX#{event_id}")))
+        .item("sk", S("OUTBOX".into()))
+        .item("entity", S("outbox".into()))
+        .item("event_id", S(event_id.clone()))
+        .item("event_type", S("PAYMENT_SUCCEEDED".into()))
+        .item("payload", S(r#"{"not":"an event"}"#.into()));
+    put.send().await.unwrap();
+    let started = Instant::now();
+    while delivered().await <= before {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the malformed record never reached the relay's on-failure destination"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let logs = s.function_logs();
+    assert!(
+        logs.contains("outbox record cannot be relayed; failing it") && logs.contains("not an outbox event"),
+        "the relay logs the record's reason"
+    );
+    assert!(s.queue_depth("RelayFailureQueue").await >= 1);
+    // Take it out of the table (the invariant check reads it too), then the relay goes on.
+    client
+        .delete_item()
+        .table_name("PaymentsTable")
+        .key("pk", S(format!("OUTBOX#{event_id}")))
+        .key("sk", S("OUTBOX".into()))
+        .send()
+        .await
+        .unwrap();
+    let acct = s.new_account(None).await;
+    let expected = pay_mix(&acct, "after_malformed", 2).await;
+    wallets_reach("after a malformed record", &acct, &expected).await;
+}

@@ -93,43 +93,53 @@ fn pick_shard(account: &LedgerAccount) -> u32 {
     (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u32
 }
 
-impl LedgerStore {
-    /// The transaction's items: its header, one line per entry, and one running-total update
-    /// per (account, currency), each on a freshly drawn shard.
-    fn append_items(&self, tx: &LedgerTransaction) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let mut header: Item = HashMap::from([
-            ("pk".into(), s(format!("LTX#{}", tx.id))),
-            ("sk".into(), s("LTX")),
-            ("entity".into(), s("ledger_transaction")),
-            ("transaction_id".into(), s(&tx.id)),
-            ("event_id".into(), s(&tx.event_id)),
-            ("account_id".into(), s(tx.account_id.as_str())),
-            ("created_at".into(), s(&tx.created_at)),
-            (
-                "entries".into(),
-                AttributeValue::L(
-                    tx.entries
-                        .iter()
-                        .map(|e| AttributeValue::M(entry_map(e)))
-                        .collect(),
-                ),
+/// A transaction's items in the ledger table: its header, then one line per entry.
+pub fn ledger_items(tx: &LedgerTransaction) -> Vec<Item> {
+    let mut header: Item = HashMap::from([
+        ("pk".into(), s(format!("LTX#{}", tx.id))),
+        ("sk".into(), s("LTX")),
+        ("entity".into(), s("ledger_transaction")),
+        ("transaction_id".into(), s(&tx.id)),
+        ("event_id".into(), s(&tx.event_id)),
+        ("account_id".into(), s(tx.account_id.as_str())),
+        ("created_at".into(), s(&tx.created_at)),
+        (
+            "entries".into(),
+            AttributeValue::L(
+                tx.entries
+                    .iter()
+                    .map(|e| AttributeValue::M(entry_map(e)))
+                    .collect(),
             ),
+        ),
+    ]);
+    if let Some(po) = &tx.payment_order_id {
+        header.insert("payment_order_id".into(), s(po.as_str()));
+    }
+    let mut items = vec![header];
+    for (i, e) in tx.entries.iter().enumerate() {
+        let mut line = entry_map(e);
+        line.extend([
+            ("pk".into(), s(format!("ACCT#{}#{}", tx.account_id, e.account))),
+            ("sk".into(), s(format!("{}#{}#{i}", tx.created_at, tx.id))),
+            ("entity".into(), s("ledger_entry")),
+            ("transaction_id".into(), s(&tx.id)),
+            ("created_at".into(), s(&tx.created_at)),
         ]);
-        if let Some(po) = &tx.payment_order_id {
-            header.insert("payment_order_id".into(), s(po.as_str()));
-        }
-        let mut items = vec![put_if_absent(&self.ledger_table, header)?];
-        for (i, e) in tx.entries.iter().enumerate() {
-            let mut line = entry_map(e);
-            line.extend([
-                ("pk".into(), s(format!("ACCT#{}#{}", tx.account_id, e.account))),
-                ("sk".into(), s(format!("{}#{}#{i}", tx.created_at, tx.id))),
-                ("entity".into(), s("ledger_entry")),
-                ("transaction_id".into(), s(&tx.id)),
-                ("created_at".into(), s(&tx.created_at)),
-            ]);
-            items.push(put_if_absent(&self.ledger_table, line)?);
-        }
+        items.push(line);
+    }
+    items
+}
+
+impl LedgerStore {
+    /// The transaction's items, each put only if new (the header first: its condition says
+    /// whether the transaction was written before), then one running-total update per
+    /// (account, currency), each on a freshly drawn shard.
+    fn append_items(&self, tx: &LedgerTransaction) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut items = ledger_items(tx)
+            .into_iter()
+            .map(|item| put_if_absent(&self.ledger_table, item))
+            .collect::<Result<Vec<_>, _>>()?;
         let deltas =
             deltas(tx).ok_or_else(|| StoreError::Corrupt(format!("totals of {} overflow", tx.id)))?;
         for ((account, currency), add) in deltas {
