@@ -134,6 +134,76 @@ async fn ensure_ttl(client: &Client, t: &TableSpec, attr: &str) -> Result<(), St
     Ok(())
 }
 
+/// Brings an existing table's global secondary indexes to the template's, as a deploy of the
+/// changed template would: indexes the template dropped are deleted, new ones created (one per
+/// `UpdateTable`, as DynamoDB requires). Data kept in `.local/data` thus survives a change of
+/// indexes.
+async fn sync_indexes(client: &Client, t: &TableSpec, have: &[String]) -> Result<(), String> {
+    let want: HashSet<&str> = t
+        .global_secondary_indexes
+        .iter()
+        .map(|ix| ix.name.as_str())
+        .collect();
+    for name in have.iter().filter(|n| !want.contains(n.as_str())) {
+        let delete = aws_sdk_dynamodb::types::DeleteGlobalSecondaryIndexAction::builder()
+            .index_name(name)
+            .build()
+            .map_err(|e| e.to_string())?;
+        client
+            .update_table()
+            .table_name(&t.name)
+            .global_secondary_index_updates(
+                aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
+                    .delete(delete)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err(&format!("UpdateTable {} (delete index {name})", t.name), e))?;
+        eprintln!(
+            "twin: table {}: index {name} deleted (not in the template)",
+            t.name
+        );
+    }
+    for ix in t
+        .global_secondary_indexes
+        .iter()
+        .filter(|ix| !have.contains(&ix.name))
+    {
+        let create = aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
+            .index_name(&ix.name)
+            .set_key_schema(Some(key_schema(&ix.key_schema)?))
+            .projection(projection(ix))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut req = client
+            .update_table()
+            .table_name(&t.name)
+            .global_secondary_index_updates(
+                aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
+                    .create(create)
+                    .build(),
+            );
+        for (name, ty) in &t.attribute_definitions {
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::from(ty.as_str()))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        req.send()
+            .await
+            .map_err(|e| sdk_err(&format!("UpdateTable {} (create index {})", t.name, ix.name), e))?;
+        eprintln!(
+            "twin: table {}: index {} created (new in the template)",
+            t.name, ix.name
+        );
+    }
+    Ok(())
+}
+
 /// Create every table that does not exist yet; returns the tables' Arn / StreamArn.
 pub async fn create_tables(client: &Client, tables: &[TableSpec]) -> Result<Attributes, String> {
     let existing = existing_tables(client).await?;
@@ -159,6 +229,14 @@ pub async fn create_tables(client: &Client, tables: &[TableSpec]) -> Result<Attr
             .send()
             .await
             .map_err(|e| sdk_err(&format!("DescribeTable {}", t.name), e))?;
+        if let (Some(table), "exists") = (desc.table(), state) {
+            let have: Vec<String> = table
+                .global_secondary_indexes()
+                .iter()
+                .filter_map(|ix| ix.index_name().map(str::to_owned))
+                .collect();
+            sync_indexes(client, t, &have).await?;
+        }
         if let Some(table) = desc.table() {
             if let Some(arn) = table.table_arn() {
                 attrs.insert((t.logical_id.clone(), "Arn".into()), arn.to_string());

@@ -103,6 +103,12 @@ impl CallerCache {
         self.known.lock().ok()?.get(key_hash).cloned()
     }
 
+    pub fn forget(&self, key_hash: &str) {
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(key_hash);
+        }
+    }
+
     pub fn remember(&self, key_hash: &str, caller: &Caller) {
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= CALLERS_REMEMBERED_MAX {
@@ -127,6 +133,9 @@ pub enum Authority {
 #[derive(Debug)]
 pub enum Outcome {
     Answered(Result<Reply, ApiError>),
+    /// The key's charge in the claim was refused; nothing was written. The key as it was
+    /// (`None`: no such key), to decide on as authentication does.
+    KeyRefused(Option<ApiKeyRecord>),
     /// Nothing was written: authenticate the ordinary way, then run again.
     Authenticate,
 }
@@ -173,20 +182,53 @@ where
 {
     let key_hash = hash_api_key(bearer_token(authorization)?);
     if let Some(caller) = callers.get(&key_hash) {
-        let charge = KeyCharge {
-            key_hash: key_hash.clone(),
-            now_us,
-            default_interval_us: default_limit.interval_us(),
-        };
-        if let Outcome::Answered(answer) = run(Authority::InClaim { caller, charge }).await {
-            return answer;
+        // The same decisions as `authenticate_hash`, on the key each refused claim hands back:
+        // idle, then within the burst, until it goes through, is refused for good, or the
+        // attempts run out (then the ordinary path decides).
+        let mut busy_limit_us = None;
+        for _ in 0..ATTEMPTS_MAX {
+            let charge = KeyCharge {
+                key_hash: key_hash.clone(),
+                now_us,
+                default_interval_us: default_limit.interval_us(),
+                busy_limit_us,
+            };
+            let key = match run(Authority::InClaim {
+                caller: caller.clone(),
+                charge,
+            })
+            .await
+            {
+                Outcome::Answered(answer) => return answer,
+                Outcome::Authenticate => break,
+                Outcome::KeyRefused(key) => key,
+            };
+            match key {
+                Some(record) if record.active => {
+                    match record
+                        .limit
+                        .unwrap_or(default_limit)
+                        .decide(record.tat_us, now_us)
+                    {
+                        RateDecision::Idle => busy_limit_us = None,
+                        RateDecision::Busy { limit_us } => busy_limit_us = Some(limit_us),
+                        RateDecision::Limited { retry_after_s } => {
+                            return Err(ApiError::rate_limited(retry_after_s))
+                        }
+                    }
+                }
+                _ => {
+                    callers.forget(&key_hash);
+                    return Err(ApiError::unauthenticated("Invalid API key provided"));
+                }
+            }
         }
     }
     let caller = authenticate_hash(keys, &key_hash, default_limit, now_us).await?;
     callers.remember(&key_hash, &caller);
     match run(Authority::Checked(caller)).await {
         Outcome::Answered(answer) => answer,
-        Outcome::Authenticate => {
+        Outcome::Authenticate | Outcome::KeyRefused(_) => {
             tracing::error!("a checked caller was sent to authenticate again");
             Err(ApiError::internal())
         }
@@ -282,6 +324,37 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(*calls.lock().unwrap(), [false, true, true, false]);
+        // The claim refused the key as busy: charged again within its burst, in the claim.
+        let refusals = Mutex::new(1);
+        let busy_then_ok = |auth: Authority| {
+            let (calls, refusals, store) = (&calls, &refusals, &store);
+            async move {
+                calls.lock().unwrap().push(auth.charge().is_some());
+                let mut left = refusals.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return Outcome::KeyRefused(store.key("secret-2"));
+                }
+                assert!(auth.charge().unwrap().busy_limit_us.is_some(), "{auth:?}");
+                Outcome::Answered(Ok(Reply::json(201, &serde_json::json!({}))))
+            }
+        };
+        calls.lock().unwrap().clear();
+        authenticated_post(
+            &store,
+            &callers,
+            Some("Bearer secret-2"),
+            dflt,
+            3_000_001,
+            busy_then_ok,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [true, true],
+            "two claims, no separate authentication"
+        );
         // A revoked key is 401 even when remembered.
         store.revoke_key("secret-2");
         let e = authenticated_post(
@@ -295,5 +368,28 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.status, 401);
+        // And refused in the claim, a revoked key is 401 and forgotten.
+        let refused = |_auth: Authority| async { Outcome::KeyRefused(store.key("secret-2")) };
+        callers.remember(&hash_api_key("secret-2"), &callers_caller(&store));
+        let e = authenticated_post(
+            &store,
+            &callers,
+            Some("Bearer secret-2"),
+            dflt,
+            9_500_000,
+            refused,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.status, 401);
+        assert!(callers.get(&hash_api_key("secret-2")).is_none());
+    }
+
+    fn callers_caller(store: &Memory) -> Caller {
+        let k = store.key("secret-2").unwrap();
+        Caller {
+            account_id: k.account_id,
+            key_id: k.key_id,
+        }
     }
 }

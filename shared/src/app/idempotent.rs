@@ -85,9 +85,9 @@ pub fn parse_key(raw: Option<&str>) -> Result<IdempotencyKey, ApiError> {
 /// Runs `command` for `claim`, creating `resource` at most once per key.
 ///
 /// When the API key is charged inside the claim ([`Authority::InClaim`]), only a claim that
-/// is written (`Begin::Created`) proceeds; anything else — the key refused, the idempotency
-/// key taken, a conflict, a failure — is [`Outcome::Authenticate`]: nothing was written, and
-/// the request goes the ordinary way (authenticate, then run again).
+/// is written (`Begin::Created`) proceeds. The key refused is [`Outcome::KeyRefused`], with the
+/// key as it was; anything else (the idempotency key taken, a conflict, a failure) is
+/// [`Outcome::Authenticate`]. Either way nothing was written.
 pub async fn run<S: Claims, C: Command>(
     claims: &S,
     command: &C,
@@ -114,6 +114,7 @@ pub async fn run<S: Claims, C: Command>(
         Ok(Begin::Exists(existing)) if existing.lease_token() == Some(lease.token.as_str()) => {
             return Outcome::Answered(command.execute(&lease, resource).await)
         }
+        Ok(Begin::KeyRefused(key)) if in_claim => return Outcome::KeyRefused(key),
         _ if in_claim => return Outcome::Authenticate,
         Ok(Begin::Exists(existing)) => existing,
         Ok(Begin::Contended) => match claims.get_record(&lease.record_id).await {
@@ -121,7 +122,7 @@ pub async fn run<S: Claims, C: Command>(
             Ok(None) => return Outcome::Answered(Err(ApiError::conflict_in_flight())),
             Err(e) => return Outcome::Answered(Err(e.into())),
         },
-        Ok(Begin::KeyRefused) => {
+        Ok(Begin::KeyRefused(_)) => {
             tracing::error!("the key was refused although no charge was given");
             return Outcome::Answered(Err(ApiError::internal()));
         }

@@ -172,14 +172,23 @@ impl Memory {
         Ok(())
     }
 
-    /// The idle charge: `tat = now + interval` if the key is active and `tat < now`.
-    fn charge(keys: &mut HashMap<String, ApiKeyRecord>, c: &KeyCharge) -> bool {
-        match keys.get_mut(&c.key_hash) {
-            Some(k) if k.active && k.tat_us.is_none_or(|t| t < c.now_us) => {
-                k.tat_us = Some(c.now_us + k.limit.map_or(c.default_interval_us, |l| l.interval_us()));
-                true
+    /// The charge as DynamoDB applies it: idle (`tat < now`: `tat = now + interval`) or busy
+    /// (`now <= tat <= limit`: `tat += interval`); refused, the key as it was.
+    fn charge(keys: &mut HashMap<String, ApiKeyRecord>, c: &KeyCharge) -> Result<(), Option<ApiKeyRecord>> {
+        let Some(k) = keys.get_mut(&c.key_hash) else {
+            return Err(None);
+        };
+        let interval = k.limit.map_or(c.default_interval_us, |l| l.interval_us());
+        match (c.busy_limit_us, k.tat_us) {
+            (None, tat) if k.active && tat.is_none_or(|t| t < c.now_us) => {
+                k.tat_us = Some(c.now_us + interval);
+                Ok(())
             }
-            _ => false,
+            (Some(limit), Some(t)) if k.active && t >= c.now_us && t <= limit => {
+                k.tat_us = Some(t + interval);
+                Ok(())
+            }
+            _ => Err(Some(k.clone())),
         }
     }
 }
@@ -237,8 +246,8 @@ impl Checkouts for Memory {
             return Ok(Begin::Exists(existing.clone()));
         }
         if let Some(c) = charge {
-            if !Memory::charge(&mut keys, c) {
-                return Ok(Begin::KeyRefused);
+            if let Err(key) = Memory::charge(&mut keys, c) {
+                return Ok(Begin::KeyRefused(key));
             }
         }
         records.insert(record.record_id.clone(), record.clone());

@@ -25,14 +25,16 @@ pub enum Consume {
     Refused(Option<ApiKeyRecord>),
 }
 
-/// One request counted against an idle key, written inside another transaction (a POST's
-/// claim): `tat = now + interval` on condition that the key is active and idle (`tat < now`).
-/// Any cancelled condition sends the request down the ordinary path, which answers 401/429.
+/// One request counted against a key, written inside another transaction (a POST's claim), as
+/// `consume_idle` (`busy_limit_us: None`) or `consume_busy` would write it alone. A refused
+/// charge writes nothing and hands back the key as it was, to decide again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyCharge {
     pub key_hash: String,
     pub now_us: i64,
     pub default_interval_us: i64,
+    /// `Some(limit)`: the key is within its burst (`now <= tat <= limit`): `tat += interval`.
+    pub busy_limit_us: Option<i64>,
 }
 
 /// Authentication plus rate limiting in one conditional write per request.

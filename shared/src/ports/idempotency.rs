@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use super::StoreError;
+use super::{ApiKeyRecord, StoreError};
 use crate::domain::idempotency::IdempotencyRecord;
 
 /// How a claim written together with its resource came out.
@@ -18,9 +18,9 @@ pub enum Begin {
     Exists(IdempotencyRecord),
     /// Another request is writing the same items right now (a transaction conflict).
     Contended,
-    /// The API key's charge was refused (revoked, unknown, or busy): nothing was written;
-    /// authenticate the ordinary way, which answers 401 or 429 or counts the request.
-    KeyRefused,
+    /// The API key's charge was refused: nothing was written. The key as it was (`None`: no
+    /// such key), to decide as authentication does: 401, 429, or charge it the other way.
+    KeyRefused(Option<ApiKeyRecord>),
 }
 
 pub trait Claims: Send + Sync {

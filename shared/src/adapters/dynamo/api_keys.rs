@@ -20,20 +20,37 @@ const ACTIVE: &str = "ACTIVE";
 const IDLE_UPDATE: &str = "SET tat_us = if_not_exists(rl_interval_us, :dflt) + :now";
 const IDLE_CONDITION: &str = "key_status = :active AND (attribute_not_exists(tat_us) OR tat_us < :now)";
 
-/// The charge as one item of a transaction.
+/// Within the burst: one more request counted on top of the others.
+const BUSY_UPDATE: &str = "SET tat_us = tat_us + if_not_exists(rl_interval_us, :dflt)";
+const BUSY_CONDITION: &str = "key_status = :active AND tat_us BETWEEN :now AND :limit";
+
+/// The charge as one item of a transaction: the idle or the busy update, the key as it was
+/// returned if its condition fails.
 pub fn charge_update(table: &str, c: &KeyCharge) -> Result<TransactWriteItem, StoreError> {
-    let update = built(
-        Update::builder()
-            .table_name(table)
-            .key("key_hash", s(&c.key_hash))
+    let mut update = Update::builder()
+        .table_name(table)
+        .key("key_hash", s(&c.key_hash))
+        .expression_attribute_values(":dflt", n(c.default_interval_us))
+        .expression_attribute_values(":now", n(c.now_us))
+        .expression_attribute_values(":active", s(ACTIVE))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    update = match c.busy_limit_us {
+        None => update
             .update_expression(IDLE_UPDATE)
-            .condition_expression(IDLE_CONDITION)
-            .expression_attribute_values(":dflt", n(c.default_interval_us))
-            .expression_attribute_values(":now", n(c.now_us))
-            .expression_attribute_values(":active", s(ACTIVE))
-            .build(),
-    )?;
-    Ok(TransactWriteItem::builder().update(update).build())
+            .condition_expression(IDLE_CONDITION),
+        Some(limit_us) => update
+            .update_expression(BUSY_UPDATE)
+            .condition_expression(BUSY_CONDITION)
+            .expression_attribute_values(":limit", n(limit_us)),
+    };
+    Ok(TransactWriteItem::builder()
+        .update(built(update.build())?)
+        .build())
+}
+
+/// The key as a refused condition returned it.
+pub fn refused_key(old: Option<&Item>) -> Result<Option<ApiKeyRecord>, StoreError> {
+    old.map(record).transpose()
 }
 
 impl ApiKeys for DynamoStore {
@@ -72,8 +89,8 @@ impl ApiKeys for DynamoStore {
             .update_item()
             .table_name(&self.tables.api_keys)
             .key("key_hash", s(key_hash))
-            .update_expression("SET tat_us = tat_us + if_not_exists(rl_interval_us, :dflt)")
-            .condition_expression("key_status = :active AND tat_us BETWEEN :now AND :limit")
+            .update_expression(BUSY_UPDATE)
+            .condition_expression(BUSY_CONDITION)
             .expression_attribute_values(":dflt", n(default_interval_us))
             .expression_attribute_values(":now", n(now_us))
             .expression_attribute_values(":limit", n(limit_us))

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
-use super::api_keys::charge_update;
+use super::api_keys::{charge_update, refused_key};
 use super::codec::{built, get_n, get_s, n, opt_n, opt_s, s, unavailable, Item};
 use super::tx::transact;
 use super::DynamoStore;
@@ -138,8 +138,8 @@ impl DynamoStore {
             Ok(()) => return Ok(Begin::Created),
             Err(c) => c,
         };
-        if charge_at.is_some_and(|i| cancelled.condition_failed(i)) {
-            return Ok(Begin::KeyRefused);
+        if let Some(i) = charge_at.filter(|i| cancelled.condition_failed(*i)) {
+            return Ok(Begin::KeyRefused(refused_key(cancelled.old_item(i))?));
         }
         if cancelled.conflict() {
             return Ok(Begin::Contended);

@@ -81,7 +81,8 @@ impl<S: Checkouts + Claims, P: Psp> Command for OpenCheckout<'_, S, P> {
             .begin_checkout(record, checkout, orders, charge)
             .await?;
         if begun == Begin::Created {
-            tracing::info!(checkout_id = %checkout.id, orders = orders.len(), "checkout created");
+            let key_checked_in_claim = charge.is_some();
+            tracing::info!(checkout_id = %checkout.id, orders = orders.len(), key_checked_in_claim, "checkout created");
         }
         Ok(begun)
     }
@@ -200,7 +201,9 @@ pub(crate) async fn create_checked<S: Checkouts + Claims, P: Psp>(
 ) -> Result<Reply, ApiError> {
     match create_payment(store, psp, Authority::Checked(caller.clone()), input).await {
         Outcome::Answered(answer) => answer,
-        Outcome::Authenticate => panic!("a checked caller is never sent to authenticate"),
+        Outcome::Authenticate | Outcome::KeyRefused(_) => {
+            panic!("a checked caller is never sent to authenticate")
+        }
     }
 }
 
@@ -383,6 +386,7 @@ mod in_claim_tests {
                 key_hash: hash_api_key("raw-key-1"),
                 now_us,
                 default_interval_us: 20_000,
+                busy_limit_us: None,
             },
         };
         let Outcome::Answered(Ok(r)) = create_payment(&store, &psp, in_claim(1_000), input("k", BODY)).await
@@ -395,13 +399,16 @@ mod in_claim_tests {
             Some(21_000),
             "counted once"
         );
-        // Busy (within its interval), a replay, a bad body, a revoked key: nothing is written
-        // and the request is authenticated the ordinary way first.
-        for (now_us, key, body) in [
-            (10_000, "k2", BODY),
-            (50_000, "k", BODY),
-            (90_000, "k3", b"{".as_slice()),
-        ] {
+        // Busy (within its interval) charged as if idle: refused, with the key as it is, so
+        // it can be charged again within its burst.
+        let outcome = create_payment(&store, &psp, in_claim(10_000), input("k2", BODY)).await;
+        assert!(
+            matches!(&outcome, Outcome::KeyRefused(Some(k)) if k.tat_us == Some(21_000)),
+            "{outcome:?}"
+        );
+        // A replay and a bad body: nothing is written and the request is authenticated the
+        // ordinary way first.
+        for (now_us, key, body) in [(50_000, "k", BODY), (90_000, "k3", b"{".as_slice())] {
             let outcome = create_payment(&store, &psp, in_claim(now_us), input(key, body)).await;
             assert!(
                 matches!(outcome, Outcome::Authenticate),
@@ -410,7 +417,10 @@ mod in_claim_tests {
         }
         store.revoke_key("raw-key-1");
         let outcome = create_payment(&store, &psp, in_claim(900_000), input("k4", BODY)).await;
-        assert!(matches!(outcome, Outcome::Authenticate));
+        assert!(
+            matches!(&outcome, Outcome::KeyRefused(Some(k)) if !k.active),
+            "{outcome:?}"
+        );
         assert_eq!(store.checkout_count(), 1);
         assert_eq!(psp.calls.lock().unwrap().len(), 1);
     }
