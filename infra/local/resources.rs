@@ -54,6 +54,19 @@ fn projection(ix: &IndexSpec) -> Projection {
     p.build()
 }
 
+fn attribute_definitions(t: &TableSpec) -> Result<Vec<AttributeDefinition>, String> {
+    t.attribute_definitions
+        .iter()
+        .map(|(name, ty)| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::from(ty.as_str()))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
 async fn create_table(client: &Client, t: &TableSpec) -> Result<(), String> {
     let ctx = |what: &str| format!("CreateTable {} ({what})", t.name);
     let mut req = client
@@ -61,15 +74,7 @@ async fn create_table(client: &Client, t: &TableSpec) -> Result<(), String> {
         .table_name(&t.name)
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(Some(key_schema(&t.key_schema).map_err(|e| ctx(&e))?));
-    for (name, ty) in &t.attribute_definitions {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::from(ty.as_str()))
-                .build()
-                .map_err(|e| ctx(&e.to_string()))?,
-        );
-    }
+    req = req.set_attribute_definitions(Some(attribute_definitions(t).map_err(|e| ctx(&e))?));
     for ix in &t.global_secondary_indexes {
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
@@ -184,15 +189,7 @@ async fn sync_indexes(client: &Client, t: &TableSpec, have: &[String]) -> Result
                     .create(create)
                     .build(),
             );
-        for (name, ty) in &t.attribute_definitions {
-            req = req.attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(ScalarAttributeType::from(ty.as_str()))
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
-        }
+        req = req.set_attribute_definitions(Some(attribute_definitions(t)?));
         req.send()
             .await
             .map_err(|e| sdk_err(&format!("UpdateTable {} (create index {})", t.name, ix.name), e))?;

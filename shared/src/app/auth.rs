@@ -201,7 +201,10 @@ where
             {
                 Outcome::Answered(answer) => return answer,
                 Outcome::Authenticate => break,
-                Outcome::KeyRefused(key) => key,
+                Outcome::KeyRefused(key) => {
+                    tracing::debug!(busy = busy_limit_us.is_some(), "key charge refused in the claim");
+                    key
+                }
             };
             match key {
                 Some(record) if record.active => {

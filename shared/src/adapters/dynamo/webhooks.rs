@@ -4,14 +4,16 @@
 use super::codec::{n, s, time, unavailable, Item};
 use super::tx::{put_if_absent, transact, transact_once};
 use super::DynamoStore;
-use crate::domain::ids::CheckoutId;
+use crate::domain::ids::{CheckoutId, PaymentOrderId};
 use crate::domain::outbox::{Anomaly, OutboxEvent};
 use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus};
 use crate::domain::psp::{PspRef, PspSessionId};
-use crate::ports::{Applied, StoreError, Webhooks};
+use crate::ports::{Applied, Checkouts, StoreError, Webhooks};
 
 /// The sparse index from any PSP object id we keep (`psp_ref`) to the item that owns it.
 pub const PSP_REF_INDEX: &str = "by_psp_ref";
+/// Items read for one PSP id: its owner, or an older checkout's payment orders (at most 50).
+const PSP_REF_MATCHES_MAX: i32 = 64;
 
 fn marker_item(psp_event_id: &str, note: &str) -> Item {
     Item::from([
@@ -38,8 +40,9 @@ pub fn outbox_item(event: &OutboxEvent) -> Item {
 }
 
 impl DynamoStore {
-    /// The key (`pk`) of the item that owns a PSP object, through the `psp_ref` index.
-    pub async fn find_psp_ref(&self, psp_ref: &PspRef) -> Result<Option<String>, StoreError> {
+    /// The keys (`pk`) of the items that carry a PSP object's id, through the `psp_ref` index:
+    /// one owner, or none (a few more only for data written before the index had its name).
+    pub async fn find_psp_ref(&self, psp_ref: &PspRef) -> Result<Vec<String>, StoreError> {
         let out = self
             .client
             .query()
@@ -47,31 +50,46 @@ impl DynamoStore {
             .index_name(PSP_REF_INDEX)
             .key_condition_expression("psp_ref = :r")
             .expression_attribute_values(":r", s(psp_ref.as_str()))
-            .limit(2)
+            .limit(PSP_REF_MATCHES_MAX)
             .send()
             .await
             .map_err(|e| unavailable("Query by_psp_ref", e))?;
-        let items = out.items.unwrap_or_default();
-        match items.as_slice() {
-            [] => Ok(None),
-            [item] => Ok(Some(super::codec::get_s(item, "pk")?.to_owned())),
-            _ => Err(StoreError::Corrupt(format!(
-                "PSP object {} names more than one item",
-                psp_ref.as_str()
-            ))),
-        }
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| super::codec::get_s(item, "pk").map(str::to_owned))
+            .collect()
     }
 }
 
 impl Webhooks for DynamoStore {
     async fn checkout_by_session(&self, session: &PspSessionId) -> Result<Option<CheckoutId>, StoreError> {
-        let Some(pk) = self.find_psp_ref(&PspRef::Session(session.clone())).await? else {
-            return Ok(None);
-        };
-        pk.strip_prefix("CO#")
-            .and_then(|id| CheckoutId::parse(id).ok())
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt(format!("session {session} names {pk}, not a checkout")))
+        let keys = self.find_psp_ref(&PspRef::Session(session.clone())).await?;
+        let checkouts: Vec<CheckoutId> = keys
+            .iter()
+            .filter_map(|pk| CheckoutId::parse(pk.strip_prefix("CO#")?).ok())
+            .collect();
+        match checkouts.as_slice() {
+            [one] => return Ok(Some(one.clone())),
+            [] => {}
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "session {session} names more than one checkout"
+                )))
+            }
+        }
+        // Payment orders written before the index became `by_psp_ref` carried their checkout's
+        // session as `psp_ref`: such an order leads to its checkout.
+        match keys
+            .iter()
+            .find_map(|pk| PaymentOrderId::parse(pk.strip_prefix("PO#")?).ok())
+        {
+            Some(order) => Ok(self.get_payment_order(&order).await?.map(|o| o.checkout_id)),
+            None if keys.is_empty() => Ok(None),
+            None => Err(StoreError::Corrupt(format!(
+                "session {session} names {keys:?}, not a checkout"
+            ))),
+        }
     }
 
     async fn apply_event(
