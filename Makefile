@@ -8,7 +8,7 @@ DYNAMODB_PORT ?= 8000
 MOTO_PORT ?= 5000
 export API_PORT DYNAMODB_PORT MOTO_PORT
 
-.PHONY: help deps build dev test lint fmt clippy cfn-lint unit integration bench clean check dlq redrive
+.PHONY: help deps build dev test lint fmt clippy cfn-lint unit integration bench clean check dlq redrive check-macos
 
 help:
 	@echo "make dev    - run the local twin (API on :$(API_PORT)), data kept in .local/data"
@@ -67,6 +67,13 @@ dlq:
 
 redrive:
 	cargo build -p ops -q && $(OPS_ENV) target/debug/ops redrive $(QUEUE)
+
+# Type-checks the whole workspace for Apple silicon, where many SAM users develop. Only the C in
+# ring needs an Apple toolchain, and `cargo check` never links it, so `true` stands in for cc/ar.
+check-macos:
+	rustup target add aarch64-apple-darwin
+	CC_aarch64_apple_darwin=true AR_aarch64_apple_darwin=true \
+	  cargo check --workspace --all-targets --target aarch64-apple-darwin
 
 clean:
 	rm -rf .local/data .local/logs bench/out
