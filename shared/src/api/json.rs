@@ -195,6 +195,7 @@ pub fn req_amount(
 fn amount_error(param: &str, e: MoneyError) -> ApiError {
     let code = match e {
         MoneyError::TooLarge { .. } | MoneyError::Overflow => "amount_too_large",
+        MoneyError::TooLong { .. } => "amount_invalid",
         MoneyError::TooPrecise { .. } => "amount_too_precise",
         MoneyError::NotPositive => "amount_not_positive",
         _ => "amount_invalid",

@@ -263,6 +263,24 @@ mod tests {
             code(&with("123456789012345678901234567890123456789")),
             "amount_too_large"
         );
+        // One problem, named once.
+        let twenty = parse(&with("12345678901234567890")).unwrap_err();
+        assert_eq!(twenty.code, "amount_too_large");
+        assert_eq!(twenty.message, "amount exceeds the maximum of 999999.99 in USD");
+        let long = parse(&with(&format!("\"10.{}\"", "0".repeat(30)))).unwrap_err();
+        assert_eq!(long.code, "amount_invalid");
+        assert!(
+            long.message.contains("longer than 32 characters"),
+            "{}",
+            long.message
+        );
+        assert_eq!(
+            parse(&with(&format!("10.{}", "0".repeat(25))))
+                .unwrap()
+                .total
+                .minor(),
+            1000
+        );
         let jpy = SINGLE.replace("\"USD\"", "\"JPY\"");
         assert_eq!(code(&jpy), "amount_too_precise");
         assert_eq!(parse(&jpy.replace("99.99", "9999")).unwrap().total.minor(), 9999);

@@ -30,10 +30,18 @@ pub fn hash_api_key(raw_key: &str) -> String {
     hex::encode(Sha256::digest(raw_key.as_bytes()))
 }
 
-pub fn bearer_token(authorization: Option<&str>) -> Result<&str, ApiError> {
-    let header = authorization.ok_or_else(|| {
+pub fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, ApiError> {
+    let bytes = authorization.ok_or_else(|| {
         ApiError::unauthenticated("No API key provided: send 'Authorization: Bearer <api key>'")
     })?;
+    let header = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|h| h.bytes().all(|b| (0x20..=0x7e).contains(&b)))
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "Malformed API key: the Authorization header must be 'Bearer <api key>' in printable ASCII",
+            )
+        })?;
     let (scheme, token) = header
         .split_once(' ')
         .ok_or_else(|| ApiError::unauthenticated("Authorization must be 'Bearer <api key>'"))?;
@@ -48,7 +56,7 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, ApiError> {
 
 pub async fn authenticate<K: ApiKeys>(
     keys: &K,
-    authorization: Option<&str>,
+    authorization: Option<&[u8]>,
     default_limit: RateLimit,
     now_us: i64,
 ) -> Result<Caller, ApiError> {
@@ -170,7 +178,7 @@ impl Authority {
 pub async fn authenticated_post<K, F, Fut>(
     keys: &K,
     callers: &CallerCache,
-    authorization: Option<&str>,
+    authorization: Option<&[u8]>,
     default_limit: RateLimit,
     now_us: i64,
     run: F,
@@ -245,18 +253,20 @@ mod tests {
 
     #[test]
     fn bearer_parsing() {
-        assert_eq!(bearer_token(Some("Bearer abc")).unwrap(), "abc");
-        assert_eq!(bearer_token(Some("bearer abc")).unwrap(), "abc");
-        for bad in [
-            None,
-            Some(""),
-            Some("Bearer"),
-            Some("Bearer "),
-            Some("Basic abc"),
-            Some("abc"),
-        ] {
-            assert_eq!(bearer_token(bad).unwrap_err().status, 401, "{bad:?}");
+        assert_eq!(bearer_token(Some(b"Bearer abc".as_slice())).unwrap(), "abc");
+        assert_eq!(bearer_token(Some(b"bearer abc".as_slice())).unwrap(), "abc");
+        for bad in ["", "Bearer", "Bearer ", "Basic abc", "abc"] {
+            assert_eq!(
+                bearer_token(Some(bad.as_bytes())).unwrap_err().status,
+                401,
+                "{bad:?}"
+            );
         }
+        let none = bearer_token(None).unwrap_err();
+        assert!(none.message.contains("No API key provided"), "{}", none.message);
+        let e = bearer_token(Some("Bearer clé".as_bytes())).unwrap_err();
+        assert_eq!(e.status, 401);
+        assert!(e.message.contains("Malformed"), "{}", e.message);
     }
 
     #[tokio::test]
@@ -266,22 +276,22 @@ mod tests {
         let dflt = RateLimit::new(50, 100).unwrap();
         let now = 1_000_000_000;
         for _ in 0..3 {
-            let c = authenticate(&store, Some("Bearer secret-1"), dflt, now)
+            let c = authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, now)
                 .await
                 .unwrap();
             assert_eq!(c.account_id, acct);
         }
-        let e = authenticate(&store, Some("Bearer secret-1"), dflt, now)
+        let e = authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, now)
             .await
             .unwrap_err();
         assert_eq!((e.status, e.retry_after_s), (429, Some(1)));
         // A second later one more token has been earned.
         assert!(
-            authenticate(&store, Some("Bearer secret-1"), dflt, now + 1_000_000)
+            authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, now + 1_000_000)
                 .await
                 .is_ok()
         );
-        let e = authenticate(&store, Some("Bearer wrong"), dflt, now)
+        let e = authenticate(&store, Some(b"Bearer wrong".as_slice()), dflt, now)
             .await
             .unwrap_err();
         assert_eq!(e.status, 401);
@@ -306,20 +316,34 @@ mod tests {
             }
         };
         // Unknown to this instance: authenticated the ordinary way, then remembered.
-        authenticated_post(&store, &callers, Some("Bearer secret-2"), dflt, 1, run(true))
-            .await
-            .unwrap();
+        authenticated_post(
+            &store,
+            &callers,
+            Some(b"Bearer secret-2".as_slice()),
+            dflt,
+            1,
+            run(true),
+        )
+        .await
+        .unwrap();
         assert_eq!(*calls.lock().unwrap(), [false]);
         // Known: charged in the claim.
-        authenticated_post(&store, &callers, Some("Bearer secret-2"), dflt, 2, run(true))
-            .await
-            .unwrap();
+        authenticated_post(
+            &store,
+            &callers,
+            Some(b"Bearer secret-2".as_slice()),
+            dflt,
+            2,
+            run(true),
+        )
+        .await
+        .unwrap();
         assert_eq!(*calls.lock().unwrap(), [false, true]);
         // The claim refused: the ordinary path answers.
         authenticated_post(
             &store,
             &callers,
-            Some("Bearer secret-2"),
+            Some(b"Bearer secret-2".as_slice()),
             dflt,
             3_000_000,
             run(false),
@@ -346,7 +370,7 @@ mod tests {
         authenticated_post(
             &store,
             &callers,
-            Some("Bearer secret-2"),
+            Some(b"Bearer secret-2".as_slice()),
             dflt,
             3_000_001,
             busy_then_ok,
@@ -363,7 +387,7 @@ mod tests {
         let e = authenticated_post(
             &store,
             &callers,
-            Some("Bearer secret-2"),
+            Some(b"Bearer secret-2".as_slice()),
             dflt,
             9_000_000,
             run(false),
@@ -377,7 +401,7 @@ mod tests {
         let e = authenticated_post(
             &store,
             &callers,
-            Some("Bearer secret-2"),
+            Some(b"Bearer secret-2".as_slice()),
             dflt,
             9_500_000,
             refused,

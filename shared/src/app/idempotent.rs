@@ -19,7 +19,9 @@ use std::future::Future;
 use super::auth::{Authority, Outcome};
 use super::Reply;
 use crate::api::ApiError;
-use crate::domain::idempotency::{Decision, IdempotencyKey, IdempotencyRecord, RecordState, ResourceRef};
+use crate::domain::idempotency::{
+    Decision, IdempotencyKey, IdempotencyRecord, KeyError, RecordState, ResourceRef,
+};
 use crate::ports::{Begin, Claims, KeyCharge, StoreError};
 
 /// Our hold on a claimed key.
@@ -69,16 +71,21 @@ pub trait Command: Sync {
     ) -> impl Future<Output = Result<Reply, ApiError>> + Send;
 }
 
-/// The `Idempotency-Key` header, which every POST requires.
-pub fn parse_key(raw: Option<&str>) -> Result<IdempotencyKey, ApiError> {
+/// The `Idempotency-Key` header (its bytes as sent), which every POST requires.
+pub fn parse_key(raw: Option<&[u8]>) -> Result<IdempotencyKey, ApiError> {
     match raw {
         None => Err(ApiError::invalid_param(
             "Idempotency-Key",
             "idempotency_key_missing",
             "The Idempotency-Key header is required: send a unique value (e.g. a UUID) per request and reuse it on retries",
         )),
-        Some(raw) => IdempotencyKey::parse(raw)
-            .map_err(|m| ApiError::invalid_param("Idempotency-Key", "idempotency_key_invalid", m)),
+        Some(raw) => IdempotencyKey::parse(raw).map_err(|e| {
+            let code = match e {
+                KeyError::CardNumber => "card_data_rejected",
+                KeyError::Length | KeyError::NotPrintableAscii | KeyError::Several => "idempotency_key_invalid",
+            };
+            ApiError::invalid_param("Idempotency-Key", code, e.to_string())
+        }),
     }
 }
 

@@ -17,16 +17,40 @@ pub const RECORD_TTL_S: i64 = 24 * 60 * 60;
 #[derive(Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("Idempotency-Key must be 1 to 255 characters")]
+    Length,
+    #[error(
+        "Idempotency-Key must contain only printable ASCII characters (letters, digits, punctuation, spaces)"
+    )]
+    NotPrintableAscii,
+    /// API Gateway joins repeated headers with commas, so a comma means several were sent.
+    #[error("send exactly one Idempotency-Key header, with no comma in it (repeated headers arrive joined by commas)")]
+    Several,
+    #[error("Idempotency-Key looks like it holds a card number; card data is never accepted")]
+    CardNumber,
+}
+
 impl IdempotencyKey {
-    /// 1–255 printable ASCII characters (the header's value, as sent).
-    pub fn parse(value: &str) -> Result<Self, &'static str> {
+    /// 1–255 printable ASCII characters, no comma, no card number (the header's bytes, as
+    /// sent).
+    pub fn parse(value: &[u8]) -> Result<Self, KeyError> {
         if value.is_empty() || value.len() > KEY_LEN_MAX {
-            return Err("Idempotency-Key must be 1 to 255 characters");
+            return Err(KeyError::Length);
         }
-        if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-            return Err("Idempotency-Key must contain only printable ASCII characters");
+        if !value.iter().all(|b| (0x20..=0x7e).contains(b)) {
+            return Err(KeyError::NotPrintableAscii);
         }
-        Ok(IdempotencyKey(value.to_owned()))
+        if value.contains(&b',') {
+            return Err(KeyError::Several);
+        }
+        // Printable ASCII: valid UTF-8.
+        let text = String::from_utf8_lossy(value).into_owned();
+        if super::card::contains_pan(&text) {
+            return Err(KeyError::CardNumber);
+        }
+        Ok(IdempotencyKey(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -197,17 +221,17 @@ mod tests {
 
     #[test]
     fn key_rules() {
-        assert!(IdempotencyKey::parse("d7e8f9a0-1b2c-3d4e-5f6a-7b8c9d0e1f2a").is_ok());
-        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
-        assert!(IdempotencyKey::parse("").is_err());
-        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
-        assert!(IdempotencyKey::parse("tab\there").is_err());
-        assert!(IdempotencyKey::parse("ключ").is_err());
+        let parse = |s: &str| IdempotencyKey::parse(s.as_bytes());
+        assert!(parse("d7e8f9a0-1b2c-3d4e-5f6a-7b8c9d0e1f2a").is_ok());
+        assert!(parse(&"k".repeat(255)).is_ok());
+        assert_eq!(parse(""), Err(KeyError::Length));
+        assert_eq!(parse(&"k".repeat(256)), Err(KeyError::Length));
+        assert_eq!(parse("tab\there"), Err(KeyError::NotPrintableAscii));
+        assert_eq!(parse("ключ"), Err(KeyError::NotPrintableAscii));
+        assert_eq!(parse("one-X,two-X"), Err(KeyError::Several));
+        assert_eq!(parse("4242 4242 4242 4242"), Err(KeyError::CardNumber));
         let scope = ApiKeyId::generate();
-        assert_eq!(
-            IdempotencyKey::parse("a").unwrap().record_id(&scope),
-            format!("{scope}#a")
-        );
+        assert_eq!(parse("a").unwrap().record_id(&scope), format!("{scope}#a"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The pure domain: no I/O, no AWS types. Shared kernel at the top (money, currencies, ids,
 //! time, idempotency, rate limits, the PSP's ids and signatures), then a folder per capability.
 
+pub mod card;
 pub mod currency;
 pub mod idempotency;
 pub mod ids;

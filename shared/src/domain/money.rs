@@ -9,8 +9,12 @@ use super::currency::Currency;
 /// The largest amount one charge may carry, in minor units (Stripe's limit: 99,999,999).
 pub const CHARGE_MINOR_MAX: i64 = 99_999_999;
 
-/// The longest decimal text we look at; anything longer is not an amount we could accept.
-const AMOUNT_TEXT_LEN_MAX: usize = 32;
+/// The longest decimal text we accept for an amount. Trailing zeros beyond the currency's
+/// decimals are fine (`10.500` USD is 10.50) up to this length; longer text is refused as
+/// such, whatever its value.
+pub const AMOUNT_TEXT_LEN_MAX: usize = 32;
+/// More integer digits than this can never be an amount (i64 minor units hold 18).
+const INTEGER_DIGITS_MAX: usize = 15;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
@@ -24,6 +28,8 @@ pub enum MoneyError {
     TooPrecise { currency: Currency, allowed: u32 },
     #[error("exceeds the maximum of {max} in {currency}")]
     TooLarge { currency: Currency, max: String },
+    #[error("is longer than {max} characters (trailing zeros are fine up to that length)")]
+    TooLong { max: usize },
     #[error("currencies differ: {0} and {1}")]
     CurrencyMismatch(Currency, Currency),
     #[error("amount overflow")]
@@ -48,14 +54,14 @@ impl Money {
 
     /// Parses the text of an amount (a JSON number's literal text, or a decimal string):
     /// digits with an optional fraction, nothing else — no sign, exponent, spaces or hex.
-    /// Trailing zeros beyond the currency's decimals are fine (`10.50` JPY is not; `10.500` USD is).
+    /// Trailing zeros beyond the currency's decimals are fine (`10.50` JPY is not; `10.500` USD is)
+    /// up to [`AMOUNT_TEXT_LEN_MAX`] characters. Each failure names one problem: a value too
+    /// large is `TooLarge` however it is written, text too long for a sensible value `TooLong`.
     pub fn parse(text: &str, currency: Currency) -> Result<Self, MoneyError> {
-        if text.len() > AMOUNT_TEXT_LEN_MAX {
-            return Err(MoneyError::TooLarge {
-                currency,
-                max: Money::from_minor(CHARGE_MINOR_MAX, currency).to_string(),
-            });
-        }
+        let too_large = || MoneyError::TooLarge {
+            currency,
+            max: Money::from_minor(CHARGE_MINOR_MAX, currency).to_string(),
+        };
         if text.starts_with('-') {
             return Err(MoneyError::NotPositive);
         }
@@ -70,8 +76,19 @@ impl Money {
         if !digits(int) || frac.is_some_and(|f| !digits(f)) {
             return Err(MoneyError::NotADecimal);
         }
+        if int.trim_start_matches('0').len() > INTEGER_DIGITS_MAX {
+            return Err(too_large());
+        }
+        if text.len() > AMOUNT_TEXT_LEN_MAX {
+            return Err(MoneyError::TooLong {
+                max: AMOUNT_TEXT_LEN_MAX,
+            });
+        }
         let value: Decimal = text.parse().map_err(|_| MoneyError::NotADecimal)?;
-        Money::from_decimal(value, currency)
+        Money::from_decimal(value, currency).map_err(|e| match e {
+            MoneyError::Overflow => too_large(),
+            other => other,
+        })
     }
 
     /// Converts an exact decimal to money, refusing to round.
@@ -291,7 +308,24 @@ mod tests {
         assert!(Money::parse_charge("99999999", jpy()).is_ok());
         assert!(Money::parse_charge("100000000", jpy()).is_err());
         assert!(Money::parse_charge("99999.999", kwd()).is_ok());
-        assert!(Money::parse_charge("99999999999999999999999999999999999", usd()).is_err());
+        assert!(matches!(
+            Money::parse_charge("99999999999999999999999999999999999", usd()),
+            Err(MoneyError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Money::parse_charge("12345678901234567890", usd()),
+            Err(MoneyError::TooLarge { .. })
+        ));
+        // Trailing zeros: fine up to the length limit, refused as such beyond it.
+        let zeros = |n: usize| format!("10.{}", "0".repeat(n));
+        assert_eq!(Money::parse_charge(&zeros(25), usd()).unwrap().minor(), 1000);
+        assert_eq!(Money::parse_charge(&zeros(29), usd()).unwrap().minor(), 1000);
+        assert_eq!(
+            Money::parse_charge(&zeros(30), usd()),
+            Err(MoneyError::TooLong {
+                max: AMOUNT_TEXT_LEN_MAX
+            })
+        );
     }
 
     #[test]

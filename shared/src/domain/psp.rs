@@ -48,6 +48,10 @@ macro_rules! psp_id {
 }
 
 psp_id!(
+    /// An event the PSP sends us (`evt_…`): its id is the key of its marker (dedup).
+    PspEventId, "evt_", "event"
+);
+psp_id!(
     /// A hosted-page session (`cs_…`): the PSP token a checkout is paid through.
     PspSessionId, "cs_", "checkout session"
 );

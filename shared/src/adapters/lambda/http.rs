@@ -17,6 +17,11 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A header's bytes as sent, text or not (the caller says what is wrong with them).
+pub fn header_bytes<'a>(req: &'a Request, name: &str) -> Option<&'a [u8]> {
+    req.headers().get(name).map(|v| v.as_bytes())
+}
+
 pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -70,7 +75,13 @@ pub fn check_json_content_type(req: &Request) -> Result<(), ApiError> {
 }
 
 pub async fn authenticate(env: &Env, req: &Request) -> Result<Caller, ApiError> {
-    auth::authenticate(&env.store, header(req, "authorization"), env.rate_limit, now_us()).await
+    auth::authenticate(
+        &env.store,
+        header_bytes(req, "authorization"),
+        env.rate_limit,
+        now_us(),
+    )
+    .await
 }
 
 /// One log line per request (route, status, replay): never headers, keys or bodies.

@@ -6,12 +6,16 @@ use serde::Deserialize;
 
 use super::amounts::from_stripe_amount;
 use crate::domain::pay_in::{PspNotice, SessionOutcome};
-use crate::domain::psp::{PaymentIntentId, PspSessionId};
+use crate::domain::psp::{PaymentIntentId, PspEventId, PspSessionId};
 use crate::domain::Currency;
+
+/// Strings taken from an event for logs and records are cut to this.
+const REASON_CHARS_MAX: usize = 64;
 
 #[derive(Deserialize)]
 struct EventBody {
-    id: String,
+    /// Checked as it is read: an empty, over-long or strange id never reaches a key.
+    id: PspEventId,
     #[serde(rename = "type")]
     kind: String,
     data: EventData,
@@ -36,7 +40,7 @@ struct SessionObject {
 
 /// Parses a (verified) Stripe event into what it means for us. Amounts are integers in the
 /// wire format: serde reads them as `i64`, never through a float.
-pub fn parse_event(raw_body: &[u8]) -> Result<(String, PspNotice), String> {
+pub fn parse_event(raw_body: &[u8]) -> Result<(PspEventId, PspNotice), String> {
     let event: EventBody =
         serde_json::from_slice(raw_body).map_err(|e| format!("not a Stripe event: {e}"))?;
     let session_outcome = match event.kind.as_str() {
@@ -45,19 +49,25 @@ pub fn parse_event(raw_body: &[u8]) -> Result<(String, PspNotice), String> {
         "checkout.session.async_payment_failed" => Some(SessionOutcome::Failed),
         "checkout.session.expired" => Some(SessionOutcome::Expired),
         "payment_intent.payment_failed" => {
-            let reason = event.data.object["last_payment_error"]["code"]
+            let reason: String = event.data.object["last_payment_error"]["code"]
                 .as_str()
                 .unwrap_or("declined")
-                .to_owned();
+                .chars()
+                .take(REASON_CHARS_MAX)
+                .collect();
             return Ok((event.id, PspNotice::PaymentAttemptFailed { reason }));
         }
         _ => return Ok((event.id, PspNotice::Ignored)),
     };
     let session: SessionObject = serde_json::from_value(event.data.object)
         .map_err(|e| format!("{}: not a checkout session: {e}", event.kind))?;
+    // Only `paid` proves payment. `unpaid` on a completed session is Stripe's documented wait
+    // for a delayed method (a bank debit), settled by a later async_payment event; anything else
+    // (`no_payment_required`, a value we do not know, none) moves nothing and is an anomaly.
     let outcome = session_outcome.unwrap_or(match session.payment_status.as_deref() {
-        Some("paid") | Some("no_payment_required") => SessionOutcome::Paid,
-        _ => SessionOutcome::AwaitingPayment,
+        Some("paid") => SessionOutcome::Paid,
+        Some("unpaid") => SessionOutcome::AwaitingPayment,
+        other => SessionOutcome::NotPaid(other.unwrap_or("(none)").chars().take(REASON_CHARS_MAX).collect()),
     });
     let currency_code = session.currency.ok_or("session without currency")?;
     let currency = Currency::parse(&currency_code).map_err(|e| e.to_string())?;
@@ -90,7 +100,7 @@ mod tests {
         let completed = br#"{"id":"evt_1","object":"event","type":"checkout.session.completed","data":{"object":
             {"id":"cs_test_1","object":"checkout.session","client_reference_id":"chk_x","amount_total":9999,"currency":"usd","payment_status":"paid"}}}"#;
         let (id, notice) = parse_event(completed).unwrap();
-        assert_eq!(id, "evt_1");
+        assert_eq!(id.as_str(), "evt_1");
         assert_eq!(
             notice,
             PspNotice::Session {
@@ -113,5 +123,43 @@ mod tests {
             br#"{"id":"e","type":"checkout.session.completed","data":{"object":{"id":"cs"}}}"#
         )
         .is_err());
+    }
+
+    fn completed(id: &str, session: &str, payment_status: &str) -> Vec<u8> {
+        serde_json::json!({"id": id, "type": "checkout.session.completed", "data": {"object": {
+            "id": session, "client_reference_id": "chk_x", "amount_total": 100, "currency": "usd",
+            "payment_status": payment_status}}})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn ids_that_cannot_be_keys_are_refused_before_anything_is_written() {
+        assert!(parse_event(&completed("evt_1", "cs_1", "paid")).is_ok());
+        let long = format!("evt_{}", "x".repeat(300));
+        for (id, session) in [
+            ("", "cs_1"),
+            (long.as_str(), "cs_1"),
+            ("evt_1", ""),
+            ("evt 1", "cs_1"),
+        ] {
+            let e = parse_event(&completed(id, session, "paid")).unwrap_err();
+            assert!(e.len() < 400, "the reason stays short: {e}");
+        }
+    }
+
+    #[test]
+    fn only_paid_proves_payment() {
+        let outcome = |status: &str| match parse_event(&completed("evt_1", "cs_1", status)).unwrap().1 {
+            PspNotice::Session { outcome, .. } => outcome,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(outcome("paid"), SessionOutcome::Paid);
+        assert_eq!(outcome("unpaid"), SessionOutcome::AwaitingPayment);
+        assert_eq!(
+            outcome("no_payment_required"),
+            SessionOutcome::NotPaid("no_payment_required".into())
+        );
+        assert_eq!(outcome("bogus"), SessionOutcome::NotPaid("bogus".into()));
     }
 }

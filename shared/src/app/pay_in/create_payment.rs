@@ -16,8 +16,8 @@ use crate::domain::psp::PspError;
 use crate::ports::{Begin, Checkouts, Claims, Completion, KeyCharge, Psp, StoreError};
 
 pub struct CreatePayment<'a> {
-    /// The raw `Idempotency-Key` header, if any.
-    pub idempotency_key: Option<&'a str>,
+    /// The raw `Idempotency-Key` header's bytes, if any.
+    pub idempotency_key: Option<&'a [u8]>,
     pub body: &'a [u8],
     pub now: DateTime<Utc>,
     /// The invocation's deadline: our lease on the key ends there.
@@ -228,7 +228,7 @@ mod tests {
     fn input<'a>(key: Option<&'a str>, body: &'a [u8]) -> CreatePayment<'a> {
         let now = Utc::now();
         CreatePayment {
-            idempotency_key: key,
+            idempotency_key: key.map(str::as_bytes),
             body,
             now,
             deadline_ms: now.timestamp_millis() + 10_000,
@@ -317,7 +317,7 @@ mod tests {
         let crashed = input(Some("k"), BODY);
         let req = parse_checkout_request(BODY).unwrap();
         let (checkout, orders) = Checkout::open(&req, &c.account_id, crashed.now);
-        let record_id = IdempotencyKey::parse("k").unwrap().record_id(&c.key_id);
+        let record_id = IdempotencyKey::parse(b"k").unwrap().record_id(&c.key_id);
         let now_ms = crashed.now.timestamp_millis();
         let live = IdempotencyRecord::new_in_progress(
             record_id,
@@ -364,7 +364,7 @@ mod in_claim_tests {
     fn input<'a>(key: &'a str, body: &'a [u8]) -> CreatePayment<'a> {
         let now = Utc::now();
         CreatePayment {
-            idempotency_key: Some(key),
+            idempotency_key: Some(key.as_bytes()),
             body,
             now,
             deadline_ms: now.timestamp_millis() + 10_000,
@@ -439,7 +439,7 @@ mod executor_tests {
     fn run<'a>(key: &'a str) -> CreatePayment<'a> {
         let now = Utc::now();
         CreatePayment {
-            idempotency_key: Some(key),
+            idempotency_key: Some(key.as_bytes()),
             body: BODY,
             now,
             deadline_ms: now.timestamp_millis() + 10_000,

@@ -124,7 +124,7 @@ mod tests {
             &FakePsp::default(),
             &alice,
             CreatePayment {
-                idempotency_key: Some("k"),
+                idempotency_key: Some(b"k".as_slice()),
                 body,
                 now,
                 deadline_ms: now.timestamp_millis() + 1000,

@@ -12,15 +12,18 @@ use crate::api::ApiError;
 use crate::app::Reply;
 use crate::domain::ids::CheckoutId;
 use crate::domain::outbox::{Anomaly, OutboxEvent};
-use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus, PspNotice};
-use crate::domain::psp::PspSessionId;
+use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus, PspNotice, SessionOutcome};
+use crate::domain::psp::{PspEventId, PspSessionId};
 use crate::ports::{Applied, Checkouts, Webhooks};
 
 /// A verified event from the PSP.
 pub struct VerifiedEvent {
-    pub id: String,
+    pub id: PspEventId,
     pub notice: PspNotice,
 }
+
+/// An anomaly's detail is cut to this many characters.
+pub const ANOMALY_DETAIL_CHARS_MAX: usize = 1000;
 
 fn ack(outcome: &str) -> Reply {
     Reply::json(200, &serde_json::json!({"received": true, "outcome": outcome}))
@@ -51,11 +54,11 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
         PspNotice::PaymentAttemptFailed { reason } => {
             // The buyer may try another card on the same page: no transition.
             tracing::info!(psp_event_id = %id, reason = %reason, "payment attempt declined");
-            store.mark_event(&id, "payment attempt failed").await?;
+            store.mark_event(id.as_str(), "payment attempt failed").await?;
             return Ok(ack("attempt_failed"));
         }
         PspNotice::Ignored => {
-            store.mark_event(&id, "ignored").await?;
+            store.mark_event(id.as_str(), "ignored").await?;
             return Ok(ack("ignored"));
         }
     };
@@ -64,7 +67,7 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
     else {
         return anomaly(
             store,
-            &id,
+            id.as_str(),
             "unknown_session",
             format!("no checkout for session {session_id}"),
             None,
@@ -77,17 +80,47 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
             "session {session_id} names checkout {} which has another session",
             checkout.id
         );
-        return anomaly(store, &id, "session_mismatch", detail, Some(&checkout.id), now).await;
+        return anomaly(
+            store,
+            id.as_str(),
+            "session_mismatch",
+            detail,
+            Some(&checkout.id),
+            now,
+        )
+        .await;
     }
     if amount_minor != checkout.total.minor() || currency != checkout.total.currency() {
         let detail = format!(
             "session {session_id} is for {amount_minor} {currency} (minor units); checkout {} is for {:?}",
             checkout.id, checkout.total
         );
-        return anomaly(store, &id, "amount_mismatch", detail, Some(&checkout.id), now).await;
+        return anomaly(
+            store,
+            id.as_str(),
+            "amount_mismatch",
+            detail,
+            Some(&checkout.id),
+            now,
+        )
+        .await;
+    }
+    if let SessionOutcome::NotPaid(status) = &outcome {
+        let detail = format!(
+            "session {session_id} completed with payment_status {status:?}: only \"paid\" proves payment"
+        );
+        return anomaly(
+            store,
+            id.as_str(),
+            "payment_status_unexpected",
+            detail,
+            Some(&checkout.id),
+            now,
+        )
+        .await;
     }
     let Some(event) = outcome.event() else {
-        store.mark_event(&id, "awaiting async payment").await?;
+        store.mark_event(id.as_str(), "awaiting async payment").await?;
         return Ok(ack("awaiting_payment"));
     };
     if checkout.status == PaymentStatus::Created {
@@ -106,11 +139,22 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
         Ok(from) => from,
         Err(illegal) => {
             let detail = format!("{illegal} (checkout {})", checkout.id);
-            return anomaly(store, &id, "illegal_transition", detail, Some(&checkout.id), now).await;
+            return anomaly(
+                store,
+                id.as_str(),
+                "illegal_transition",
+                detail,
+                Some(&checkout.id),
+                now,
+            )
+            .await;
         }
     };
-    let outbox = OutboxEvent::settled(&checkout, &orders, &id, now).ok_or_else(ApiError::internal)?;
-    match store.apply_event(&id, &checkout, &orders, from, &outbox).await? {
+    let outbox = OutboxEvent::settled(&checkout, &orders, id.as_str(), now).ok_or_else(ApiError::internal)?;
+    match store
+        .apply_event(id.as_str(), &checkout, &orders, from, &outbox)
+        .await?
+    {
         Applied::Applied => {
             tracing::info!(psp_event_id = %id, checkout_id = %checkout.id, status = %checkout.status, "payment settled");
             Ok(ack("applied"))
@@ -147,6 +191,8 @@ pub async fn anomaly<S: Webhooks>(
     checkout_id: Option<&CheckoutId>,
     now: DateTime<Utc>,
 ) -> Result<Reply, ApiError> {
+    // The detail may quote what the PSP sent: bounded before it is logged or stored.
+    let detail: String = detail.chars().take(ANOMALY_DETAIL_CHARS_MAX).collect();
     tracing::warn!(psp_event_id, kind, detail = %detail, "webhook anomaly");
     let record = Anomaly {
         psp_event_id: psp_event_id.to_owned(),
@@ -180,7 +226,7 @@ mod tests {
         let body = br#"{"buyer_id":"b","order_id":"o","currency":"USD","total_amount":"0.30",
             "line_items":[{"seller_id":"s1","amount":"0.10","sub_order_id":"a"},{"seller_id":"s2","amount":"0.20","sub_order_id":"b"}]}"#;
         let input = CreatePayment {
-            idempotency_key: Some("k"),
+            idempotency_key: Some(b"k".as_slice()),
             body,
             now,
             deadline_ms: now.timestamp_millis() + 10_000,
@@ -198,7 +244,7 @@ mod tests {
 
     fn session(id: &str, token: &PspSessionId, amount_minor: i64, outcome: SessionOutcome) -> VerifiedEvent {
         VerifiedEvent {
-            id: id.into(),
+            id: PspEventId::parse(id).unwrap(),
             notice: PspNotice::Session {
                 session_id: token.clone(),
                 payment_intent: None,
@@ -293,7 +339,7 @@ mod tests {
         assert_eq!(store.anomalies.lock().unwrap().len(), 2);
         // Found through the checkout id we sent, when the token index has nothing yet.
         let by_ref = VerifiedEvent {
-            id: "evt_c".into(),
+            id: PspEventId::parse("evt_c").unwrap(),
             notice: PspNotice::Session {
                 session_id: token.clone(),
                 payment_intent: None,
@@ -308,5 +354,47 @@ mod tests {
             "applied"
         );
         assert_eq!(store.checkout(&id).unwrap().0.status, PaymentStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_completed_session_without_payment_moves_nothing_and_is_an_anomaly() {
+        let store = Memory::default();
+        let (id, token) = executing(&store).await;
+        let r = apply_webhook(
+            &store,
+            session(
+                "evt_free",
+                &token,
+                30,
+                SessionOutcome::NotPaid("no_payment_required".into()),
+            ),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome(&r), "payment_status_unexpected");
+        assert_eq!(store.checkout(&id).unwrap().0.status, PaymentStatus::Executing);
+        assert!(store.outbox.lock().unwrap().is_empty());
+        assert_eq!(store.anomalies.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_anomaly_detail_is_bounded() {
+        let store = Memory::default();
+        let r = anomaly(
+            &store,
+            "evt_x",
+            "unparseable_event",
+            "x".repeat(100_000),
+            None,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome(&r), "unparseable_event");
+        assert_eq!(
+            store.anomalies.lock().unwrap()[0].detail.len(),
+            ANOMALY_DETAIL_CHARS_MAX
+        );
     }
 }

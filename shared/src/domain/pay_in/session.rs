@@ -88,22 +88,25 @@ pub enum PspNotice {
     Ignored,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionOutcome {
     Paid,
     /// Completed but the money is still on its way (bank debits): wait for the async event.
     AwaitingPayment,
     Failed,
     Expired,
+    /// Completed without proof of payment (`payment_status` other than `paid` or `unpaid`):
+    /// the status as the PSP gave it. Nothing moves.
+    NotPaid(String),
 }
 
 impl SessionOutcome {
     /// The state-machine event, if any.
-    pub fn event(self) -> Option<PaymentEvent> {
+    pub fn event(&self) -> Option<PaymentEvent> {
         match self {
             SessionOutcome::Paid => Some(PaymentEvent::PspSucceeded),
             SessionOutcome::Failed | SessionOutcome::Expired => Some(PaymentEvent::PspFailed),
-            SessionOutcome::AwaitingPayment => None,
+            SessionOutcome::AwaitingPayment | SessionOutcome::NotPaid(_) => None,
         }
     }
 }

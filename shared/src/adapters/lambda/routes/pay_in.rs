@@ -5,8 +5,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::adapters::config::{Env, PaymentsEnv, PublicEnv, WebhookEnv};
 use crate::adapters::lambda::http::{
-    authenticate, body_bytes, check_json_content_type, check_size, deadline_ms, header, now_us, path_param,
-    respond,
+    authenticate, body_bytes, check_json_content_type, check_size, deadline_ms, header, header_bytes, now_us,
+    path_param, respond,
 };
 use crate::adapters::stripe::events::parse_event;
 use crate::api::ApiError;
@@ -23,7 +23,7 @@ pub async fn handle_create_payment(env: &PaymentsEnv, req: Request) -> Response<
         authenticated_post(
             &env.api.store,
             &env.callers,
-            header(req, "authorization"),
+            header_bytes(req, "authorization"),
             env.api.rate_limit,
             now_us(),
             |authority| async move {
@@ -35,7 +35,7 @@ pub async fn handle_create_payment(env: &PaymentsEnv, req: Request) -> Response<
                     &env.psp,
                     authority,
                     CreatePayment {
-                        idempotency_key: header(req, "idempotency-key"),
+                        idempotency_key: header_bytes(req, "idempotency-key"),
                         body: body_bytes(req),
                         now: chrono::Utc::now(),
                         deadline_ms: deadline_ms(req),
