@@ -218,7 +218,7 @@ async fn a_crashed_request_never_leaves_its_key_stuck() {
     // A request that claimed its key and created the checkout, then died (lease lapsed).
     let key = new_key();
     let (checkout, orders) = Checkout::open(&request, &acct.account_id, now);
-    let record_id = IdempotencyKey::parse(&key).unwrap().record_id(&scope);
+    let record_id = IdempotencyKey::parse(key.as_bytes()).unwrap().record_id(&scope);
     let stale = IdempotencyRecord::new_in_progress(
         record_id,
         request.fingerprint(),
@@ -249,7 +249,7 @@ async fn a_crashed_request_never_leaves_its_key_stuck() {
     // One whose lease is still live: its twin gets 409, and no second checkout.
     let key = new_key();
     let (checkout, orders) = Checkout::open(&request, &acct.account_id, now);
-    let record_id = IdempotencyKey::parse(&key).unwrap().record_id(&scope);
+    let record_id = IdempotencyKey::parse(key.as_bytes()).unwrap().record_id(&scope);
     let live = IdempotencyRecord::new_in_progress(
         record_id,
         request.fingerprint(),
