@@ -485,3 +485,191 @@ async fn unknown_routes_are_404() {
     let r = acct.get("/v1/nothing-here").await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn exactly_one_printable_idempotency_key() {
+    let acct = stack().new_account(None).await;
+    let body = single(json!("5.00"), "USD").to_string();
+    let key = new_key();
+    // Two headers: API Gateway joins them with a comma; refused, and nothing is made.
+    let two = send(
+        acct.http
+            .post(format!("{}/v1/payments", acct.api))
+            .bearer_auth(&acct.key)
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("one-{key}"))
+            .header("idempotency-key", format!("two-{key}"))
+            .body(body.clone()),
+    )
+    .await;
+    assert_error(&two, 400, "idempotency_key_invalid");
+    assert!(
+        two.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exactly one"),
+        "{}",
+        two.text
+    );
+    let one = acct
+        .post("/v1/payments", Some(&format!("one-{key}")), &body)
+        .await;
+    assert_eq!(
+        (one.status, one.headers.contains_key("idempotent-replayed")),
+        (201, false),
+        "{}",
+        one.text
+    );
+    // Not printable ASCII: invalid, saying why (not "missing").
+    let non_ascii = send(
+        acct.http
+            .post(format!("{}/v1/payments", acct.api))
+            .bearer_auth(&acct.key)
+            .header("content-type", "application/json")
+            .header(
+                "idempotency-key",
+                reqwest::header::HeaderValue::from_bytes("ключ".as_bytes()).unwrap(),
+            )
+            .body(body.clone()),
+    )
+    .await;
+    assert_error(&non_ascii, 400, "idempotency_key_invalid");
+    assert!(non_ascii.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("printable ASCII"));
+    // A malformed Authorization says so.
+    let bad_auth = send(acct.http.get(format!("{}/v1/payments/po_x", acct.api)).header(
+        "authorization",
+        reqwest::header::HeaderValue::from_bytes("Bearer clé".as_bytes()).unwrap(),
+    ))
+    .await;
+    assert_error(&bad_auth, 401, "api_key_invalid");
+    assert!(
+        bad_auth.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Malformed"),
+        "{}",
+        bad_auth.text
+    );
+}
+
+#[tokio::test]
+async fn card_numbers_with_any_separator_are_refused_and_never_echoed() {
+    let acct = stack().new_account(None).await;
+    for pan in [
+        "4242.4242.4242.4242",
+        "4242:4242:4242:4242",
+        "4242_4242_4242_4242",
+        "pan:4242424242424242",
+        "4242424242424242-1",
+    ] {
+        let mut body = single(json!("5.00"), "USD");
+        body["order_id"] = json!(pan);
+        let r = acct.create(&body).await;
+        assert_error(&r, 400, "card_data_rejected");
+        assert!(!r.text.contains("4242"), "never echoed: {}", r.text);
+    }
+}
+
+/// A non-loopback IPv4 address of this machine, if it has one (found without sending a packet).
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("192.0.2.1:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn dynamodb_local_and_every_local_service_refuse_other_hosts() {
+    let s = stack();
+    let Some(ip) = non_loopback_address() else {
+        eprintln!("this machine has no non-loopback address: nothing to check");
+        return;
+    };
+    for (what, url) in [
+        ("DynamoDB Local", &s.dynamodb),
+        ("moto", &s.moto),
+        ("the sandbox PSP", &s.psp),
+        ("the API", &s.api),
+        ("the twin's controls", &s.control),
+    ] {
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        let reachable =
+            std::net::TcpStream::connect_timeout(&(ip, port).into(), std::time::Duration::from_secs(1))
+                .is_ok();
+        assert!(!reachable, "{what} answers on {ip}:{port}");
+        let loopback = std::net::TcpStream::connect_timeout(
+            &(std::net::Ipv4Addr::LOCALHOST, port).into(),
+            std::time::Duration::from_secs(1),
+        );
+        assert!(loopback.is_ok(), "{what} is up on 127.0.0.1:{port}");
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_are_dropped() {
+    use std::io::{Read, Write};
+    let port: u16 = stack().api.rsplit(':').next().unwrap().parse().unwrap();
+    // Headers trickling in, a byte a second: the connection is closed (this twin allows 3 s).
+    let started = std::time::Instant::now();
+    let mut trickle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    trickle
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let closed = loop {
+        if trickle.write_all(b"G").is_err() {
+            break true;
+        }
+        let mut buf = [0u8; 256];
+        match trickle.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => break true,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(_) => break true,
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(800));
+    };
+    assert!(
+        closed,
+        "a trickling client was held open for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // A body shorter than its Content-Length: 408, then closed.
+    let mut short = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    short
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    short
+        .write_all(b"POST /v1/payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":1}")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = short.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn the_banner_shows_secrets_masked() {
+    let s = stack();
+    let banner = std::fs::read_to_string(&s.stderr_log).unwrap();
+    assert!(banner.contains("PSP_SECRET_KEY"), "{banner}");
+    for secret in ["sk_test_sandbox_51PsysLocalDev", "whsec_sandbox_localdev_7c1e9a"] {
+        assert!(!banner.contains(secret), "{secret} printed in full");
+    }
+    assert!(
+        banner.contains("sk_test_…lDev") && banner.contains("whsec_…1e9a"),
+        "{banner}"
+    );
+    assert!(banner.contains(&format!("{} (the documented default)", common::DEV_API_KEY)));
+}

@@ -18,6 +18,7 @@ fn stack() -> &'static Stack {
         label: "pay-in",
         params: &[("PspRetryBudgetMs", "2500"), ("PspAttemptTimeoutMs", "1000")],
         on_disk: false,
+        env: &[],
     })
 }
 
@@ -33,7 +34,8 @@ async fn admin(path: &str, body: Option<Value>) -> Value {
     let req = match body {
         Some(b) => http().post(url).json(&b),
         None => http().get(url),
-    };
+    }
+    .header("x-sandbox-control", "1");
     let resp = req.send().await.expect("sandbox admin");
     assert!(resp.status().is_success(), "{path}: {}", resp.status());
     resp.json().await.unwrap_or(Value::Null)
@@ -481,4 +483,62 @@ async fn a_buyer_pays_in_a_real_browser() {
         report.ledger_transactions >= 3,
         "three sellers, three ledger transactions"
     );
+}
+
+#[tokio::test]
+async fn signed_events_that_cannot_be_applied_are_acknowledged_as_anomalies_and_move_nothing() {
+    let _turn = TURN.lock().await;
+    reset_faults().await;
+    let acct = stack().new_account(None).await;
+    let r = acct.create(&single(json!("12.00"), "USD")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (id, token) = (
+        r.json["checkout_id"].as_str().unwrap(),
+        r.json["psp_token"].as_str().unwrap(),
+    );
+    let event = |event_id: &str, session: &str, payment_status: &str| {
+        json!({"id": event_id, "object": "event", "type": "checkout.session.completed", "created": now_s(),
+            "data": {"object": {"id": session, "object": "checkout.session", "client_reference_id": id,
+            "amount_total": 1200, "currency": "usd", "payment_status": payment_status}}})
+        .to_string()
+    };
+    let long_id = format!("evt_{}", "x".repeat(300));
+    for (event_id, session, status, outcome) in [
+        ("evt_empty_session", "", "paid", "unparseable_event"),
+        ("", token, "paid", "unparseable_event"),
+        (long_id.as_str(), token, "paid", "unparseable_event"),
+        (
+            "evt_free_lunch",
+            token,
+            "no_payment_required",
+            "payment_status_unexpected",
+        ),
+    ] {
+        let body = event(event_id, session, status);
+        let r = post_webhook(&body, &sign(body.as_bytes(), WEBHOOK_SECRET, now_s())).await;
+        assert_eq!(
+            (r.status, r.json["outcome"].as_str()),
+            (200, Some(outcome)),
+            "{event_id:.20} {session:?} {status}: {}",
+            r.text
+        );
+    }
+    assert_eq!(checkout(&acct, id).await["status"], "EXECUTING", "nothing moved");
+}
+
+#[tokio::test]
+async fn the_sandbox_admin_routes_refuse_web_pages() {
+    let _turn = TURN.lock().await;
+    let url = format!("{}/__sandbox/reset", stack().psp);
+    let bare = http().post(&url).json(&json!({})).send().await.unwrap();
+    assert_eq!(bare.status(), 403);
+    let from_page = http()
+        .post(&url)
+        .header("x-sandbox-control", "1")
+        .header("origin", "http://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_page.status(), 403);
 }

@@ -15,6 +15,7 @@ fn stack() -> &'static Stack {
         label: "pipeline",
         params: &[("ConsumerVisibilityTimeout", "3")],
         on_disk: false,
+        env: &[],
     })
 }
 
@@ -107,6 +108,33 @@ async fn payments_reach_wallets_and_ledger_exactly_once_to_the_cent() {
         next.json["entries"]["data"][0],
         account.json["entries"]["data"][0]
     );
+    // Cursors are opaque and open only for the list and account that made them: another
+    // account, another query, an edited cursor or a made-up one is a 400, never a 503.
+    assert!(
+        !cursor.contains(acct.account_id.as_str()) && !cursor.contains("ACCT"),
+        "opaque: {cursor}"
+    );
+    let mut edited = cursor.to_owned().into_bytes();
+    let last = edited.len() - 2;
+    edited[last] = if edited[last] == b'A' { b'B' } else { b'A' };
+    let edited = String::from_utf8(edited).unwrap();
+    for (who, list, c) in [
+        (&other, "seller_payable:seller_B", cursor),
+        (&acct, "seller_payable:seller_A", cursor),
+        (&acct, "seller_payable:seller_B", edited.as_str()),
+        (&acct, "seller_payable:seller_B", "%7B%7D"),
+        (&acct, "seller_payable:seller_B", "7b7d"),
+    ] {
+        let r = who
+            .get(&format!("/v1/ledger/accounts/{list}?limit=1&cursor={c}"))
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "parameter_invalid"),
+            "{list} {c}: {}",
+            r.text
+        );
+    }
     let receivable = acct.get("/v1/ledger/accounts/psp_receivable").await;
     assert!(receivable.json["balances"]
         .as_array()
@@ -398,35 +426,39 @@ async fn operators_see_dlq_reasons_and_can_redrive() {
 
 #[tokio::test]
 async fn the_twin_refuses_an_outage_drill_that_would_lose_an_in_memory_database() {
-    let r =
-        common::send(reqwest::Client::new().post(format!("{}/__twin/dynamodb/stop", stack().control))).await;
+    let control = |path: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/__twin/{path}", stack().control))
+            .header("x-twin-control", "1")
+    };
+    let r = common::send(control("dynamodb/stop")).await;
     assert_eq!(r.status, 409, "{}", r.text);
     assert!(
         r.json["message"].as_str().unwrap().contains("--data-dir"),
         "{}",
         r.text
     );
-    let r = common::send(reqwest::Client::new().post(format!(
-        "{}/__twin/event-sources/CreatePaymentFunction/disable",
-        stack().control
-    )))
-    .await;
+    let r = common::send(control("event-sources/CreatePaymentFunction/disable")).await;
     assert_eq!(r.status, 404, "an HTTP function has no event source: {}", r.text);
-    let r = common::send(reqwest::Client::new().post(format!(
-        "{}/__twin/event-sources/WalletConsumerFunction/rewind",
-        stack().control
-    )))
-    .await;
+    let r = common::send(control("event-sources/WalletConsumerFunction/rewind")).await;
     assert_eq!(r.status, 409, "a queue cannot be rewound: {}", r.text);
     // The control port is not the API: a control route there is an unknown route, as on AWS.
     let r = common::send(reqwest::Client::new().get(format!("{}/__twin/queues", stack().api))).await;
     assert_eq!(r.status, 404, "{}", r.text);
-    let r = common::send(reqwest::Client::new().post(format!(
-        "{}/__twin/functions/NoSuchFunction/kill",
-        stack().control
-    )))
-    .await;
+    let r = common::send(control("functions/NoSuchFunction/kill")).await;
     assert_eq!(r.status, 404, "{}", r.text);
+    // A web page cannot drive the controls: no control header, or any Origin, is refused.
+    let bare = reqwest::Client::new().post(format!("{}/__twin/dynamodb/stop", stack().control));
+    assert_eq!(common::send(bare).await.status, 403);
+    let from_page =
+        control("event-sources/WalletConsumerFunction/disable").header("origin", "http://evil.example");
+    let r = common::send(from_page).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let sources = stack().twin(reqwest::Method::GET, "event-sources").await;
+    assert!(
+        sources.as_array().unwrap().iter().all(|m| m["enabled"] == true),
+        "nothing was switched off: {sources}"
+    );
     // Still up: the API answers.
     assert_eq!(
         stack().new_account(None).await.get("/v1/wallets/x").await.status,

@@ -26,6 +26,7 @@ fn stack() -> &'static Stack {
         label: "recovery",
         params: &[("ConsumerVisibilityTimeout", "3")],
         on_disk: true,
+        env: &[],
     })
 }
 
@@ -184,6 +185,42 @@ async fn dynamodb_down_while_messages_wait_then_every_event_applies_once() {
             "the {consumer} consumer tried and backed off while DynamoDB was down"
         );
     }
+
+    // A buyer landing on the completion page meanwhile gets a page that says the status is
+    // not known yet and asks again, with a buyer's page's headers; never a JSON 503.
+    let page = reqwest::Client::new()
+        .get(format!(
+            "{}/checkout/complete?checkout_id=chk_0190000000007000800000000000000a",
+            s.api
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        header("content-type").starts_with("text/html"),
+        "{:?}",
+        page.headers()
+    );
+    assert!(header("content-security-policy").contains("default-src 'none'"));
+    assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("cache-control"), "no-store");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("retry-after"), "2");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("http-equiv=\"refresh\"") && !html.contains("<script"),
+        "{html}"
+    );
 
     let back = s.twin(Method::POST, "dynamodb/start").await;
     assert_eq!(back["dynamodb"], "running");

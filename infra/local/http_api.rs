@@ -461,7 +461,19 @@ pub struct Api {
     pub router: Router,
     pub pool: Arc<Pool>,
     pub local_port: u16,
+    /// A request whose body has not arrived in full by then is answered 408 and dropped.
+    pub body_read_timeout: std::time::Duration,
 }
+
+/// Slow clients: headers must arrive within this (also how long an idle keep-alive
+/// connection stays open), bodies within `Api::body_read_timeout`.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The header a control request must carry. A web page cannot send it cross-site without a
+/// preflight the twin never answers, so a page open on the developer's machine cannot stop
+/// DynamoDB or switch mappings.
+pub const CONTROL_HEADER: &str = "x-twin-control";
 
 /// The twin's own endpoints, on a port of their own (`TWIN_CONTROL_PORT`), so they can never
 /// shadow a template route:
@@ -488,8 +500,23 @@ pub trait Service: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Response<Body>> + Send;
 }
 
+/// A control request from a browser page (it has an `Origin`) or without the control header
+/// is refused.
+pub fn control_refusal(headers: &hyper::HeaderMap, header: &str) -> Option<String> {
+    if headers.contains_key(hyper::header::ORIGIN) {
+        return Some("control requests from web pages are refused".into());
+    }
+    if !headers.contains_key(header) {
+        return Some(format!("control requests must carry the {header} header"));
+    }
+    None
+}
+
 impl Service for ControlApi {
     async fn handle(&self, req: Request<Incoming>, _source: SocketAddr) -> Response<Body> {
+        if let Some(why) = control_refusal(req.headers(), CONTROL_HEADER) {
+            return json_message(StatusCode::FORBIDDEN, &why);
+        }
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
         match (method.as_str(), path.as_str()) {
@@ -553,10 +580,17 @@ impl Service for Api {
             return too_large();
         }
         let (parts, body) = req.into_parts();
-        let body = match collect(body, REQUEST_BYTES_MAX).await {
-            Ok(b) => b,
-            Err(true) => return too_large(),
-            Err(false) => return json_message(StatusCode::BAD_REQUEST, "Bad Request"),
+        let body = match tokio::time::timeout(self.body_read_timeout, collect(body, REQUEST_BYTES_MAX)).await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(true)) => return too_large(),
+            Ok(Err(false)) => return json_message(StatusCode::BAD_REQUEST, "Bad Request"),
+            Err(_) => {
+                let mut resp = json_message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+                resp.headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
+            }
         };
         let request_id = uuid::Uuid::new_v4().to_string();
         let event = build_event(
@@ -594,8 +628,9 @@ impl Service for Api {
     }
 }
 
-/// Serves `api` until the task is aborted.
-pub async fn serve<S: Service>(listener: TcpListener, api: Arc<S>) {
+/// Serves `api` until the task is aborted; a connection whose request headers do not arrive
+/// within `header_read_timeout` is closed.
+pub async fn serve<S: Service>(listener: TcpListener, api: Arc<S>, header_read_timeout: std::time::Duration) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -609,6 +644,8 @@ pub async fn serve<S: Service>(listener: TcpListener, api: Arc<S>) {
                             async move { Ok::<_, Infallible>(api.handle(req, source).await) }
                         });
                         let _ = http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(header_read_timeout)
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;
                     });

@@ -35,7 +35,8 @@ environment: API_PORT=3000 DYNAMODB_PORT=8000 MOTO_PORT=5000 PSP_PORT=4000 (0 = 
   DEV_API_KEY, PSP_SECRET_KEY, PSP_WEBHOOK_SECRET, DYNAMODB_LOCAL_JAR, DYNAMODB_LOCAL_LAUNCHER_DIR, MOTO_SERVER,
   TWIN_MAX_INSTANCES=32 (per function), TWIN_PREWARM=0 (instances started per function at start),
   TWIN_ECHO_LOGS=1 (echo function logs to stderr),
-  TWIN_THREADS=0 (0: one event-loop thread, the leanest on 2 cores; N: N worker threads)";
+  TWIN_THREADS=0 (0: one event-loop thread, the leanest on 2 cores; N: N worker threads),
+  TWIN_HEADER_READ_TIMEOUT_MS=30000, TWIN_BODY_READ_TIMEOUT_MS=60000 (slow clients are dropped)";
 
 const DEFAULT_DATA_DIR: &str = ".local/data";
 /// Stream checkpoints under the data dir (with `--data-dir` only).
@@ -67,6 +68,8 @@ struct Config {
     moto_server: PathBuf,
     max_instances: usize,
     prewarm: usize,
+    header_read_timeout: std::time::Duration,
+    body_read_timeout: std::time::Duration,
     echo_logs: bool,
 }
 
@@ -194,7 +197,7 @@ fn parse_args() -> Result<Config, String> {
         dynamodb_port: port("DYNAMODB_PORT", 8000)?,
         moto_port: port("MOTO_PORT", 5000)?,
         psp_port: port("PSP_PORT", 4000)?,
-        dev_api_key: env_or("DEV_API_KEY", "psys_test_devkey_4f2a9c7e1b5d"),
+        dev_api_key: env_or("DEV_API_KEY", DEFAULT_DEV_API_KEY),
         psp_secret_key: env_or("PSP_SECRET_KEY", "sk_test_sandbox_51PsysLocalDev"),
         psp_webhook_secret: env_or("PSP_WEBHOOK_SECRET", "whsec_sandbox_localdev_7c1e9a"),
         jar: std::env::var("DYNAMODB_LOCAL_JAR").ok().filter(|v| !v.is_empty()),
@@ -204,6 +207,14 @@ fn parse_args() -> Result<Config, String> {
         moto_server: env_or("MOTO_SERVER", services::DEFAULT_MOTO).into(),
         max_instances: env_number("TWIN_MAX_INSTANCES", 32)?,
         prewarm: env_number("TWIN_PREWARM", 0)?,
+        header_read_timeout: std::time::Duration::from_millis(env_number(
+            "TWIN_HEADER_READ_TIMEOUT_MS",
+            http_api::HEADER_READ_TIMEOUT.as_millis() as u64,
+        )?),
+        body_read_timeout: std::time::Duration::from_millis(env_number(
+            "TWIN_BODY_READ_TIMEOUT_MS",
+            http_api::BODY_READ_TIMEOUT.as_millis() as u64,
+        )?),
         echo_logs: std::env::var("TWIN_ECHO_LOGS").is_ok_and(|v| v == "1" || v == "true"),
     })
 }
@@ -301,6 +312,15 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         ("PspSecretKey", cfg.psp_secret_key.clone()),
         ("PspWebhookSecret", cfg.psp_webhook_secret.clone()),
         ("PublicBaseUrl", api_endpoint.clone()),
+        // Fresh each start: a cursor does not outlive the twin that made it.
+        (
+            "CursorSecret",
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ),
+        ),
     ]
     .map(|(k, v)| (k.to_owned(), v));
     let tpl = Template::load(&cfg.template, &cfg.params, &twin_values).map_err(|e| e.to_string())?;
@@ -416,6 +436,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         router,
         pool: Arc::clone(&pool),
         local_port: cfg.api_port,
+        body_read_timeout: cfg.body_read_timeout,
     });
     let control_api = Arc::new(http_api::ControlApi {
         pool: Arc::clone(&pool),
@@ -423,8 +444,16 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         controls: Arc::clone(&controls),
         dynamodb: Arc::clone(&ddb),
     });
-    let server = tokio::spawn(http_api::serve(listener, Arc::clone(&api)));
-    let control_server = tokio::spawn(http_api::serve(control_listener, control_api));
+    let server = tokio::spawn(http_api::serve(
+        listener,
+        Arc::clone(&api),
+        cfg.header_read_timeout,
+    ));
+    let control_server = tokio::spawn(http_api::serve(
+        control_listener,
+        control_api,
+        cfg.header_read_timeout,
+    ));
     if cfg.prewarm > 0 {
         pool.prewarm(cfg.prewarm);
     }
@@ -546,6 +575,44 @@ async fn wait_for_shutdown(
     }
 }
 
+/// The documented default dev key (README); shown in full only when it is this one.
+const DEFAULT_DEV_API_KEY: &str = "psys_test_devkey_4f2a9c7e1b5d";
+
+/// A secret as the banner shows it: its kind prefix (`sk_test_`, `whsec_`, …) and its last four
+/// characters, so two can be told apart without either being readable.
+fn mask_secret(secret: &str) -> String {
+    let prefix_len = [
+        "sk_test_",
+        "sk_live_",
+        "rk_test_",
+        "rk_live_",
+        "whsec_",
+        "psys_test_",
+        "psys_live_",
+    ]
+    .iter()
+    .find(|p| secret.starts_with(*p))
+    .map_or(0, |p| p.len());
+    let tail_len = 4.min(secret.len().saturating_sub(prefix_len) / 2);
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(tail_len)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{}…{tail}", &secret[..prefix_len])
+}
+
+fn shown_dev_key(key: &str) -> String {
+    if key == DEFAULT_DEV_API_KEY {
+        format!("{key} (the documented default)")
+    } else {
+        mask_secret(key)
+    }
+}
+
 fn print_banner(
     cfg: &Config,
     api: &http_api::Api,
@@ -566,10 +633,10 @@ fn print_banner(
         ("DYNAMODB_PORT", cfg.dynamodb_port.to_string()),
         ("MOTO_PORT", cfg.moto_port.to_string()),
         ("TWIN_CONTROL_PORT", cfg.control_port.to_string()),
-        ("DEV_API_KEY", cfg.dev_api_key.clone()),
-        ("PSP_PORT", format!("{} (reserved)", cfg.psp_port)),
-        ("PSP_SECRET_KEY", cfg.psp_secret_key.clone()),
-        ("PSP_WEBHOOK_SECRET", cfg.psp_webhook_secret.clone()),
+        ("DEV_API_KEY", shown_dev_key(&cfg.dev_api_key)),
+        ("PSP_PORT", cfg.psp_port.to_string()),
+        ("PSP_SECRET_KEY", mask_secret(&cfg.psp_secret_key)),
+        ("PSP_WEBHOOK_SECRET", mask_secret(&cfg.psp_webhook_secret)),
         ("template", cfg.template.display().to_string()),
         ("bin dir", cfg.bin_dir.display().to_string()),
         ("dynamodb data", data),
@@ -638,4 +705,24 @@ fn print_banner(
     }
     b.push_str("└─\n");
     eprint!("{b}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_shows_secrets_masked() {
+        assert_eq!(mask_secret("sk_test_sandbox_51PsysLocalDev"), "sk_test_…lDev");
+        assert_eq!(mask_secret("whsec_sandbox_localdev_7c1e9a"), "whsec_…1e9a");
+        assert_eq!(mask_secret("s3cr3t"), "…r3t");
+        assert_eq!(mask_secret("ab"), "…b");
+        assert_eq!(mask_secret(""), "…");
+        assert!(!mask_secret("psys_test_0123456789abcdef").contains("0123456789"));
+        assert_eq!(
+            shown_dev_key(DEFAULT_DEV_API_KEY),
+            format!("{DEFAULT_DEV_API_KEY} (the documented default)")
+        );
+        assert_eq!(shown_dev_key("psys_test_mine_9f8e7d6c"), "psys_test_…7d6c");
+    }
 }

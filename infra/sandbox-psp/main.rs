@@ -323,6 +323,8 @@ async fn run(cfg: Config, listener: std::net::TcpListener) -> i32 {
                 let _ = http1::Builder::new()
                     .keep_alive(true)
                     .title_case_headers(true)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
             });
@@ -359,6 +361,13 @@ async fn sweeper(app: Arc<App>) {
     }
 }
 
+/// Slow clients: headers within this (also how long an idle keep-alive connection stays open),
+/// bodies within `BODY_READ_TIMEOUT`.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The header `/__sandbox/` requests must carry.
+pub const ADMIN_HEADER: &str = "x-sandbox-control";
+
 async fn serve(
     app: Arc<App>,
     peer: SocketAddr,
@@ -366,26 +375,34 @@ async fn serve(
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let request_id = store::new_id("req_", 14);
-    let resp = match Limited::new(body, BODY_BYTES_MAX).collect().await {
-        Err(_) => stripe_error(
-            413,
-            "invalid_request_error",
-            None,
-            "Request body too large (at most 1 MiB).",
-            None,
-        ),
-        Ok(collected) => {
-            let r = Req {
-                method: parts.method,
-                path: parts.uri.path().to_string(),
-                query: parts.uri.query().unwrap_or("").to_string(),
-                headers: parts.headers,
-                body: collected.to_bytes(),
-                peer,
-            };
-            route(&app, r, &request_id).await
-        }
-    };
+    let resp =
+        match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, BODY_BYTES_MAX).collect()).await {
+            Err(_) => stripe_error(
+                408,
+                "invalid_request_error",
+                None,
+                "The request body did not arrive in time.",
+                None,
+            ),
+            Ok(Err(_)) => stripe_error(
+                413,
+                "invalid_request_error",
+                None,
+                "Request body too large (at most 1 MiB).",
+                None,
+            ),
+            Ok(Ok(collected)) => {
+                let r = Req {
+                    method: parts.method,
+                    path: parts.uri.path().to_string(),
+                    query: parts.uri.query().unwrap_or("").to_string(),
+                    headers: parts.headers,
+                    body: collected.to_bytes(),
+                    peer,
+                };
+                route(&app, r, &request_id).await
+            }
+        };
     Ok(to_hyper(resp, &request_id))
 }
 
@@ -396,6 +413,19 @@ async fn route(app: &Arc<App>, req: Req, request_id: &str) -> Resp {
         let id = rest.to_string();
         page::handle(app, &req, &id)
     } else if req.path.starts_with("/__sandbox/") {
+        // Test controls: never from a web page (it would send an Origin, and cannot add the
+        // header cross-site without a preflight the sandbox never answers).
+        if req.headers.contains_key(hyper::header::ORIGIN) || !req.headers.contains_key(ADMIN_HEADER) {
+            return stripe_error(
+                403,
+                "invalid_request_error",
+                None,
+                &format!(
+                    "/__sandbox/ requests must carry the {ADMIN_HEADER} header and come from no web page"
+                ),
+                None,
+            );
+        }
         admin::handle(app, &req)
     } else {
         unrecognized(&req)

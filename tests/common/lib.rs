@@ -37,6 +37,8 @@ pub struct Stack {
     /// The twin's own controls (`/__twin/...`), on a port apart from the API's.
     pub control: String,
     pub log_dir: String,
+    /// What the twin itself printed (its banner, its warnings).
+    pub stderr_log: String,
     _child: Mutex<Child>,
     // Closing this pipe (when the test process exits) tells the twin to stop everything.
     _stdin: Mutex<ChildStdin>,
@@ -51,12 +53,20 @@ pub struct TwinSpec {
     /// Keeps DynamoDB Local's data in a fresh folder under `target/twin-data/` instead of
     /// memory, so that it can be stopped and started again.
     pub on_disk: bool,
+    /// More environment for the twin.
+    pub env: &'static [(&'static str, &'static str)],
 }
 
+/// The API tests' twin drops slow clients after 3 s instead of 30 (headers) and 60 (bodies),
+/// so the test that trickles bytes at it is quick.
 pub const DEFAULT_TWIN: TwinSpec = TwinSpec {
     label: "test",
     params: &[],
     on_disk: false,
+    env: &[
+        ("TWIN_HEADER_READ_TIMEOUT_MS", "3000"),
+        ("TWIN_BODY_READ_TIMEOUT_MS", "3000"),
+    ],
 };
 
 static STACK: OnceLock<Stack> = OnceLock::new();
@@ -103,6 +113,7 @@ pub fn start(bin_dir: &Path, spec: &TwinSpec) -> Stack {
         label,
         params,
         on_disk,
+        env,
     } = *spec;
     let root = workspace_root();
     let root = root.to_str().expect("utf-8 path");
@@ -135,6 +146,7 @@ pub fn start(bin_dir: &Path, spec: &TwinSpec) -> Stack {
         .env("DYNAMODB_PORT", "0")
         .env("MOTO_PORT", "0")
         .env("TWIN_CONTROL_PORT", "0")
+        .envs(env.iter().copied())
         .args(
             params
                 .iter()
@@ -147,10 +159,22 @@ pub fn start(bin_dir: &Path, spec: &TwinSpec) -> Stack {
         .env_remove("TWIN_ECHO_LOGS")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start the twin (run `make deps` first)");
     let stdin = child.stdin.take().expect("stdin");
+    // The twin's own output (its banner, its warnings): shown as it comes, and kept apart from
+    // the functions' logs for the tests that read it.
+    let stderr_log = format!("{log_dir}.twin-stderr.log");
+    let twin_stderr = child.stderr.take().expect("stderr");
+    let mut copy = std::fs::File::create(&stderr_log).expect("twin stderr log");
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for line in BufReader::new(twin_stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let _ = writeln!(copy, "{line}");
+        }
+    });
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -176,6 +200,7 @@ pub fn start(bin_dir: &Path, spec: &TwinSpec) -> Stack {
         moto: field("moto"),
         control: field("control"),
         log_dir,
+        stderr_log,
         _child: Mutex::new(child),
         _stdin: Mutex::new(stdin),
     }
@@ -184,7 +209,12 @@ pub fn start(bin_dir: &Path, spec: &TwinSpec) -> Stack {
 impl Stack {
     /// A twin control (`/__twin/...`); panics unless it answers 200.
     pub async fn twin(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
-        let r = send(reqwest::Client::new().request(method, format!("{}/__twin/{path}", self.control))).await;
+        let r = send(
+            reqwest::Client::new()
+                .request(method, format!("{}/__twin/{path}", self.control))
+                .header("x-twin-control", "1"),
+        )
+        .await;
         assert_eq!(r.status, 200, "/__twin/{path}: {}", r.text);
         r.json
     }
@@ -244,7 +274,7 @@ impl Stack {
             .iter()
             .map(|o| stripe_minor(o["amount"].as_str().unwrap(), o["currency"].as_str().unwrap()))
             .sum();
-        let event = serde_json::json!({"id": format!("evt_{}", &new_key()[..12]), "object": "event", "type": "checkout.session.completed",
+        let event = serde_json::json!({"id": format!("evt_{}", uuid::Uuid::new_v4().simple()), "object": "event", "type": "checkout.session.completed",
             "created": chrono::Utc::now().timestamp(), "data": {"object": {"id": c["psp_token"], "object": "checkout.session",
             "client_reference_id": c["checkout_id"], "amount_total": amount_total, "currency": c["currency"].as_str().unwrap().to_lowercase(),
             "payment_status": "paid"}}})

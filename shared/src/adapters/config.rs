@@ -7,7 +7,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use crate::adapters::aws::dynamodb_client;
-use crate::adapters::dynamo::ledger::LedgerStore;
+use crate::adapters::dynamo::cursor::Cursors;
+use crate::adapters::dynamo::ledger::{LedgerReads, LedgerStore};
 use crate::adapters::dynamo::{DynamoStore, Tables};
 use crate::adapters::lambda::sqs_batch::ConsumerFromEnv;
 use crate::adapters::stripe::{RetryPolicy, StripeClient};
@@ -126,13 +127,16 @@ impl FromEnv for PublicEnv {
 /// The wallet and ledger read APIs.
 pub struct LedgerApiEnv {
     pub api: Env,
-    pub ledger: LedgerStore,
+    pub ledger: LedgerReads,
 }
 
 impl FromEnv for LedgerApiEnv {
     async fn load() -> Result<LedgerApiEnv, String> {
         let api = Env::load().await?;
-        let ledger = LedgerStore::with_client(api.store.client.clone())?;
+        let ledger = LedgerReads {
+            store: LedgerStore::with_client(api.store.client.clone())?,
+            cursors: cursors()?,
+        };
         Ok(LedgerApiEnv { api, ledger })
     }
 }
@@ -148,6 +152,21 @@ impl LedgerStore {
         })
     }
 }
+
+/// `CURSOR_SECRET`: seals list cursors (see `adapters::dynamo::cursor`); at least 32
+/// characters, so a deployment cannot run on a guessable one.
+pub fn cursors() -> Result<Cursors, String> {
+    let secret = var("CURSOR_SECRET")?;
+    if secret.len() < CURSOR_SECRET_LEN_MIN {
+        return Err(format!(
+            "CURSOR_SECRET must be at least {CURSOR_SECRET_LEN_MIN} characters"
+        ));
+    }
+    Ok(Cursors::new(&secret))
+}
+
+/// The shortest `CURSOR_SECRET` accepted.
+pub const CURSOR_SECRET_LEN_MIN: usize = 32;
 
 impl FromEnv for LedgerStore {
     async fn load() -> Result<Self, String> {

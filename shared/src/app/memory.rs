@@ -42,7 +42,7 @@ pub struct Memory {
     pub published: Mutex<Vec<(Destination, Outgoing)>>,
     /// Per destination: the index, within one publish call, of the first message that fails.
     pub fail_publish_at: Mutex<HashMap<Destination, usize>>,
-    /// While set, every ledger and wallet write fails as an unavailable store would.
+    /// While set, ledger and wallet writes and checkout reads fail as an unavailable store would.
     pub unavailable: AtomicBool,
 }
 
@@ -262,6 +262,7 @@ impl Checkouts for Memory {
         &self,
         id: &CheckoutId,
     ) -> Result<Option<(Checkout, Vec<PaymentOrder>)>, StoreError> {
+        self.check_available()?;
         Ok(self.checkouts.lock().unwrap().get(id).cloned())
     }
 
@@ -499,6 +500,7 @@ impl LedgerReader for Memory {
 
     async fn transactions_for_order(
         &self,
+        account_id: &AccountId,
         payment_order_id: &PaymentOrderId,
         _limit: i32,
         _cursor: Option<&str>,
@@ -509,7 +511,9 @@ impl LedgerReader for Memory {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|t| t.payment_order_id.as_ref() == Some(payment_order_id))
+                .filter(|t| {
+                    &t.account_id == account_id && t.payment_order_id.as_ref() == Some(payment_order_id)
+                })
                 .cloned()
                 .collect(),
             next_cursor: None,

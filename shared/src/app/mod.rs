@@ -25,6 +25,8 @@ pub struct Reply {
     /// Sent again from the idempotency record (`Idempotent-Replayed: true`).
     pub replayed: bool,
     pub content_type: &'static str,
+    /// More headers (a page's security headers).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -39,17 +41,44 @@ impl Reply {
             body,
             replayed,
             content_type: "application/json",
+            headers: Vec::new(),
         }
     }
 
-    pub fn html(status: u16, body: String) -> Self {
+    /// A page a buyer's browser lands on, with the headers such a page should carry: no
+    /// script (the one inline style allowed by its hash), no framing, no sniffing, no caching,
+    /// no referrer; a 503 says when to ask again.
+    pub fn page(status: u16, html: &str) -> Self {
+        use sha2::Digest;
+        let style = base64_std(&sha2::Sha256::digest(pay_in::queries::PAGE_STYLE.as_bytes()));
+        let mut headers = vec![
+            (
+                "content-security-policy",
+                format!(
+                    "default-src 'none'; style-src 'sha256-{style}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+                ),
+            ),
+            ("x-frame-options", "DENY".to_owned()),
+            ("x-content-type-options", "nosniff".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+            ("referrer-policy", "no-referrer".to_owned()),
+        ];
+        if status == 503 {
+            headers.push(("retry-after", "2".to_owned()));
+        }
         Reply {
             status,
-            body,
+            body: html.to_owned(),
             replayed: false,
             content_type: "text/html; charset=utf-8",
+            headers,
         }
     }
+}
+
+fn base64_std(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Who is calling: the account an authenticated API key acts for.

@@ -49,8 +49,10 @@ pub trait LedgerReader: Send + Sync {
         seller_id: &SellerId,
     ) -> impl Future<Output = Result<Vec<(Currency, i64)>, StoreError>> + Send;
 
+    /// The caller's ledger transactions of one payment order, a page at a time.
     fn transactions_for_order(
         &self,
+        account_id: &AccountId,
         payment_order_id: &PaymentOrderId,
         limit: i32,
         cursor: Option<&str>,

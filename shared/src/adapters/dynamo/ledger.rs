@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use super::codec::{built, from_item, get_n, get_s, n, opt_s, s, unavailable, Item};
+use super::cursor::Cursors;
 use super::tx::{put_if_absent, transact};
 use crate::domain::currency::Currency;
 use crate::domain::ids::{AccountId, PaymentOrderId, SellerId};
@@ -36,6 +37,13 @@ pub struct LedgerStore {
     pub ledger_table: String,
     pub wallets_table: String,
     pub balances_table: String,
+}
+
+/// The read APIs' view of the ledger: the store, and the seal on their list cursors.
+#[derive(Debug, Clone)]
+pub struct LedgerReads {
+    pub store: LedgerStore,
+    pub cursors: Cursors,
 }
 
 fn entry_map(e: &Entry) -> HashMap<String, AttributeValue> {
@@ -203,27 +211,6 @@ impl LedgerWriter for LedgerStore {
     }
 }
 
-/// Cursors are the hex of the last evaluated key's string attributes: opaque to clients.
-fn encode_cursor(key: Option<&Item>) -> Option<String> {
-    let key = key.filter(|k| !k.is_empty())?;
-    let plain: BTreeMap<&String, &str> = key
-        .iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k, s.as_str())))
-        .collect();
-    Some(hex::encode(serde_json::to_vec(&plain).ok()?))
-}
-
-fn decode_cursor(cursor: Option<&str>) -> Result<Option<Item>, StoreError> {
-    let Some(cursor) = cursor else { return Ok(None) };
-    let invalid = || StoreError::InvalidCursor(format!("{} characters that do not decode", cursor.len()));
-    let bytes = hex::decode(cursor).map_err(|_| invalid())?;
-    let plain: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if plain.is_empty() {
-        return Err(invalid());
-    }
-    Ok(Some(plain.into_iter().map(|(k, v)| (k, s(v))).collect()))
-}
-
 /// A balance shard as stored.
 #[derive(serde::Deserialize)]
 pub struct BalanceItem {
@@ -254,16 +241,17 @@ impl BalanceItem {
     }
 }
 
-impl LedgerReader for LedgerStore {
+impl LedgerReader for LedgerReads {
     async fn wallet_balances(
         &self,
         account_id: &AccountId,
         seller_id: &SellerId,
     ) -> Result<Vec<(Currency, i64)>, StoreError> {
         let out = self
+            .store
             .client
             .query()
-            .table_name(&self.wallets_table)
+            .table_name(&self.store.wallets_table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(super::wallets::wallet_key(account_id, seller_id)))
             .consistent_read(true)
@@ -283,30 +271,35 @@ impl LedgerReader for LedgerStore {
 
     async fn transactions_for_order(
         &self,
+        account_id: &AccountId,
         payment_order_id: &PaymentOrderId,
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<LedgerTransaction>, StoreError> {
+        let scope = format!("ledger_transactions|{account_id}|{payment_order_id}");
         let out = self
+            .store
             .client
             .query()
-            .table_name(&self.ledger_table)
+            .table_name(&self.store.ledger_table)
             .index_name("by_payment_order")
             .key_condition_expression("payment_order_id = :po")
             .expression_attribute_values(":po", s(payment_order_id.as_str()))
             .limit(limit)
-            .set_exclusive_start_key(decode_cursor(cursor)?)
+            .set_exclusive_start_key(self.cursors.open(&scope, cursor)?)
             .send()
             .await
             .map_err(|e| unavailable("Query ledger by payment order", e))?;
+        let data: Vec<LedgerTransaction> = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(transaction_from)
+            .collect::<Result<_, _>>()?;
         Ok(Page {
-            data: out
-                .items
-                .unwrap_or_default()
-                .iter()
-                .map(transaction_from)
-                .collect::<Result<_, _>>()?,
-            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
+            // The index holds every account's transactions of that order id: only the caller's.
+            data: data.into_iter().filter(|t| &t.account_id == account_id).collect(),
+            next_cursor: self.cursors.seal(&scope, out.last_evaluated_key.as_ref()),
         })
     }
 
@@ -316,9 +309,10 @@ impl LedgerReader for LedgerStore {
         account: &LedgerAccount,
     ) -> Result<BTreeMap<Currency, Totals>, StoreError> {
         let out = self
+            .store
             .client
             .query()
-            .table_name(&self.balances_table)
+            .table_name(&self.store.balances_table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(balance_key(account_id, account)))
             .consistent_read(true)
@@ -346,15 +340,17 @@ impl LedgerReader for LedgerStore {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<(String, String, Entry)>, StoreError> {
+        let scope = format!("ledger_entries|{account_id}|{account}");
         let out = self
+            .store
             .client
             .query()
-            .table_name(&self.ledger_table)
+            .table_name(&self.store.ledger_table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(format!("ACCT#{account_id}#{account}")))
             .consistent_read(true)
             .limit(limit)
-            .set_exclusive_start_key(decode_cursor(cursor)?)
+            .set_exclusive_start_key(self.cursors.open(&scope, cursor)?)
             .send()
             .await
             .map_err(|e| unavailable("Query ledger account", e))?;
@@ -372,7 +368,7 @@ impl LedgerReader for LedgerStore {
             .collect::<Result<_, StoreError>>()?;
         Ok(Page {
             data,
-            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
+            next_cursor: self.cursors.seal(&scope, out.last_evaluated_key.as_ref()),
         })
     }
 }

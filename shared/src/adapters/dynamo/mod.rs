@@ -10,6 +10,7 @@
 
 pub mod api_keys;
 pub mod codec;
+pub mod cursor;
 pub mod idempotency;
 pub mod invariants;
 pub mod ledger;

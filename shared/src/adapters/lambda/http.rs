@@ -86,15 +86,29 @@ pub async fn authenticate(env: &Env, req: &Request) -> Result<Caller, ApiError> 
 
 /// One log line per request (route, status, replay): never headers, keys or bodies.
 pub fn respond(route: &str, result: Result<Reply, ApiError>) -> Response<Body> {
-    let (status, body, replayed, retry_after, content_type) = match result {
-        Ok(reply) => (reply.status, reply.body, reply.replayed, None, reply.content_type),
+    let (status, body, replayed, retry_after, content_type, extra) = match result {
+        Ok(reply) => (
+            reply.status,
+            reply.body,
+            reply.replayed,
+            None,
+            reply.content_type,
+            reply.headers,
+        ),
         Err(e) => {
             if e.status >= 500 {
                 tracing::error!(route, status = e.status, code = e.code, "request failed");
             } else {
                 tracing::info!(route, status = e.status, code = e.code, "request refused");
             }
-            (e.status, e.body(), false, e.retry_after_s, "application/json")
+            (
+                e.status,
+                e.body(),
+                false,
+                e.retry_after_s,
+                "application/json",
+                Vec::new(),
+            )
         }
     };
     if status < 400 || replayed {
@@ -110,6 +124,11 @@ pub fn respond(route: &str, result: Result<Reply, ApiError>) -> Response<Body> {
     }
     if let Some(secs) = retry_after {
         headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    for (name, value) in extra {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
     }
     response
 }

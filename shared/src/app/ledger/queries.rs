@@ -42,13 +42,10 @@ pub async fn list_transactions<S: LedgerReader>(
         // No such order can have transactions.
         return Ok(Reply::json(200, &list_view(Vec::new(), None)));
     };
-    let page = store.transactions_for_order(&po, limit, cursor).await?;
-    let data = page
-        .data
-        .iter()
-        .filter(|t| t.account_id == caller.account_id)
-        .map(transaction_view)
-        .collect();
+    let page = store
+        .transactions_for_order(&caller.account_id, &po, limit, cursor)
+        .await?;
+    let data = page.data.iter().map(transaction_view).collect();
     Ok(Reply::json(200, &list_view(data, page.next_cursor.as_deref())))
 }
 

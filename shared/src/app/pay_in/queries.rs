@@ -38,20 +38,38 @@ pub async fn get_checkout<S: Checkouts>(store: &S, caller: &Caller, raw_id: &str
 /// The redirect proves nothing: the page shows "Processing…" (and refreshes) until the verified
 /// webhook has moved the checkout, then the final status. Public, so it shows no amounts or ids
 /// beyond the one in the URL.
-pub async fn completion_page<S: Checkouts>(
-    store: &S,
-    raw_id: &str,
-    cancelled: bool,
-) -> Result<Reply, ApiError> {
+pub async fn completion_page<S: Checkouts>(store: &S, raw_id: &str, cancelled: bool) -> Reply {
     let found = match CheckoutId::parse(raw_id) {
-        Ok(id) => store.get_checkout(&id).await?,
-        Err(_) => None,
+        Ok(id) => store.get_checkout(&id).await,
+        Err(_) => Ok(None),
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => {
+            // A buyer's browser gets a page, never a JSON error: the status is not known yet,
+            // and the page asks again by itself. (The error is logged where it is mapped.)
+            let e = ApiError::from(e);
+            return Reply::page(
+                e.status,
+                &page(
+                    "Checking your payment…",
+                    "We cannot confirm your payment's status right now. This page tries again by itself; nothing more is charged.",
+                    true,
+                    None,
+                ),
+            );
+        }
     };
     let Some((checkout, _)) = found else {
-        return Ok(Reply::html(
+        return Reply::page(
             404,
-            page("Checkout not found", "We could not find this checkout.", false),
-        ));
+            &page(
+                "Checkout not found",
+                "We could not find this checkout.",
+                false,
+                None,
+            ),
+        );
     };
     let (title, text, refresh) = match checkout.status {
         PaymentStatus::Success => (
@@ -75,27 +93,27 @@ pub async fn completion_page<S: Checkouts>(
             true,
         ),
     };
-    let mut html = page(title, text, refresh);
-    html = html.replace(
-        "<!--status-->",
-        &format!(
-            "<p id=\"status\" data-status=\"{}\">{}</p>",
-            checkout.status, checkout.status
-        ),
-    );
-    Ok(Reply::html(200, html))
+    Reply::page(200, &page(title, text, refresh, Some(checkout.status)))
 }
 
-fn page(title: &str, text: &str, refresh: bool) -> String {
+/// The page's one style sheet: inline, allowed by its hash in the page's
+/// Content-Security-Policy (see `Reply::page`); the page has no script at all.
+pub const PAGE_STYLE: &str =
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}#status{color:#666;font-size:.9rem}";
+
+fn page(title: &str, text: &str, refresh: bool, status: Option<PaymentStatus>) -> String {
     let meta = if refresh {
         r#"<meta http-equiv="refresh" content="2">"#
     } else {
         ""
     };
+    let status = status
+        .map(|s| format!("<p id=\"status\" data-status=\"{s}\">{s}</p>"))
+        .unwrap_or_default();
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">{meta}<title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}#status{{color:#666;font-size:.9rem}}</style></head>
-<body><h1>{title}</h1><p>{text}</p><!--status--></body></html>"#
+<style>{PAGE_STYLE}</style></head>
+<body><h1>{title}</h1><p>{text}</p>{status}</body></html>"#
     )
 }
 
@@ -158,5 +176,55 @@ mod tests {
                 .status,
             404
         );
+    }
+
+    #[tokio::test]
+    async fn the_completion_page_is_a_page_even_when_the_store_is_down() {
+        let store = Memory::default();
+        store.unavailable.store(true, std::sync::atomic::Ordering::SeqCst);
+        let r = completion_page(&store, &CheckoutId::generate().to_string(), false).await;
+        assert_eq!((r.status, r.content_type), (503, "text/html; charset=utf-8"));
+        assert!(
+            r.body.contains("http-equiv=\"refresh\""),
+            "it asks again by itself"
+        );
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("retry-after"), Some("2"));
+        let csp = header("content-security-policy").unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert!(
+            !csp.contains("unsafe-inline") && !r.body.contains("<script"),
+            "no script"
+        );
+        assert_eq!(header("x-frame-options"), Some("DENY"));
+        assert_eq!(header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(header("cache-control"), Some("no-store"));
+        assert_eq!(header("referrer-policy"), Some("no-referrer"));
+        store
+            .unavailable
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let missing = completion_page(&store, "chk_nope", false).await;
+        assert_eq!((missing.status, missing.headers.len()), (404, 5));
+    }
+
+    #[test]
+    fn the_style_hash_in_the_policy_is_the_page_style() {
+        use sha2::Digest;
+        let r = Reply::page(200, "x");
+        let csp = &r.headers[0].1;
+        let hash = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            sha2::Sha256::digest(PAGE_STYLE.as_bytes()),
+        );
+        assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
+        assert!(page("t", "x", false, None).contains(&format!("<style>{PAGE_STYLE}</style>")));
     }
 }

@@ -111,6 +111,6 @@ pub async fn handle_checkout_complete(env: &PublicEnv, req: Request) -> Response
     let query = req.query_string_parameters_ref().cloned().unwrap_or_default();
     let id = query.first("checkout_id").unwrap_or_default().to_owned();
     let cancelled = query.first("cancelled").is_some_and(|v| v == "true");
-    let result = queries::completion_page(&env.store, &id, cancelled).await;
-    respond("checkout_complete", result)
+    let page = queries::completion_page(&env.store, &id, cancelled).await;
+    respond("checkout_complete", Ok(page))
 }
