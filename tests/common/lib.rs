@@ -166,6 +166,9 @@ pub fn start(bin_dir: &Path, spec: &TwinSpec) -> Stack {
     // The twin's own output (its banner, its warnings): shown as it comes, and kept apart from
     // the functions' logs for the tests that read it.
     let stderr_log = format!("{log_dir}.twin-stderr.log");
+    if let Some(parent) = Path::new(&stderr_log).parent() {
+        std::fs::create_dir_all(parent).expect("twin log folder");
+    }
     let twin_stderr = child.stderr.take().expect("stderr");
     let mut copy = std::fs::File::create(&stderr_log).expect("twin stderr log");
     std::thread::spawn(move || {
