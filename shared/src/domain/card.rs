@@ -6,6 +6,14 @@
 //! `4242424242424242`, `4242 4242 4242 4242`, `4242.4242.4242.4242`, `pan:4242424242424242`,
 //! `4242424242424242-1`. A long numeric id can be refused by this (about one run in ten of
 //! 13–19 digits passes Luhn by chance); that is the price of never holding a card.
+//!
+//! Only digits standing as their own token count (bounded by the value's ends or by anything but
+//! a letter or digit): digits glued to letters are part of a word. Without this, random ids
+//! looked like cards all the time: one UUID in about 365 (partial digit runs joined across its
+//! dashes), one 32-hex-digit id in about 375 (a chance run of 13 digits). A canonical UUID
+//! (8-4-4-4-12 hex) is not checked at all: it is the shape we ask Idempotency-Keys to have and
+//! many clients give their ids, and its all-digit groups alone would still make about one in
+//! 7,000 look like a card. A card number can only hide in either by being reshaped on purpose.
 
 /// Characters people write between the digit groups of a card number.
 const SEPARATORS: &[u8] = b" -.:_/";
@@ -29,56 +37,75 @@ fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits, either case.
+fn is_canonical_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// True if `s` holds a card number anywhere (see the module's rule).
 pub fn contains_pan(s: &str) -> bool {
-    let bytes = s.as_bytes();
+    if is_canonical_uuid(s) {
+        return false;
+    }
+    let b = s.as_bytes();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() {
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            runs.push((start, i));
+        } else {
             i += 1;
-            continue;
         }
-        // A span: digit groups, each separated from the next by exactly one separator.
-        let mut groups: Vec<&[u8]> = Vec::new();
-        let mut j = i;
-        loop {
-            let start = j;
-            while j < bytes.len() && bytes[j].is_ascii_digit() {
-                j += 1;
-            }
-            groups.push(&bytes[start..j]);
-            let joins =
-                j + 1 < bytes.len() && SEPARATORS.contains(&bytes[j]) && bytes[j + 1].is_ascii_digit();
-            if !joins {
-                break;
-            }
-            j += 1;
+    }
+    // Only digits standing as their own token count: digits glued to letters are part of a
+    // word (`a3f21234567890123b…` in a hex id), not a card group.
+    runs.retain(|&(a, z)| {
+        (a == 0 || !b[a - 1].is_ascii_alphanumeric()) && (z == b.len() || !b[z].is_ascii_alphanumeric())
+    });
+    // A card number inside a longer run of digits, with nothing to mark it.
+    if runs.iter().any(|&(a, z)| {
+        z - a > PAN_DIGITS_MAX && (PAN_DIGITS_MIN..=PAN_DIGITS_MAX).any(|n| b[a..z].windows(n).any(luhn))
+    }) {
+        return true;
+    }
+    // Runs joined by single separators (`4242.4242.4242.4242`), or one alone.
+    let mut k = 0;
+    while k < runs.len() {
+        let mut m = k;
+        while m + 1 < runs.len() && runs[m + 1].0 == runs[m].1 + 1 && SEPARATORS.contains(&b[runs[m].1]) {
+            m += 1;
         }
-        if span_holds_pan(&groups) {
+        if chain_holds_pan(b, &runs[k..=m]) {
             return true;
         }
-        i = j.max(i + 1);
+        k = m + 1;
     }
     false
 }
 
-/// Any run of whole groups, or any window inside one group, of 13–19 digits passing Luhn.
-fn span_holds_pan(groups: &[&[u8]]) -> bool {
-    for first in 0..groups.len() {
+/// Consecutive runs of a chain making 13–19 digits that pass Luhn.
+fn chain_holds_pan(b: &[u8], chain: &[(usize, usize)]) -> bool {
+    (0..chain.len()).any(|first| {
         let mut digits: Vec<u8> = Vec::new();
-        for g in &groups[first..] {
-            digits.extend_from_slice(g);
+        for &(a, z) in &chain[first..] {
+            digits.extend_from_slice(&b[a..z]);
             if digits.len() > PAN_DIGITS_MAX {
-                break;
+                return false;
             }
             if digits.len() >= PAN_DIGITS_MIN && luhn(&digits) {
                 return true;
             }
         }
-    }
-    // A card number written inside a longer run of digits, with no separator to mark it.
-    groups.iter().any(|g| {
-        g.len() > PAN_DIGITS_MAX && (PAN_DIGITS_MIN..=PAN_DIGITS_MAX).any(|n| g.windows(n).any(luhn))
+        false
     })
 }
 
@@ -99,11 +126,21 @@ mod tests {
             "pan:4242424242424242",
             "4242424242424242-1",
             "order-4000000000000002",
-            "x4242424242424242y",
             "99994242424242424242",
             "378282246310005",
+            // Not a UUID once reshaped: checked.
+            "42424242-4242-4242-4242",
         ] {
             assert!(contains_pan(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn random_ids_do_not_look_like_cards() {
+        for _ in 0..20_000 {
+            let u = uuid::Uuid::new_v4();
+            assert!(!contains_pan(&u.to_string()), "{u}");
+            assert!(!contains_pan(&u.simple().to_string()), "{}", u.simple());
         }
     }
 
@@ -118,6 +155,14 @@ mod tests {
             "d7e8f9a0-1b2c-3d4e-5f6a-7b8c9d0e1f2a",
             "4242--4242-4242-4242",
             "2026-11-30",
+            // UUIDs whose all-digit groups would pass Luhn joined together.
+            "42424242-4242-4242-8242-abcdefabcdef",
+            "00000000-0000-4000-8000-000000000000",
+            // Digits glued to letters are a word's part: a hex id, not a card.
+            "x4242424242424242y",
+            "a3f24242424242424242e",
+            "ab4242-4242-4242-4242cd",
+            "key_9a42424242-4242424242b",
         ] {
             assert!(!contains_pan(s), "{s}");
         }
