@@ -90,24 +90,28 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
     }
 }
 
-/// A port from the environment; 0 means any free port (bind 127.0.0.1:0, read it, release it).
-/// A fixed port must be free now (else a service would fail late, or we would talk to a stranger).
+/// Where the twin looks for a free port for a service it starts: below Linux's ephemeral range
+/// (32768–60999), so that no outgoing connection's source port (the twin's own readiness
+/// checks, say) can take it between the choice and the service's bind.
+const FREE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+const FREE_PORT_TRIES_MAX: usize = 200;
+
+/// A port from the environment; 0 means any free port (one that binds now, then released for
+/// the service to take). A fixed port must be free now (else a service would fail late, or we
+/// would talk to a stranger).
 fn port(name: &str, default: u16) -> Result<u16, String> {
     let p: u16 = env_number(name, default)?;
-    if p != 0 && name == "PSP_PORT" {
-        // Reserved for the sandbox PSP (a later issue): nothing listens on it yet.
-        return Ok(p);
-    }
     if p != 0 {
         return std::net::TcpListener::bind(("127.0.0.1", p))
             .map(|_| p)
             .map_err(|e| format!("{name}={p}: port not available ({e})"));
     }
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("cannot find a free port for {name}: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port for {name}: {e}"))
+    (0..FREE_PORT_TRIES_MAX)
+        .map(|_| {
+            FREE_PORTS.start + (uuid::Uuid::new_v4().as_u128() % u128::from(FREE_PORTS.len() as u16)) as u16
+        })
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .ok_or_else(|| format!("cannot find a free port for {name} in {FREE_PORTS:?}"))
 }
 
 fn parse_args() -> Result<Config, String> {
