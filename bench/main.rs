@@ -526,7 +526,7 @@ async fn pipeline(
     store: &shared::adapters::dynamo::DynamoStore,
     results: &mut serde_json::Map<String, Value>,
 ) {
-    use shared::domain::ledger::{postings, wallet_credits};
+    use shared::domain::ledger::{postings, wallet_changes};
     let n: usize = env_n("BENCH_N_PIPELINE", 10_000);
     let rate: rust_decimal::Decimal = "0.025".parse().unwrap();
     let ledger = stack.ledger().await;
@@ -678,12 +678,12 @@ async fn pipeline(
             for tx in postings(&outbox, rate).unwrap() {
                 ledger.append(&tx).await.unwrap();
             }
-            let credits = wallet_credits(&outbox, rate).unwrap();
+            let changes = wallet_changes(&outbox, rate).unwrap();
             ledger
-                .credit_wallets(
+                .apply_wallet_changes(
                     outbox.event_id(),
                     &outbox.header.account_id,
-                    &credits,
+                    &changes,
                     &outbox.header.occurred_at,
                 )
                 .await

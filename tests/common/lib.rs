@@ -337,6 +337,7 @@ impl Stack {
                 payments: "PaymentsTable".into(),
                 idempotency: "IdempotencyTable".into(),
                 api_keys: "ApiKeysTable".into(),
+                wallets: "WalletsTable".into(),
             },
         )
     }

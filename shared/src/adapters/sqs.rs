@@ -24,6 +24,7 @@ pub struct SqsPublisher {
     pub sqs: aws_sdk_sqs::Client,
     pub ledger_queue_url: String,
     pub wallet_queue_url: String,
+    pub refund_queue_url: String,
 }
 
 impl SqsPublisher {
@@ -31,6 +32,7 @@ impl SqsPublisher {
         match d {
             Destination::Ledger => &self.ledger_queue_url,
             Destination::Wallet => &self.wallet_queue_url,
+            Destination::Refund => &self.refund_queue_url,
         }
     }
 }

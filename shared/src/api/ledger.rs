@@ -8,7 +8,7 @@ use super::error::ApiError;
 use crate::domain::currency::Currency;
 use crate::domain::ids::SellerId;
 use crate::domain::ledger::balances::Totals;
-use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction};
+use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction, WalletFigures};
 use crate::domain::money::Money;
 
 pub const PAGE_LIMIT_DEFAULT: i32 = 20;
@@ -41,6 +41,7 @@ pub fn transaction_view(tx: &LedgerTransaction) -> Value {
         "transaction_id": tx.id,
         "event_id": tx.event_id,
         "payment_order_id": tx.payment_order_id,
+        "refund_id": tx.refund_id,
         "created_at": tx.created_at,
         "entries": tx.entries.iter().map(|e| json!({
             "account": e.account.to_string(),
@@ -51,13 +52,20 @@ pub fn transaction_view(tx: &LedgerTransaction) -> Value {
     })
 }
 
-pub fn wallet_view(seller: &SellerId, balances: &[(Currency, i64)]) -> Value {
+/// `balance = available + held`: held is set aside for refunds in flight; available may go
+/// below zero (a buyer's refund never waits on the seller's balance).
+pub fn wallet_view(seller: &SellerId, balances: &[WalletFigures]) -> Value {
     json!({
         "object": "wallet",
         "seller_id": seller,
         "balances": balances
             .iter()
-            .map(|(c, m)| json!({"currency": c.code(), "balance": amount(*m, *c)}))
+            .map(|w| json!({
+                "currency": w.currency.code(),
+                "balance": amount(w.balance_minor, w.currency),
+                "available": amount(w.available_minor(), w.currency),
+                "held": amount(w.held_minor, w.currency),
+            }))
             .collect::<Vec<_>>(),
     })
 }

@@ -8,7 +8,7 @@
 
 use crate::api::ApiError;
 use crate::domain::psp::PspError;
-use crate::ports::StoreError;
+use crate::ports::{Refusal, StoreError};
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -28,6 +28,17 @@ impl From<StoreError> for ApiError {
                 tracing::info!(reason = %why, "invalid cursor");
                 ApiError::invalid_param("cursor", "parameter_invalid", "cursor is not valid for this list")
             }
+        }
+    }
+}
+
+/// 400: the write found the request impossible (a refund beyond what is left).
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let e = ApiError::invalid(r.code, r.message);
+        match r.param {
+            Some(p) => e.with_param(p),
+            None => e,
         }
     }
 }

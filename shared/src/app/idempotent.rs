@@ -129,6 +129,10 @@ pub async fn run<S: Claims, C: Command>(
             Ok(None) => return Outcome::Answered(Err(ApiError::conflict_in_flight())),
             Err(e) => return Outcome::Answered(Err(e.into())),
         },
+        // The caller's own mistake, found by the write: refused like any invalid request, and
+        // not stored. (With the key charged in the claim, nothing was written either: the
+        // caller is authenticated first, above, and then refused the same way.)
+        Ok(Begin::Refused(r)) => return Outcome::Answered(Err(r.into())),
         Ok(Begin::KeyRefused(_)) => {
             tracing::error!("the key was refused although no charge was given");
             return Outcome::Answered(Err(ApiError::internal()));

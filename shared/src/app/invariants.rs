@@ -151,6 +151,7 @@ mod tests {
             seller_id: SellerId::parse("ghost").unwrap(),
             currency: Currency::parse("EUR").unwrap(),
             balance_minor: 500,
+            held_minor: 0,
         });
         let v = violations(&store).await;
         assert!(v.iter().any(|v| v.contains("ghost")), "{v:?}");

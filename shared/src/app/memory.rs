@@ -9,12 +9,11 @@ use crate::app::auth::hash_api_key;
 use crate::domain::currency::Currency;
 use crate::domain::idempotency::{IdempotencyRecord, RecordState};
 use crate::domain::ids::{AccountId, ApiKeyId, CheckoutId, OrderId, PaymentOrderId, SellerId};
-use crate::domain::invariants::{BalanceShard, Checker, WalletBalance};
+use crate::domain::invariants::{BalanceShard, Checker, OrderFacts, WalletBalance};
 use crate::domain::ledger::balances::{deltas, Totals};
-use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction};
-use crate::domain::money::Money;
+use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction, WalletChange, WalletFigures};
 use crate::domain::outbox::{Anomaly, OutboxBody, OutboxEvent, OutboxHeader, OutboxOrder, SettledPayment};
-use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus, PspSession, SessionRequest};
+use crate::domain::pay_in::{Checkout, OrderRefunds, PaymentOrder, PaymentStatus, PspSession, SessionRequest};
 use crate::domain::psp::{PspError, PspSessionId};
 use crate::domain::rate_limit::RateLimit;
 use crate::ports::{
@@ -91,6 +90,7 @@ pub fn paid_event(psp_event_id: &str) -> OutboxEvent {
                 amount_minor: 1000,
                 amount: "10.00".into(),
                 currency: usd,
+                fee_minor: None,
             }],
         }),
     }
@@ -453,11 +453,11 @@ impl LedgerWriter for Memory {
 }
 
 impl WalletWriter for Memory {
-    async fn credit_wallets(
+    async fn apply_wallet_changes(
         &self,
         event_id: &str,
         account_id: &AccountId,
-        credits: &[(SellerId, Money)],
+        changes: &[WalletChange],
         _now: &str,
     ) -> Result<Written, StoreError> {
         self.check_available()?;
@@ -465,16 +465,20 @@ impl WalletWriter for Memory {
             return Ok(Written::AlreadyApplied);
         }
         let mut wallets = self.wallets.lock().unwrap();
-        for (seller, amount) in credits {
+        for c in changes {
             match wallets.iter_mut().find(|w| {
-                &w.account_id == account_id && &w.seller_id == seller && w.currency == amount.currency()
+                &w.account_id == account_id && w.seller_id == c.seller_id && w.currency == c.currency
             }) {
-                Some(w) => w.balance_minor += amount.minor(),
+                Some(w) => {
+                    w.balance_minor += c.balance_minor;
+                    w.held_minor += c.held_minor;
+                }
                 None => wallets.push(WalletBalance {
                     account_id: account_id.clone(),
-                    seller_id: seller.clone(),
-                    currency: amount.currency(),
-                    balance_minor: amount.minor(),
+                    seller_id: c.seller_id.clone(),
+                    currency: c.currency,
+                    balance_minor: c.balance_minor,
+                    held_minor: c.held_minor,
                 }),
             }
         }
@@ -487,14 +491,18 @@ impl LedgerReader for Memory {
         &self,
         account_id: &AccountId,
         seller_id: &SellerId,
-    ) -> Result<Vec<(Currency, i64)>, StoreError> {
+    ) -> Result<Vec<WalletFigures>, StoreError> {
         Ok(self
             .wallets
             .lock()
             .unwrap()
             .iter()
             .filter(|w| &w.account_id == account_id && &w.seller_id == seller_id)
-            .map(|w| (w.currency, w.balance_minor))
+            .map(|w| WalletFigures {
+                currency: w.currency,
+                balance_minor: w.balance_minor,
+                held_minor: w.held_minor,
+            })
             .collect())
     }
 
@@ -591,16 +599,38 @@ impl InvariantSource for Memory {
         for w in self.wallets.lock().unwrap().iter() {
             checker.wallet(w);
         }
-        let mut orders: BTreeMap<PaymentOrderId, PaymentStatus> = self
+        let mut orders: BTreeMap<PaymentOrderId, OrderFacts> = self
             .checkouts
             .lock()
             .unwrap()
             .values()
-            .flat_map(|(_, o)| o.iter().map(|o| (o.id.clone(), o.status)))
+            .flat_map(|(_, o)| {
+                o.iter().map(|o| {
+                    (
+                        o.id.clone(),
+                        OrderFacts {
+                            id: o.id.clone(),
+                            status: o.status,
+                            amount_minor: o.amount.minor(),
+                            refunds: o.refunds,
+                        },
+                    )
+                })
+            })
             .collect();
-        orders.extend(self.order_states.lock().unwrap().clone());
-        for (id, status) in &orders {
-            checker.payment_order(id, *status);
+        for (id, status) in self.order_states.lock().unwrap().iter() {
+            orders.insert(
+                id.clone(),
+                OrderFacts {
+                    id: id.clone(),
+                    status: *status,
+                    amount_minor: 0,
+                    refunds: OrderRefunds::default(),
+                },
+            );
+        }
+        for o in orders.values() {
+            checker.payment_order(o);
         }
         for e in self.outbox.lock().unwrap().iter() {
             checker.outbox_event(e);

@@ -22,6 +22,14 @@ pub fn destinations(body: &OutboxBody) -> &'static [Destination] {
         // Nothing was charged: nothing to book, no wallet moves. The record stays in the
         // payments table (and in reconciliation's view); no consumer needs it.
         OutboxBody::PaymentFailed(_) => &[],
+        // The executor asks the PSP.
+        OutboxBody::RefundRequested(_) => &[Destination::Refund],
+        // Money moved: book it, and move the wallet (its hold goes too).
+        OutboxBody::RefundSucceeded(_) | OutboxBody::RefundReversed(_) => {
+            &[Destination::Ledger, Destination::Wallet]
+        }
+        // Nothing moved: only the hold is released.
+        OutboxBody::RefundFailed(_) => &[Destination::Wallet],
     }
 }
 
@@ -89,6 +97,7 @@ mod tests {
     fn failed(mut e: OutboxEvent) -> OutboxEvent {
         e.body = match e.body {
             OutboxBody::PaymentSucceeded(p) | OutboxBody::PaymentFailed(p) => OutboxBody::PaymentFailed(p),
+            other => other,
         };
         e
     }

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::ids::{ApiKeyId, CheckoutId};
+use super::ids::{ApiKeyId, CheckoutId, RefundId};
 
 pub const KEY_LEN_MAX: usize = 255;
 /// Records are kept for replay this long (DynamoDB TTL deletes them afterwards).
@@ -73,18 +73,21 @@ impl std::fmt::Debug for IdempotencyKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
     Checkout,
+    Refund,
 }
 
 impl ResourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceKind::Checkout => "checkout",
+            ResourceKind::Refund => "refund",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "checkout" => Some(ResourceKind::Checkout),
+            "refund" => Some(ResourceKind::Refund),
             _ => None,
         }
     }
@@ -101,6 +104,15 @@ impl ResourceRef {
     pub fn checkout(id: &CheckoutId) -> Self {
         ResourceRef {
             kind: ResourceKind::Checkout,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl ResourceRef {
+    pub fn refund(id: &RefundId) -> Self {
+        ResourceRef {
+            kind: ResourceKind::Refund,
             id: id.to_string(),
         }
     }

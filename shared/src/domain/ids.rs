@@ -111,6 +111,10 @@ minted_id!(
     PaymentOrderId, "po_", "payment order"
 );
 minted_id!(
+    /// One refund of one payment order (one seller's line): also the PSP's idempotency key.
+    RefundId, "rf_", "refund"
+);
+minted_id!(
     /// An API key's public id (the key itself is never stored).
     ApiKeyId, "key_", "API key"
 );

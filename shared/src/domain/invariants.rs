@@ -1,7 +1,10 @@
 //! The invariants, checked over everything we hold: every ledger transaction balanced, debits
 //! equal credits per currency, each account's running totals equal the sum of its entries,
 //! wallets equal the ledger, one ledger transaction per successful payment order (none for
-//! others), no checkout charged twice.
+//! others), no checkout charged twice; and for refunds: each order's counters equal its
+//! refunds (succeeded ones sum to `amount_refunded`, never above the amount), each wallet holds
+//! exactly its pending refunds' seller parts, and one reversal per succeeded refund (none for a
+//! failed one, a correction for each that failed after succeeding).
 //!
 //! The store is read page by page and fed to a [`Checker`], which keeps only aggregates (per
 //! currency, per account, per payment order), never the items themselves. Arithmetic is
@@ -12,11 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::currency::Currency;
-use super::ids::{AccountId, CheckoutId, PaymentOrderId, SellerId};
+use super::ids::{AccountId, CheckoutId, PaymentOrderId, RefundId, SellerId};
 use super::ledger::balances::Totals;
 use super::ledger::{Direction, LedgerAccount, LedgerTransaction};
 use super::outbox::{OutboxBody, OutboxEvent};
-use super::pay_in::PaymentStatus;
+use super::pay_in::{OrderRefunds, PaymentStatus};
+use super::refunds::RefundStatus;
 
 /// Violations listed in a report; more are counted, not listed.
 pub const VIOLATIONS_LISTED_MAX: usize = 100;
@@ -27,6 +31,7 @@ pub struct Report {
     pub ledger_transactions: u64,
     pub wallets: u64,
     pub payment_orders: u64,
+    pub refunds: u64,
     pub balance_items: u64,
     pub outbox_events: u64,
     /// Per currency: (total debits, total credits), in minor units.
@@ -43,7 +48,44 @@ pub struct WalletBalance {
     pub seller_id: SellerId,
     pub currency: Currency,
     pub balance_minor: i64,
+    pub held_minor: i64,
 }
+
+/// A payment order as the check needs it: its status, amount and refund counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderFacts {
+    pub id: PaymentOrderId,
+    pub status: PaymentStatus,
+    pub amount_minor: i64,
+    pub refunds: OrderRefunds,
+}
+
+/// A refund as the check needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundFacts {
+    pub id: RefundId,
+    pub account_id: AccountId,
+    pub payment_order_id: PaymentOrderId,
+    pub seller_id: SellerId,
+    pub currency: Currency,
+    pub status: RefundStatus,
+    pub amount_minor: i64,
+    pub seller_held_minor: i64,
+    /// Set once it succeeded (kept if it failed afterwards).
+    pub fee_refunded_minor: Option<i64>,
+}
+
+/// Per refund: its facts once seen, and the ledger transactions booking it
+/// (reversals, corrections).
+#[derive(Debug, Default)]
+struct RefundSeen {
+    facts: Option<RefundFacts>,
+    reversals: u32,
+    corrections: u32,
+}
+
+/// Per payment order, from its refunds: (reserved, refunded, fee refunded).
+type RefundSums = (i64, i64, i64);
 
 /// One shard of an account's running totals, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +112,12 @@ pub struct Checker {
     /// Per account and currency: the running totals, summed over shards.
     running: BTreeMap<AccountKey, Totals>,
     wallets: BTreeMap<(AccountId, SellerId, Currency), i64>,
-    /// Per payment order: ledger transactions naming it, and its status once seen.
-    orders: HashMap<PaymentOrderId, (u32, Option<PaymentStatus>)>,
+    /// Per wallet: what it holds.
+    held: BTreeMap<(AccountId, SellerId, Currency), i64>,
+    /// Per payment order: payment transactions naming it, and its facts once seen.
+    orders: HashMap<PaymentOrderId, (u32, Option<OrderFacts>)>,
+    refunds: HashMap<RefundId, RefundSeen>,
+    refunds_seen: u64,
     /// `PAYMENT_SUCCEEDED` events per checkout.
     charged: HashMap<CheckoutId, u32>,
     violations: Vec<String>,
@@ -93,9 +139,25 @@ impl Checker {
             self.violation(e.to_string());
             return;
         }
-        if let Some(po) = &tx.payment_order_id {
-            let slot = self.orders.entry(po.clone()).or_default();
-            slot.0 = slot.0.saturating_add(1);
+        match (&tx.refund_id, &tx.payment_order_id) {
+            (Some(refund), _) => {
+                // A refund's reversal credits psp_receivable; its correction debits it.
+                let reversal = tx
+                    .entries
+                    .iter()
+                    .any(|e| e.account == LedgerAccount::PspReceivable && e.direction == Direction::Credit);
+                let slot = self.refunds.entry(refund.clone()).or_default();
+                if reversal {
+                    slot.reversals = slot.reversals.saturating_add(1);
+                } else {
+                    slot.corrections = slot.corrections.saturating_add(1);
+                }
+            }
+            (None, Some(po)) => {
+                let slot = self.orders.entry(po.clone()).or_default();
+                slot.0 = slot.0.saturating_add(1);
+            }
+            (None, None) => {}
         }
         for e in &tx.entries {
             let minor = e.amount.minor();
@@ -166,11 +228,20 @@ impl Checker {
             (w.account_id.clone(), w.seller_id.clone(), w.currency),
             w.balance_minor,
         );
+        if w.held_minor != 0 {
+            self.held
+                .insert((w.account_id.clone(), w.seller_id.clone(), w.currency), w.held_minor);
+        }
     }
 
-    pub fn payment_order(&mut self, id: &PaymentOrderId, status: PaymentStatus) {
+    pub fn payment_order(&mut self, o: &OrderFacts) {
         self.orders_seen += 1;
-        self.orders.entry(id.clone()).or_default().1 = Some(status);
+        self.orders.entry(o.id.clone()).or_default().1 = Some(o.clone());
+    }
+
+    pub fn refund(&mut self, r: &RefundFacts) {
+        self.refunds_seen += 1;
+        self.refunds.entry(r.id.clone()).or_default().facts = Some(r.clone());
     }
 
     pub fn outbox_event(&mut self, e: &OutboxEvent) {
@@ -180,7 +251,97 @@ impl Checker {
                 let n = self.charged.entry(p.checkout_id.clone()).or_default();
                 *n = n.saturating_add(1);
             }
-            OutboxBody::PaymentFailed(_) => {}
+            OutboxBody::PaymentFailed(_)
+            | OutboxBody::RefundRequested(_)
+            | OutboxBody::RefundSucceeded(_)
+            | OutboxBody::RefundFailed(_)
+            | OutboxBody::RefundReversed(_) => {}
+        }
+    }
+
+    /// Refunds against their orders, holds against wallets, reversals against refunds.
+    fn check_refunds(&mut self) {
+        let mut violations = Vec::new();
+        let mut per_order: HashMap<PaymentOrderId, RefundSums> = HashMap::new();
+        let mut held: BTreeMap<(AccountId, SellerId, Currency), i64> = BTreeMap::new();
+        for (id, seen) in &self.refunds {
+            let Some(r) = &seen.facts else {
+                violations.push(format!("{} ledger transactions book unknown refund {id}", seen.reversals + seen.corrections));
+                continue;
+            };
+            let sums = per_order.entry(r.payment_order_id.clone()).or_default();
+            let late_failure = r.status == RefundStatus::Failed && r.fee_refunded_minor.is_some();
+            let expected = match r.status {
+                RefundStatus::Pending => {
+                    sums.0 = sums.0.saturating_add(r.amount_minor);
+                    let slot = held.entry((r.account_id.clone(), r.seller_id.clone(), r.currency)).or_default();
+                    *slot = slot.saturating_add(r.seller_held_minor);
+                    (0, 0)
+                }
+                RefundStatus::Succeeded => {
+                    sums.0 = sums.0.saturating_add(r.amount_minor);
+                    sums.1 = sums.1.saturating_add(r.amount_minor);
+                    sums.2 = sums.2.saturating_add(r.fee_refunded_minor.unwrap_or(0));
+                    if r.fee_refunded_minor.is_none() {
+                        violations.push(format!("refund {id} SUCCEEDED without its split"));
+                    }
+                    (1, 0)
+                }
+                RefundStatus::Failed if late_failure => (1, 1),
+                RefundStatus::Failed => (0, 0),
+            };
+            if (seen.reversals, seen.corrections) != expected {
+                violations.push(format!(
+                    "refund {id} is {}{} with {} reversal and {} correcting ledger transactions (expected {} and {})",
+                    r.status,
+                    if late_failure { " after succeeding" } else { "" },
+                    seen.reversals,
+                    seen.corrections,
+                    expected.0,
+                    expected.1
+                ));
+            }
+        }
+        for (po, (_, facts)) in &self.orders {
+            let Some(o) = facts else { continue };
+            let (reserved, refunded, fee) = per_order.remove(po).unwrap_or_default();
+            let c = o.refunds;
+            if (c.reserved_minor, c.refunded_minor, c.fee_refunded_minor) != (reserved, refunded, fee) {
+                violations.push(format!(
+                    "payment order {po}: reserved {} / refunded {} / fee refunded {}, but its refunds add up to {reserved} / {refunded} / {fee}",
+                    c.reserved_minor, c.refunded_minor, c.fee_refunded_minor
+                ));
+            }
+            if !(0 <= c.refunded_minor && c.refunded_minor <= c.reserved_minor && c.reserved_minor <= o.amount_minor) {
+                violations.push(format!(
+                    "payment order {po}: refunded {} and reserved {} must satisfy 0 <= refunded <= reserved <= amount {}",
+                    c.refunded_minor, c.reserved_minor, o.amount_minor
+                ));
+            }
+            if c.reserved_minor > 0 && o.status != PaymentStatus::Success {
+                violations.push(format!("payment order {po} is {} but has refunds", o.status));
+            }
+        }
+        for po in per_order.keys() {
+            violations.push(format!("refunds name unknown payment order {po}"));
+        }
+        let keys: Vec<_> = held.keys().chain(self.held.keys()).cloned().collect();
+        for key in keys {
+            let (want, got) = (
+                held.get(&key).copied().unwrap_or(0),
+                self.held.get(&key).copied().unwrap_or(0),
+            );
+            if want != got {
+                let (acct, seller, currency) = &key;
+                violations.push(format!(
+                    "wallet {acct}/{seller} {currency} holds {got} but its pending refunds hold {want}"
+                ));
+            }
+        }
+        violations.sort();
+        violations.dedup();
+        for v in violations {
+            self.violation(v);
         }
     }
 
@@ -242,9 +403,10 @@ impl Checker {
                 ));
             }
         }
+        self.check_refunds();
         let mut order_violations = Vec::new();
-        for (po, (n, status)) in &self.orders {
-            match (status, n) {
+        for (po, (n, facts)) in &self.orders {
+            match (facts.as_ref().map(|o| o.status), n) {
                 (Some(PaymentStatus::Success), 1)
                 | (Some(PaymentStatus::Created | PaymentStatus::Executing | PaymentStatus::Failed), 0) => {}
                 (Some(status), n) => order_violations.push(format!(
@@ -273,6 +435,7 @@ impl Checker {
             ledger_transactions: self.transactions,
             wallets: self.wallets_seen,
             payment_orders: self.orders_seen,
+            refunds: self.refunds_seen,
             balance_items: self.balance_items,
             outbox_events: self.outbox_events,
             totals_minor: self

@@ -7,11 +7,13 @@ pub mod idempotency;
 pub mod ids;
 pub mod invariants;
 pub mod ledger;
+pub mod metadata;
 pub mod money;
 pub mod outbox;
 pub mod pay_in;
 pub mod psp;
 pub mod rate_limit;
+pub mod refunds;
 pub mod time;
 
 pub use currency::Currency;

@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::currency::Currency;
-use super::ids::{AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId, SellerId, SubOrderId};
+use super::ids::{AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId, RefundId, SellerId, SubOrderId};
 use super::pay_in::{Checkout, PaymentOrder, PaymentStatus};
 use super::psp::{PaymentIntentId, PspSessionId};
+use super::refunds::{Refund, RefundMove};
 use super::time::format_time;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +31,7 @@ pub struct OutboxHeader {
     pub event_id: String,
     pub account_id: AccountId,
     pub occurred_at: String,
-    /// The PSP event (or, later, our request) that caused it.
+    /// The PSP event (or the request) that caused it.
     pub cause: String,
 }
 
@@ -42,6 +43,16 @@ pub enum OutboxBody {
     PaymentSucceeded(SettledPayment),
     /// A checkout failed (refused, failed or expired at the PSP): nothing was charged.
     PaymentFailed(SettledPayment),
+    /// A refund was created (`PENDING`, its amount reserved and the seller's part held): the
+    /// refund executor asks the PSP for it.
+    RefundRequested(RefundNotice),
+    /// The PSP refunded it: the reversal posts and the hold leaves the wallet.
+    RefundSucceeded(RefundNotice),
+    /// The PSP refused it or it failed before succeeding: the hold returns to available.
+    RefundFailed(RefundNotice),
+    /// It failed after it had succeeded: the correcting transaction posts and the seller's
+    /// part comes back.
+    RefundReversed(RefundNotice),
 }
 
 impl OutboxBody {
@@ -50,6 +61,10 @@ impl OutboxBody {
         match self {
             OutboxBody::PaymentSucceeded(_) => "PAYMENT_SUCCEEDED",
             OutboxBody::PaymentFailed(_) => "PAYMENT_FAILED",
+            OutboxBody::RefundRequested(_) => "REFUND_REQUESTED",
+            OutboxBody::RefundSucceeded(_) => "REFUND_SUCCEEDED",
+            OutboxBody::RefundFailed(_) => "REFUND_FAILED",
+            OutboxBody::RefundReversed(_) => "REFUND_REVERSED",
         }
     }
 }
@@ -79,6 +94,48 @@ pub struct OutboxOrder {
     /// The same amount as a decimal string, for people reading queues and DLQs.
     pub amount: String,
     pub currency: Currency,
+    /// The platform's fee on it, fixed when it succeeded (absent in events written before
+    /// fees were fixed there: the consumers' configured rate applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_minor: Option<i64>,
+}
+
+/// A refund as its consumers need it: exact minor units, and its split once it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundNotice {
+    pub refund_id: RefundId,
+    pub payment_order_id: PaymentOrderId,
+    pub checkout_id: CheckoutId,
+    pub seller_id: SellerId,
+    pub payment_intent: PaymentIntentId,
+    pub amount_minor: i64,
+    /// The same amount as a decimal string, for people reading queues and DLQs.
+    pub amount: String,
+    pub currency: Currency,
+    /// What creating it moved from the seller's available balance to held.
+    pub seller_held_minor: i64,
+    /// Once it succeeded: the platform fee returned and the seller's part.
+    pub fee_refunded_minor: Option<i64>,
+    pub seller_debited_minor: Option<i64>,
+}
+
+impl RefundNotice {
+    pub fn of(refund: &Refund) -> Self {
+        RefundNotice {
+            refund_id: refund.id.clone(),
+            payment_order_id: refund.payment_order_id.clone(),
+            checkout_id: refund.checkout_id.clone(),
+            seller_id: refund.seller_id.clone(),
+            payment_intent: refund.payment_intent.clone(),
+            amount_minor: refund.amount.minor(),
+            amount: refund.amount.to_string(),
+            currency: refund.amount.currency(),
+            seller_held_minor: refund.seller_held.minor(),
+            fee_refunded_minor: refund.split.map(|s| s.fee.minor()),
+            seller_debited_minor: refund.split.map(|s| s.seller.minor()),
+        }
+    }
 }
 
 impl OutboxEvent {
@@ -107,6 +164,7 @@ impl OutboxEvent {
                     amount_minor: o.amount.minor(),
                     amount: o.amount.to_string(),
                     currency: o.amount.currency(),
+                    fee_minor: o.fee.map(|f| f.minor()),
                 })
                 .collect(),
         };
@@ -124,6 +182,28 @@ impl OutboxEvent {
             },
             body,
         })
+    }
+
+    /// The event a refund's move announces: `REFUND_REQUESTED` when it was created, then one
+    /// per transition. Each happens at most once per refund, so its id derives from the refund
+    /// and the move: a second writer of the same move cannot write a second event.
+    pub fn refund(refund: &Refund, moved: Option<RefundMove>, cause: &str, now: DateTime<Utc>) -> Self {
+        let notice = RefundNotice::of(refund);
+        let (suffix, body) = match moved {
+            None => ("requested", OutboxBody::RefundRequested(notice)),
+            Some(RefundMove::Succeeded) => ("succeeded", OutboxBody::RefundSucceeded(notice)),
+            Some(RefundMove::Failed) => ("failed", OutboxBody::RefundFailed(notice)),
+            Some(RefundMove::Reversed) => ("reversed", OutboxBody::RefundReversed(notice)),
+        };
+        OutboxEvent {
+            header: OutboxHeader {
+                event_id: format!("obx_{}_{suffix}", refund.id),
+                account_id: refund.account_id.clone(),
+                occurred_at: format_time(now),
+                cause: cause.to_owned(),
+            },
+            body,
+        }
     }
 
     pub fn event_id(&self) -> &str {

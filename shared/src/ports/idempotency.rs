@@ -21,6 +21,18 @@ pub enum Begin {
     /// The API key's charge was refused: nothing was written. The key as it was (`None`: no
     /// such key), to decide as authentication does: 401, 429, or charge it the other way.
     KeyRefused(Option<ApiKeyRecord>),
+    /// The resource's own condition failed (an order no longer has the amount to refund):
+    /// nothing was written, and the request is refused (`400`) without being stored.
+    Refused(Refusal),
+}
+
+/// Why a resource could not be written, for its client: a stable code, the parameter it is
+/// about, and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub param: Option<&'static str>,
+    pub message: String,
 }
 
 pub trait Claims: Send + Sync {

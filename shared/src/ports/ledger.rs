@@ -7,8 +7,7 @@ use super::StoreError;
 use crate::domain::currency::Currency;
 use crate::domain::ids::{AccountId, PaymentOrderId, SellerId};
 use crate::domain::ledger::balances::Totals;
-use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction};
-use crate::domain::money::Money;
+use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction, WalletChange, WalletFigures};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -31,23 +30,23 @@ pub trait LedgerWriter: Send + Sync {
 }
 
 pub trait WalletWriter: Send + Sync {
-    /// Adds each seller's amount to their wallet, once per event (`event_id`).
-    fn credit_wallets(
+    /// Applies each change to its seller's wallet, once per event (`event_id`).
+    fn apply_wallet_changes(
         &self,
         event_id: &str,
         account_id: &AccountId,
-        credits: &[(SellerId, Money)],
+        changes: &[WalletChange],
         now: &str,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 }
 
 pub trait LedgerReader: Send + Sync {
-    /// A seller's wallet: balance per currency (empty: no wallet yet).
+    /// A seller's wallet: its figures per currency (empty: no wallet yet).
     fn wallet_balances(
         &self,
         account_id: &AccountId,
         seller_id: &SellerId,
-    ) -> impl Future<Output = Result<Vec<(Currency, i64)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<WalletFigures>, StoreError>> + Send;
 
     /// The caller's ledger transactions of one payment order, a page at a time.
     fn transactions_for_order(
@@ -83,13 +82,13 @@ impl<T: LedgerWriter + ?Sized> LedgerWriter for &T {
 }
 
 impl<T: WalletWriter + ?Sized> WalletWriter for &T {
-    fn credit_wallets(
+    fn apply_wallet_changes(
         &self,
         event_id: &str,
         account_id: &AccountId,
-        credits: &[(SellerId, Money)],
+        changes: &[WalletChange],
         now: &str,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send {
-        (**self).credit_wallets(event_id, account_id, credits, now)
+        (**self).apply_wallet_changes(event_id, account_id, changes, now)
     }
 }

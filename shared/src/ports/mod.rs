@@ -7,13 +7,15 @@ pub mod invariants;
 pub mod ledger;
 pub mod outbox;
 pub mod pay_in;
+pub mod refunds;
 
 pub use auth::{ApiKeyRecord, ApiKeys, Consume, KeyCharge};
-pub use idempotency::{Begin, Claims, Completion};
+pub use idempotency::{Begin, Claims, Completion, Refusal};
 pub use invariants::InvariantSource;
 pub use ledger::{LedgerReader, LedgerWriter, Page, WalletWriter, Written};
 pub use outbox::{Destination, Outgoing, Publisher};
 pub use pay_in::{Applied, Checkouts, Psp, Webhooks};
+pub use refunds::{RefundPsp, RefundReader, RefundWrite, Refunds};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

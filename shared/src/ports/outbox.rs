@@ -8,10 +8,12 @@ use std::future::Future;
 pub enum Destination {
     Ledger,
     Wallet,
+    /// The refund executor's queue.
+    Refund,
 }
 
 impl Destination {
-    pub const ALL: [Destination; 2] = [Destination::Ledger, Destination::Wallet];
+    pub const ALL: [Destination; 3] = [Destination::Ledger, Destination::Wallet, Destination::Refund];
 }
 
 /// One event as published: its body verbatim, and the attributes consumers and operators

@@ -10,16 +10,17 @@
 //!   holder.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 use super::api_keys::{charge_update, refused_key};
 use super::codec::{built, get_n, get_s, n, opt_n, opt_s, s, unavailable, Item};
-use super::tx::transact;
+use super::tx::{transact, Cancelled};
 use super::DynamoStore;
 use crate::domain::idempotency::{IdempotencyRecord, RecordState, ResourceKind, ResourceRef};
-use crate::ports::{Begin, Claims, Completion, KeyCharge, StoreError};
+use crate::ports::{Begin, Claims, Completion, KeyCharge, Refusal, StoreError};
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
@@ -113,6 +114,7 @@ impl DynamoStore {
         record: &IdempotencyRecord,
         resource: Vec<TransactWriteItem>,
         charge: Option<&KeyCharge>,
+        refuse: impl Fn(&Cancelled) -> Option<Refusal>,
     ) -> Result<Begin, StoreError> {
         let claim = built(
             Put::builder()
@@ -134,10 +136,24 @@ impl DynamoStore {
         };
         let op = "TransactWriteItems claim";
         // The lease token is unique: it makes the SDK's own retries of this call idempotent.
-        let cancelled = match transact(&self.client, items, record.lease_token(), op).await? {
+        let mut cancelled = match transact(&self.client, items.clone(), record.lease_token(), op).await? {
             Ok(()) => return Ok(Begin::Created),
             Err(c) => c,
         };
+        // Another writer held one of the items (many refunds of one order at once): written
+        // by nobody, so try again after a short jittered pause. Without the token: a retry
+        // that finds our own claim written is told apart by its lease token (`run`).
+        for attempt in 0..CLAIM_CONFLICT_RETRIES {
+            if !cancelled.conflict() || cancelled.any_condition_failed() {
+                break;
+            }
+            let jitter = uuid::Uuid::new_v4().as_u128() % 10;
+            tokio::time::sleep(Duration::from_millis((5u64 << attempt) + jitter as u64)).await;
+            cancelled = match transact(&self.client, items.clone(), None, op).await? {
+                Ok(()) => return Ok(Begin::Created),
+                Err(c) => c,
+            };
+        }
         if let Some(i) = charge_at.filter(|i| cancelled.condition_failed(*i)) {
             return Ok(Begin::KeyRefused(refused_key(cancelled.old_item(i))?));
         }
@@ -145,7 +161,10 @@ impl DynamoStore {
             return Ok(Begin::Contended);
         }
         if !cancelled.condition_failed(0) {
-            return Err(cancelled.unavailable(op));
+            return match refuse(&cancelled) {
+                Some(refusal) => Ok(Begin::Refused(refusal)),
+                None => Err(cancelled.unavailable(op)),
+            };
         }
         match cancelled.old_item(0) {
             Some(old) => Ok(Begin::Exists(record_from(old)?)),
@@ -156,6 +175,9 @@ impl DynamoStore {
         }
     }
 }
+
+/// A claim that met another writer is sent again this many times.
+const CLAIM_CONFLICT_RETRIES: u32 = 5;
 
 impl Claims for DynamoStore {
     async fn get_record(&self, record_id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

@@ -3,13 +3,15 @@
 
 use aws_sdk_dynamodb::Client;
 
-use super::codec::{from_item, get_s, opt_s, unavailable, Item};
+use super::codec::{from_item, get_n, get_s, opt_n, opt_s, parse, unavailable, Item};
 use super::ledger::{transaction_from, BalanceItem, LedgerStore};
+use super::pay_in::order_refunds_from;
 use crate::domain::currency::Currency;
-use crate::domain::ids::{AccountId, PaymentOrderId, SellerId};
-use crate::domain::invariants::{Checker, WalletBalance};
+use crate::domain::ids::{AccountId, PaymentOrderId, RefundId, SellerId};
+use crate::domain::invariants::{Checker, OrderFacts, RefundFacts, WalletBalance};
 use crate::domain::outbox::OutboxEvent;
 use crate::domain::pay_in::PaymentStatus;
+use crate::domain::refunds::RefundStatus;
 use crate::ports::{InvariantSource, StoreError};
 
 /// Items per Scan page.
@@ -63,7 +65,10 @@ fn wallet_from(item: Item) -> Result<WalletBalance, StoreError> {
         account_id: String,
         seller_id: String,
         sk: String,
+        #[serde(default)]
         balance_minor: i64,
+        #[serde(default)]
+        held_minor: i64,
     }
     let w: WalletItem = from_item(item, "wallet item")?;
     let corrupt = |e: String| StoreError::Corrupt(format!("wallet item: {e}"));
@@ -72,6 +77,30 @@ fn wallet_from(item: Item) -> Result<WalletBalance, StoreError> {
         seller_id: SellerId::parse(&w.seller_id).map_err(|e| corrupt(e.to_string()))?,
         currency: Currency::parse(&w.sk).map_err(|e| corrupt(e.to_string()))?,
         balance_minor: w.balance_minor,
+        held_minor: w.held_minor,
+    })
+}
+
+fn order_facts(item: &Item) -> Result<OrderFacts, StoreError> {
+    Ok(OrderFacts {
+        id: parse(item, "payment_order_id", PaymentOrderId::parse)?,
+        status: parse(item, "payment_status", str::parse::<PaymentStatus>)?,
+        amount_minor: get_n(item, "amount_minor")?,
+        refunds: order_refunds_from(item)?,
+    })
+}
+
+fn refund_facts(item: &Item) -> Result<RefundFacts, StoreError> {
+    Ok(RefundFacts {
+        id: parse(item, "refund_id", RefundId::parse)?,
+        account_id: parse(item, "account_id", AccountId::parse)?,
+        payment_order_id: parse(item, "payment_order_id", PaymentOrderId::parse)?,
+        seller_id: parse(item, "seller_id", SellerId::parse)?,
+        currency: parse(item, "currency", Currency::parse)?,
+        status: parse(item, "refund_status", str::parse::<RefundStatus>)?,
+        amount_minor: get_n(item, "amount_minor")?,
+        seller_held_minor: get_n(item, "seller_held_minor")?,
+        fee_refunded_minor: opt_n(item, "split_fee_minor")?,
     })
 }
 
@@ -111,7 +140,7 @@ impl InvariantSource for InvariantStore {
             }
         })
         .await?;
-        let projection = "entity, payment_order_id, payment_status, payload, pk";
+        let projection = "entity, pk, payload, payment_order_id, payment_status, amount_minor, refund_reserved_minor, amount_refunded_minor, fee_refunded_minor, refund_id, account_id, seller_id, currency, refund_status, seller_held_minor, split_fee_minor";
         scan_pages(
             client,
             &self.payments_table,
@@ -120,20 +149,14 @@ impl InvariantSource for InvariantStore {
             |c, items| {
                 for item in items {
                     match opt_s(&item, "entity").ok().flatten() {
-                        Some("payment_order") => {
-                            let order = get_s(&item, "payment_order_id")
-                                .ok()
-                                .and_then(|id| PaymentOrderId::parse(id).ok())
-                                .zip(
-                                    get_s(&item, "payment_status")
-                                        .ok()
-                                        .and_then(|s| s.parse::<PaymentStatus>().ok()),
-                                );
-                            match order {
-                                Some((id, status)) => c.payment_order(&id, status),
-                                None => c.violation(format!("unreadable payment order {:?}", item.get("pk"))),
-                            }
-                        }
+                        Some("payment_order") => match order_facts(&item) {
+                            Ok(o) => c.payment_order(&o),
+                            Err(e) => c.violation(format!("unreadable payment order {:?}: {e}", item.get("pk"))),
+                        },
+                        Some("refund") => match refund_facts(&item) {
+                            Ok(r) => c.refund(&r),
+                            Err(e) => c.violation(format!("unreadable refund {:?}: {e}", item.get("pk"))),
+                        },
                         Some("outbox") => match get_s(&item, "payload").map(OutboxEvent::from_json) {
                             Ok(Ok(e)) => c.outbox_event(&e),
                             _ => c.violation(format!("unreadable outbox record {:?}", item.get("pk"))),

@@ -17,13 +17,13 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use super::codec::{built, from_item, get_n, get_s, n, opt_s, s, unavailable, Item};
+use super::codec::{built, from_item, get_n, get_s, n, opt_n, opt_s, s, unavailable, Item};
 use super::cursor::Cursors;
 use super::tx::{put_if_absent, transact};
 use crate::domain::currency::Currency;
-use crate::domain::ids::{AccountId, PaymentOrderId, SellerId};
+use crate::domain::ids::{AccountId, PaymentOrderId, RefundId, SellerId};
 use crate::domain::ledger::balances::{deltas, shard_count, sum_shards, Totals};
-use crate::domain::ledger::{Direction, Entry, LedgerAccount, LedgerTransaction};
+use crate::domain::ledger::{Direction, Entry, LedgerAccount, LedgerTransaction, WalletFigures};
 use crate::domain::money::Money;
 use crate::ports::{LedgerReader, LedgerWriter, Page, StoreError, Written};
 
@@ -89,6 +89,12 @@ pub fn transaction_from(item: &Item) -> Result<LedgerTransaction, StoreError> {
         entries,
     )
     .map_err(|e| StoreError::Corrupt(e.to_string()))
+    .and_then(|tx| {
+        Ok(match opt_s(item, "refund_id")? {
+            Some(id) => tx.for_refund(RefundId::parse(id).map_err(corrupt)?),
+            None => tx,
+        })
+    })
 }
 
 pub fn balance_key(account_id: &AccountId, account: &LedgerAccount) -> String {
@@ -123,6 +129,9 @@ pub fn ledger_items(tx: &LedgerTransaction) -> Vec<Item> {
     ]);
     if let Some(po) = &tx.payment_order_id {
         header.insert("payment_order_id".into(), s(po.as_str()));
+    }
+    if let Some(rf) = &tx.refund_id {
+        header.insert("refund_id".into(), s(rf.as_str()));
     }
     let mut items = vec![header];
     for (i, e) in tx.entries.iter().enumerate() {
@@ -246,7 +255,7 @@ impl LedgerReader for LedgerReads {
         &self,
         account_id: &AccountId,
         seller_id: &SellerId,
-    ) -> Result<Vec<(Currency, i64)>, StoreError> {
+    ) -> Result<Vec<WalletFigures>, StoreError> {
         let out = self
             .store
             .client
@@ -264,7 +273,11 @@ impl LedgerReader for LedgerReads {
             .map(|i| {
                 let currency =
                     Currency::parse(get_s(i, "sk")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok((currency, get_n(i, "balance_minor")?))
+                Ok(WalletFigures {
+                    currency,
+                    balance_minor: opt_n(i, "balance_minor")?.unwrap_or(0),
+                    held_minor: opt_n(i, "held_minor")?.unwrap_or(0),
+                })
             })
             .collect()
     }

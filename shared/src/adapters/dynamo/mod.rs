@@ -6,7 +6,9 @@
 //!   stream → the outbox relay;
 //! - idempotency (`pk` = `<api key id>#<Idempotency-Key>`), TTL on `expires_at`;
 //! - api keys (`key_hash` = SHA-256 of the key), with the key's rate-limit state;
-//! - ledger, ledger balances and wallets (`ledger`, `wallets`).
+//! - ledger, ledger balances and wallets (`ledger`, `wallets`);
+//! - refunds `RF#<id>`/`RF` in the payments table (`refunds`), GSI `by_parent` (an order's
+//!   refunds).
 
 pub mod api_keys;
 pub mod codec;
@@ -15,6 +17,7 @@ pub mod idempotency;
 pub mod invariants;
 pub mod ledger;
 pub mod pay_in;
+pub mod refunds;
 pub mod tx;
 pub mod wallets;
 pub mod webhooks;
@@ -27,6 +30,8 @@ pub struct Tables {
     pub payments: String,
     pub idempotency: String,
     pub api_keys: String,
+    /// Creating a refund holds the seller's part in their wallet, in the same transaction.
+    pub wallets: String,
 }
 
 impl Tables {
@@ -35,6 +40,7 @@ impl Tables {
             payments: crate::adapters::config::var("PAYMENTS_TABLE")?,
             idempotency: crate::adapters::config::var("IDEMPOTENCY_TABLE")?,
             api_keys: crate::adapters::config::var("API_KEYS_TABLE")?,
+            wallets: crate::adapters::config::var("WALLETS_TABLE")?,
         })
     }
 }

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 
-use super::codec::{built, get_n, get_s, get_time, n, opt_s, parse, s, time, unavailable, Item};
+use super::codec::{built, get_n, get_s, get_time, n, opt_n, opt_s, parse, s, time, unavailable, Item};
 use super::idempotency::completion_update;
 use super::tx::{put_if_absent, transact};
 use super::DynamoStore;
 use crate::domain::idempotency::IdempotencyRecord;
 use crate::domain::ids::{AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId, SellerId, SubOrderId};
-use crate::domain::pay_in::CheckoutForm;
+use crate::domain::pay_in::{CheckoutForm, OrderRefunds};
 use crate::domain::psp::{PaymentIntentId, PspSessionId};
 use crate::domain::{Checkout, Currency, Money, PaymentOrder, PaymentStatus};
 use crate::ports::{Begin, Checkouts, Completion, KeyCharge, StoreError};
@@ -93,7 +93,33 @@ pub fn payment_order_item(o: &PaymentOrder) -> Item {
     if let Some(session) = &o.psp_session {
         item.insert("psp_session_id".into(), s(session.as_str()));
     }
+    if let Some(intent) = &o.payment_intent {
+        item.insert("payment_intent".into(), s(intent.as_str()));
+    }
+    if let Some(fee) = &o.fee {
+        item.insert("fee_minor".into(), n(fee.minor()));
+    }
+    // The refund counters are moved only by refunds' conditional updates; a put carries them
+    // as they were read.
+    item.extend([
+        (REFUND_RESERVED.into(), n(o.refunds.reserved_minor)),
+        (AMOUNT_REFUNDED.into(), n(o.refunds.refunded_minor)),
+        (FEE_REFUNDED.into(), n(o.refunds.fee_refunded_minor)),
+    ]);
     item
+}
+
+/// A payment order's refund counters (see [`OrderRefunds`]).
+pub const REFUND_RESERVED: &str = "refund_reserved_minor";
+pub const AMOUNT_REFUNDED: &str = "amount_refunded_minor";
+pub const FEE_REFUNDED: &str = "fee_refunded_minor";
+
+pub fn order_refunds_from(item: &Item) -> Result<OrderRefunds, StoreError> {
+    Ok(OrderRefunds {
+        reserved_minor: opt_n(item, REFUND_RESERVED)?.unwrap_or(0),
+        refunded_minor: opt_n(item, AMOUNT_REFUNDED)?.unwrap_or(0),
+        fee_refunded_minor: opt_n(item, FEE_REFUNDED)?.unwrap_or(0),
+    })
 }
 
 fn currency(item: &Item) -> Result<Currency, StoreError> {
@@ -150,6 +176,7 @@ pub fn checkout_from(item: &Item) -> Result<Checkout, StoreError> {
 }
 
 pub fn payment_order_from(item: &Item) -> Result<PaymentOrder, StoreError> {
+    let order_currency = currency(item)?;
     Ok(PaymentOrder {
         id: parse(item, "payment_order_id", PaymentOrderId::parse)?,
         checkout_id: parse(item, "checkout_id", CheckoutId::parse)?,
@@ -161,9 +188,12 @@ pub fn payment_order_from(item: &Item) -> Result<PaymentOrder, StoreError> {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         buyer_id: parse(item, "buyer_id", BuyerId::parse)?,
         seller_id: parse(item, "seller_id", SellerId::parse)?,
-        amount: Money::from_minor(get_n(item, "amount_minor")?, currency(item)?),
+        amount: Money::from_minor(get_n(item, "amount_minor")?, order_currency),
         status: status(item)?,
         psp_session: opt_parse(item, "psp_session_id", PspSessionId::parse)?,
+        payment_intent: opt_parse(item, "payment_intent", PaymentIntentId::parse)?,
+        fee: opt_n::<i64>(item, "fee_minor")?.map(|m| Money::from_minor(m, order_currency)),
+        refunds: order_refunds_from(item)?,
         created_at: get_time(item, "created_at")?,
         updated_at: get_time(item, "updated_at")?,
     })
@@ -181,7 +211,7 @@ impl Checkouts for DynamoStore {
         for order in orders {
             items.push(put_if_absent(&self.tables.payments, payment_order_item(order))?);
         }
-        self.begin_with_claim(record, items, charge).await
+        self.begin_with_claim(record, items, charge, |_| None).await
     }
 
     async fn get_checkout(

@@ -15,7 +15,7 @@ pub const PSP_REF_INDEX: &str = "by_psp_ref";
 /// Items read for one PSP id: its owner, or an older checkout's payment orders (at most 50).
 const PSP_REF_MATCHES_MAX: i32 = 64;
 
-fn marker_item(psp_event_id: &str, note: &str) -> Item {
+pub(crate) fn marker_item(psp_event_id: &str, note: &str) -> Item {
     Item::from([
         ("pk".into(), s(format!("PSPEVT#{psp_event_id}"))),
         ("sk".into(), s("PSPEVT")),

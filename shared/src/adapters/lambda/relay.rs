@@ -23,6 +23,7 @@ impl FromEnv for RelayEnv {
                 sqs: aws_sdk_sqs::Client::new(&sdk_config().await),
                 ledger_queue_url: var("LEDGER_QUEUE_URL")?,
                 wallet_queue_url: var("WALLET_QUEUE_URL")?,
+                refund_queue_url: var("REFUND_QUEUE_URL")?,
             },
         })
     }

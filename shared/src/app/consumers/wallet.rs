@@ -1,10 +1,11 @@
-//! Wallet consumer: each seller's net from the same posting rules as the ledger, once per event.
+//! Wallet consumer: each seller's balance moves from the same posting rules as the ledger, and
+//! the release of refund holds, once per event.
 
 use chrono::Utc;
 use rust_decimal::Decimal;
 
 use super::{parse_event, Consumer, Failure};
-use crate::domain::ledger::wallet_credits;
+use crate::domain::ledger::wallet_changes;
 use crate::domain::time::format_time;
 use crate::ports::{WalletWriter, Written};
 
@@ -20,16 +21,16 @@ impl<S: WalletWriter> Consumer for WalletConsumer<S> {
 
     async fn apply(&self, body: &str) -> Result<Written, Failure> {
         let event = parse_event(body)?;
-        let credits = wallet_credits(&event, self.fee_rate)?;
-        if credits.is_empty() {
+        let changes = wallet_changes(&event, self.fee_rate)?;
+        if changes.is_empty() {
             return Ok(Written::AlreadyApplied);
         }
         Ok(self
             .store
-            .credit_wallets(
+            .apply_wallet_changes(
                 event.event_id(),
                 &event.header.account_id,
-                &credits,
+                &changes,
                 &format_time(Utc::now()),
             )
             .await?)

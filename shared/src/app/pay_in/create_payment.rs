@@ -95,6 +95,10 @@ impl<S: Checkouts + Claims, P: Psp> Command for OpenCheckout<'_, S, P> {
                     "idempotency record names {reference}: {e}"
                 ))),
             },
+            // Keys are scoped per API key and a payment's body is never a refund's.
+            ResourceKind::Refund => Err(StoreError::Corrupt(format!(
+                "a payment's idempotency record names {reference}"
+            ))),
         }
     }
 

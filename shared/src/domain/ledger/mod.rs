@@ -25,10 +25,10 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::ids::{AccountId, PaymentOrderId, SellerId};
+use super::ids::{AccountId, PaymentOrderId, RefundId, SellerId};
 use super::money::{Money, MoneyError};
 
-pub use postings::{platform_fee, postings, wallet_credits};
+pub use postings::{platform_fee, postings, wallet_changes, WalletChange, WalletFigures};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,6 +154,8 @@ pub struct LedgerTransaction {
     pub event_id: String,
     pub account_id: AccountId,
     pub payment_order_id: Option<PaymentOrderId>,
+    /// The refund it books, for a refund's reversal or its correction.
+    pub refund_id: Option<RefundId>,
     pub created_at: String,
     pub entries: Vec<Entry>,
 }
@@ -172,11 +174,18 @@ impl LedgerTransaction {
             event_id,
             account_id,
             payment_order_id,
+            refund_id: None,
             created_at,
             entries,
         };
         tx.check_balanced()?;
         Ok(tx)
+    }
+
+    /// The same transaction, booking `refund`.
+    pub fn for_refund(mut self, refund: RefundId) -> Self {
+        self.refund_id = Some(refund);
+        self
     }
 
     /// Debits equal credits in every currency, with at least one of each, all amounts positive.

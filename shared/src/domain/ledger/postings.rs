@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use super::{Direction, Entry, LedgerAccount, LedgerTransaction, PostingError};
+use crate::domain::currency::Currency;
 use crate::domain::ids::SellerId;
 use crate::domain::money::Money;
-use crate::domain::outbox::{OutboxBody, OutboxEvent, OutboxHeader, SettledPayment};
+use crate::domain::outbox::{OutboxBody, OutboxEvent, OutboxHeader, RefundNotice, SettledPayment};
 
 /// The platform fee on one payment order: `rate` of the amount, half-even to the minor unit.
 pub fn platform_fee(amount: Money, rate: Decimal) -> Result<Money, PostingError> {
@@ -18,14 +19,79 @@ pub fn platform_fee(amount: Money, rate: Decimal) -> Result<Money, PostingError>
     Ok(amount.percentage_half_even(rate)?)
 }
 
-/// Posting rule: one balanced transaction per payment order of a succeeded payment; nothing
-/// for a failed one.
+/// Posting rules: one balanced transaction per payment order of a succeeded payment; one per
+/// succeeded refund (its reversal) and one per refund that failed after it succeeded (the
+/// correction); nothing for the rest, where no money moved.
 pub fn postings(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<LedgerTransaction>, PostingError> {
     match &event.body {
         OutboxBody::PaymentSucceeded(payment) => payment_postings(&event.header, payment, fee_rate),
-        // Nothing was charged: nothing to book.
-        OutboxBody::PaymentFailed(_) => Ok(Vec::new()),
+        OutboxBody::RefundSucceeded(refund) => Ok(vec![refund_posting(&event.header, refund, false)?]),
+        OutboxBody::RefundReversed(refund) => Ok(vec![refund_posting(&event.header, refund, true)?]),
+        // Nothing was charged or refunded: nothing to book.
+        OutboxBody::PaymentFailed(_) | OutboxBody::RefundRequested(_) | OutboxBody::RefundFailed(_) => {
+            Ok(Vec::new())
+        }
     }
+}
+
+/// A succeeded refund of R: the seller's payable down by the seller's part, the fee revenue
+/// by the fee part, `psp_receivable` by R. Its correction (the refund failed after it
+/// succeeded) is the mirror image. Ids derive from the refund: `ltx_<refund_id>` and
+/// `ltx_<refund_id>_reversed`.
+fn refund_posting(header: &OutboxHeader, r: &RefundNotice, correction: bool) -> Result<LedgerTransaction, PostingError> {
+    let amount = Money::from_minor(r.amount_minor, r.currency);
+    amount.check_charge()?;
+    let (Some(fee), Some(seller)) = (r.fee_refunded_minor, r.seller_debited_minor) else {
+        return Err(PostingError::Invalid(format!(
+            "refund {} has no split: only a succeeded refund posts",
+            r.refund_id
+        )));
+    };
+    if fee < 0 || seller < 0 || fee.checked_add(seller) != Some(r.amount_minor) {
+        return Err(PostingError::Invalid(format!(
+            "refund {}: fee {fee} and seller {seller} do not make up {}",
+            r.refund_id, r.amount_minor
+        )));
+    }
+    let (out, back) = if correction {
+        (Direction::Credit, Direction::Debit)
+    } else {
+        (Direction::Debit, Direction::Credit)
+    };
+    let mut entries = Vec::with_capacity(3);
+    if seller > 0 {
+        entries.push(Entry {
+            account: LedgerAccount::SellerPayable(r.seller_id.clone()),
+            direction: out,
+            amount: Money::from_minor(seller, r.currency),
+        });
+    }
+    if fee > 0 {
+        entries.push(Entry {
+            account: LedgerAccount::PlatformFeeRevenue,
+            direction: out,
+            amount: Money::from_minor(fee, r.currency),
+        });
+    }
+    entries.push(Entry {
+        account: LedgerAccount::PspReceivable,
+        direction: back,
+        amount,
+    });
+    let id = if correction {
+        format!("ltx_{}_reversed", r.refund_id)
+    } else {
+        format!("ltx_{}", r.refund_id)
+    };
+    Ok(LedgerTransaction::new(
+        id,
+        header.event_id.clone(),
+        header.account_id.clone(),
+        Some(r.payment_order_id.clone()),
+        header.occurred_at.clone(),
+        entries,
+    )?
+    .for_refund(r.refund_id.clone()))
 }
 
 fn payment_postings(
@@ -40,7 +106,17 @@ fn payment_postings(
             let amount = Money::from_minor(o.amount_minor, o.currency);
             amount.check_charge()?;
             let seller = o.seller_id.clone();
-            let fee = platform_fee(amount, fee_rate)?;
+            let fee = match o.fee_minor {
+                Some(minor) if (0..=amount.minor()).contains(&minor) => Money::from_minor(minor, o.currency),
+                Some(minor) => {
+                    return Err(PostingError::Invalid(format!(
+                        "payment order {}: fee {minor} outside 0..={}",
+                        o.payment_order_id,
+                        amount.minor()
+                    )))
+                }
+                None => platform_fee(amount, fee_rate)?,
+            };
             let net = amount.checked_sub(fee)?;
             let mut entries = vec![Entry {
                 account: LedgerAccount::PspReceivable,
@@ -73,33 +149,78 @@ fn payment_postings(
         .collect()
 }
 
-/// What the wallet consumer adds: each seller's net (amount minus fee) per currency. Derived
-/// from the ledger's own postings, so wallets equal `seller_payable` by construction, for every
-/// kind of event the posting rules know.
-pub fn wallet_credits(
-    event: &OutboxEvent,
-    fee_rate: Decimal,
-) -> Result<Vec<(SellerId, Money)>, PostingError> {
-    let mut credits: BTreeMap<(SellerId, &'static str), Money> = BTreeMap::new();
+/// One change to one seller's wallet in one currency: `balance` (what the platform owes the
+/// seller: `seller_payable`) and `held` (the part of it set aside for refunds in flight).
+/// `available = balance − held`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletChange {
+    pub seller_id: SellerId,
+    pub currency: Currency,
+    pub balance_minor: i64,
+    pub held_minor: i64,
+}
+
+/// One currency of a seller's wallet: `balance = available + held`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalletFigures {
+    pub currency: Currency,
+    pub balance_minor: i64,
+    pub held_minor: i64,
+}
+
+impl WalletFigures {
+    pub fn available_minor(&self) -> i64 {
+        self.balance_minor.saturating_sub(self.held_minor)
+    }
+}
+
+/// What the wallet consumer applies for an event. The balance moves are derived from the
+/// ledger's own postings (every `seller_payable` entry), so wallets equal `seller_payable` by
+/// construction for every kind of event; the held moves release what creating a refund held.
+pub fn wallet_changes(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<WalletChange>, PostingError> {
+    let mut changes: BTreeMap<(SellerId, Currency), (i64, i64)> = BTreeMap::new();
+    let overflow = || PostingError::Invalid("wallet change overflows".into());
     for tx in postings(event, fee_rate)? {
         for e in tx.entries {
-            if let (LedgerAccount::SellerPayable(seller), Direction::Credit) = (e.account, e.direction) {
-                let key = (seller, e.amount.currency().code());
-                let sum = match credits.get(&key) {
-                    Some(prev) => prev.checked_add(e.amount)?,
-                    None => e.amount,
+            if let LedgerAccount::SellerPayable(seller) = e.account {
+                let signed = match e.direction {
+                    Direction::Credit => e.amount.minor(),
+                    Direction::Debit => -e.amount.minor(),
                 };
-                credits.insert(key, sum);
+                let slot = changes.entry((seller, e.amount.currency())).or_default();
+                slot.0 = slot.0.checked_add(signed).ok_or_else(overflow)?;
             }
         }
     }
-    Ok(credits.into_iter().map(|((s, _), m)| (s, m)).collect())
+    let released = match &event.body {
+        OutboxBody::RefundSucceeded(r) | OutboxBody::RefundFailed(r) => Some(r),
+        OutboxBody::PaymentSucceeded(_)
+        | OutboxBody::PaymentFailed(_)
+        | OutboxBody::RefundRequested(_)
+        | OutboxBody::RefundReversed(_) => None,
+    };
+    if let Some(r) = released {
+        if r.seller_held_minor < 0 {
+            return Err(PostingError::Invalid(format!("refund {}: negative hold", r.refund_id)));
+        }
+        let slot = changes.entry((r.seller_id.clone(), r.currency)).or_default();
+        slot.1 = slot.1.checked_sub(r.seller_held_minor).ok_or_else(overflow)?;
+    }
+    Ok(changes
+        .into_iter()
+        .filter(|(_, (b, h))| *b != 0 || *h != 0)
+        .map(|((seller_id, currency), (balance_minor, held_minor))| WalletChange {
+            seller_id,
+            currency,
+            balance_minor,
+            held_minor,
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::currency::Currency;
     use crate::domain::ids::{AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId};
     use crate::domain::outbox::OutboxOrder;
     use proptest::prelude::*;
@@ -128,6 +249,7 @@ mod tests {
                     amount_minor: *minor,
                     amount: String::new(),
                     currency: Currency::parse(currency).unwrap(),
+                    fee_minor: None,
                 })
                 .collect(),
         };
@@ -179,10 +301,10 @@ mod tests {
         // 35.00 * 2.5% = 0.875 -> 0.88 (half-even), seller gets 34.12.
         assert_eq!(txs[1].entries[2].amount.minor(), 88);
         assert_eq!(txs[1].entries[1].amount.minor(), 3412);
-        let credits = wallet_credits(&e, rate()).unwrap();
+        let credits = wallet_changes(&e, rate()).unwrap();
         assert_eq!(
-            credits.iter().map(|(_, m)| m.minor()).collect::<Vec<_>>(),
-            vec![3900, 3412, 2438]
+            credits.iter().map(|c| (c.balance_minor, c.held_minor)).collect::<Vec<_>>(),
+            vec![(3900, 0), (3412, 0), (2438, 0)]
         );
     }
 
@@ -190,7 +312,7 @@ mod tests {
     fn failed_payments_post_nothing() {
         let e = event(OutboxKind::PaymentFailed, &[("A", 4000, "USD")]);
         assert!(postings(&e, rate()).unwrap().is_empty());
-        assert!(wallet_credits(&e, rate()).unwrap().is_empty());
+        assert!(wallet_changes(&e, rate()).unwrap().is_empty());
     }
 
     #[test]
@@ -229,7 +351,7 @@ mod tests {
             }
             prop_assert_eq!(debits, credits);
             prop_assert_eq!(debits, lines.iter().map(|l| l.1).sum::<i64>());
-            let wallets: BTreeMap<String, i64> = wallet_credits(&e, rate).unwrap().into_iter().map(|(s, m)| (s.to_string(), m.minor())).collect();
+            let wallets: BTreeMap<String, i64> = wallet_changes(&e, rate).unwrap().into_iter().map(|c| (c.seller_id.to_string(), c.balance_minor)).collect();
             prop_assert_eq!(wallets, payable);
         }
     }

@@ -115,8 +115,39 @@ pub struct PaymentOrder {
     pub status: PaymentStatus,
     /// The checkout's PSP session (copied when the checkout moves).
     pub psp_session: Option<PspSessionId>,
+    /// The checkout's charge (copied when the checkout moves): what its refunds name.
+    pub payment_intent: Option<PaymentIntentId>,
+    /// The platform's fee on this order, fixed when it succeeded (refunds return part of it).
+    pub fee: Option<Money>,
+    /// Its refunds so far.
+    pub refunds: OrderRefunds,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A payment order's refunds, as counters kept on the order and moved only by conditional
+/// writes: what is reserved (pending and succeeded refunds), what has succeeded, and the part
+/// of the platform fee those returned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrderRefunds {
+    pub reserved_minor: i64,
+    pub refunded_minor: i64,
+    pub fee_refunded_minor: i64,
+}
+
+impl PaymentOrder {
+    /// What can still be refunded: the amount less every pending and succeeded refund.
+    pub fn refundable(&self) -> Money {
+        Money::from_minor(
+            self.amount.minor().saturating_sub(self.refunds.reserved_minor).max(0),
+            self.amount.currency(),
+        )
+    }
+
+    /// The sum of succeeded refunds.
+    pub fn amount_refunded(&self) -> Money {
+        Money::from_minor(self.refunds.refunded_minor, self.amount.currency())
+    }
 }
 
 impl Checkout {
@@ -141,6 +172,9 @@ impl Checkout {
                 amount: line.amount,
                 status: PaymentStatus::Created,
                 psp_session: None,
+                payment_intent: None,
+                fee: None,
+                refunds: OrderRefunds::default(),
                 created_at: now,
                 updated_at: now,
             })
@@ -212,6 +246,7 @@ impl Checkout {
         for o in orders.iter_mut() {
             o.status = next;
             o.psp_session.clone_from(&self.psp_session);
+            o.payment_intent.clone_from(&self.payment_intent);
             o.updated_at = now;
         }
         Ok(from)
