@@ -16,7 +16,11 @@ use shared::adapters::dynamo::invariants::InvariantStore;
 use shared::adapters::dynamo::ledger::LedgerStore;
 use shared::app::invariants::check_invariants;
 
-const DLQS: &[(&str, &str)] = &[("LedgerDLQ", "LedgerQueue"), ("WalletDLQ", "WalletQueue")];
+const DLQS: &[(&str, &str)] = &[
+    ("LedgerDLQ", "LedgerQueue"),
+    ("WalletDLQ", "WalletQueue"),
+    ("RefundDLQ", "RefundQueue"),
+];
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -95,7 +99,9 @@ async fn run(args: &[String]) -> Result<bool, String> {
             Ok(true)
         }
         Some("redrive") => {
-            let dlq = args.get(1).ok_or("usage: ops redrive <LedgerDLQ|WalletDLQ>")?;
+            let dlq = args
+                .get(1)
+                .ok_or("usage: ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ>")?;
             let source = DLQS
                 .iter()
                 .find(|(d, _)| d == dlq)
@@ -166,7 +172,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
             println!("moved {moved} message(s) from {dlq} back to {source}");
             Ok(true)
         }
-        _ => Err("usage: ops check | ops dlq | ops redrive <LedgerDLQ|WalletDLQ>".into()),
+        _ => Err("usage: ops check | ops dlq | ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ>".into()),
     }
 }
 

@@ -9,12 +9,15 @@ use rust_decimal::Decimal;
 use crate::adapters::aws::dynamodb_client;
 use crate::adapters::dynamo::cursor::Cursors;
 use crate::adapters::dynamo::ledger::{LedgerReads, LedgerStore};
+use crate::adapters::dynamo::refunds::RefundReads;
 use crate::adapters::dynamo::{DynamoStore, Tables};
 use crate::adapters::lambda::sqs_batch::ConsumerFromEnv;
 use crate::adapters::stripe::{RetryPolicy, StripeClient};
 use crate::app::auth::CallerCache;
 use crate::app::consumers::{LedgerConsumer, WalletConsumer};
+use crate::app::refunds::executor::RefundExecutor;
 use crate::domain::rate_limit::RateLimit;
+use crate::domain::refunds::FeePolicy;
 
 /// Built once per cold start.
 pub trait FromEnv: Sized + Send + Sync + 'static {
@@ -76,14 +79,9 @@ pub struct PaymentsEnv {
 
 impl FromEnv for PaymentsEnv {
     async fn load() -> Result<PaymentsEnv, String> {
-        let policy = RetryPolicy {
-            attempt_timeout: Duration::from_millis(number("PSP_ATTEMPT_TIMEOUT_MS", 4_000)?),
-            budget: Duration::from_millis(number("PSP_RETRY_BUDGET_MS", 12_000)?),
-            ..RetryPolicy::default()
-        };
         Ok(PaymentsEnv {
             api: Env::load().await?,
-            psp: StripeClient::new(&var("PSP_API_BASE")?, &var("PSP_SECRET_KEY")?, policy)?,
+            psp: psp_client()?,
             public_base_url: var("PUBLIC_BASE_URL")?,
             callers: CallerCache::default(),
         })
@@ -95,6 +93,8 @@ pub struct WebhookEnv {
     pub store: DynamoStore,
     /// Comma-separated in `PSP_WEBHOOK_SECRET`, so a secret can be rotated without downtime.
     pub secrets: Vec<String>,
+    /// The platform fee, fixed on each order as its payment succeeds.
+    pub fee_rate: Decimal,
 }
 
 impl FromEnv for WebhookEnv {
@@ -107,6 +107,7 @@ impl FromEnv for WebhookEnv {
         Ok(WebhookEnv {
             store: store().await?,
             secrets,
+            fee_rate: fee_rate()?,
         })
     }
 }
@@ -120,6 +121,70 @@ impl FromEnv for PublicEnv {
     async fn load() -> Result<PublicEnv, String> {
         Ok(PublicEnv {
             store: store().await?,
+        })
+    }
+}
+
+/// `create_refund`: the API, and who bears a refund.
+pub struct RefundsEnv {
+    pub api: Env,
+    /// Whose API keys this warm instance has seen (see `app::auth`).
+    pub callers: CallerCache,
+    /// `REFUND_PLATFORM_FEE`: `proportional` (default) or `none`.
+    pub policy: FeePolicy,
+    pub fee_rate: Decimal,
+}
+
+impl FromEnv for RefundsEnv {
+    async fn load() -> Result<RefundsEnv, String> {
+        Ok(RefundsEnv {
+            api: Env::load().await?,
+            callers: CallerCache::default(),
+            policy: refund_fee_policy()?,
+            fee_rate: fee_rate()?,
+        })
+    }
+}
+
+/// `REFUND_PLATFORM_FEE`: who bears a refund (`proportional`, the default, or `none`).
+pub fn refund_fee_policy() -> Result<FeePolicy, String> {
+    std::env::var("REFUND_PLATFORM_FEE")
+        .unwrap_or_else(|_| "proportional".into())
+        .parse()
+}
+
+/// `GET /v1/refunds?payment_order_id=…`: the API and the list's sealed cursors.
+pub struct RefundListEnv {
+    pub api: Env,
+    pub reads: RefundReads,
+}
+
+impl FromEnv for RefundListEnv {
+    async fn load() -> Result<RefundListEnv, String> {
+        let api = Env::load().await?;
+        let reads = RefundReads {
+            store: api.store.clone(),
+            cursors: cursors()?,
+        };
+        Ok(RefundListEnv { api, reads })
+    }
+}
+
+/// The PSP client with the retry policy from `PSP_ATTEMPT_TIMEOUT_MS` and `PSP_RETRY_BUDGET_MS`.
+fn psp_client() -> Result<StripeClient, String> {
+    let policy = RetryPolicy {
+        attempt_timeout: Duration::from_millis(number("PSP_ATTEMPT_TIMEOUT_MS", 4_000)?),
+        budget: Duration::from_millis(number("PSP_RETRY_BUDGET_MS", 12_000)?),
+        ..RetryPolicy::default()
+    };
+    StripeClient::new(&var("PSP_API_BASE")?, &var("PSP_SECRET_KEY")?, policy)
+}
+
+impl ConsumerFromEnv for RefundExecutor<DynamoStore, StripeClient> {
+    async fn load(config: &aws_config::SdkConfig) -> Result<Self, String> {
+        Ok(RefundExecutor {
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(config), Tables::from_env()?),
+            psp: psp_client()?,
         })
     }
 }
@@ -175,7 +240,7 @@ impl FromEnv for LedgerStore {
 }
 
 /// `PLATFORM_FEE_RATE`: an exact decimal between 0 and 1 (default 0.025).
-fn fee_rate() -> Result<Decimal, String> {
+pub fn fee_rate() -> Result<Decimal, String> {
     let rate: Decimal = std::env::var("PLATFORM_FEE_RATE")
         .unwrap_or_else(|_| "0.025".into())
         .parse()

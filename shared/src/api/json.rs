@@ -154,6 +154,21 @@ pub fn reject_unknown(fields: &Fields, allowed: &[&str], prefix: &str) -> Result
     }
 }
 
+/// An optional string member (`null` is absent).
+pub fn opt_str(fields: &mut Fields, name: &str) -> Result<Option<String>, ApiError> {
+    match fields.remove(name) {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => serde_json::from_str::<String>(raw.get()).map(Some).map_err(|_| {
+            ApiError::invalid_param(
+                name,
+                "parameter_invalid_string",
+                format!("{name} must be a string"),
+            )
+        }),
+    }
+}
+
 pub fn req_str(fields: &mut Fields, name: &str, prefix: &str) -> Result<String, ApiError> {
     let param = format!("{prefix}{name}");
     let raw = fields.remove(name).ok_or_else(|| missing(&param))?;
@@ -177,22 +192,42 @@ pub fn req_amount(
 ) -> Result<Money, ApiError> {
     let param = format!("{prefix}{name}");
     let raw = fields.remove(name).ok_or_else(|| missing(&param))?;
-    let text = raw.get();
-    if text == "null" {
-        return Err(missing(&param));
-    }
-    // A JSON number's literal text, or the content of a JSON string.
-    let literal = if text.starts_with('"') {
-        serde_json::from_str::<String>(text).map_err(|_| amount_error(&param, MoneyError::NotADecimal))?
-    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        text.to_owned()
-    } else {
-        return Err(amount_error(&param, MoneyError::NotADecimal));
-    };
+    let literal = amount_literal(raw.get(), &param)?.ok_or_else(|| missing(&param))?;
     Money::parse_charge(&literal, currency).map_err(|e| amount_error(&param, e))
 }
 
-fn amount_error(param: &str, e: MoneyError) -> ApiError {
+/// An optional amount whose currency is not known yet: its exact decimal value.
+pub fn opt_amount_decimal(
+    fields: &mut Fields,
+    name: &str,
+) -> Result<Option<rust_decimal::Decimal>, ApiError> {
+    let Some(raw) = fields.remove(name) else {
+        return Ok(None);
+    };
+    match amount_literal(raw.get(), name)? {
+        None => Ok(None),
+        Some(literal) => Money::parse_decimal(&literal)
+            .map(Some)
+            .map_err(|e| amount_error(name, e)),
+    }
+}
+
+/// A JSON number's literal text, or the content of a JSON string; `None` for `null`.
+fn amount_literal(text: &str, param: &str) -> Result<Option<String>, ApiError> {
+    if text == "null" {
+        Ok(None)
+    } else if text.starts_with('"') {
+        serde_json::from_str::<String>(text)
+            .map(Some)
+            .map_err(|_| amount_error(param, MoneyError::NotADecimal))
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        Ok(Some(text.to_owned()))
+    } else {
+        Err(amount_error(param, MoneyError::NotADecimal))
+    }
+}
+
+pub fn amount_error(param: &str, e: MoneyError) -> ApiError {
     let code = match e {
         MoneyError::TooLarge { .. } | MoneyError::Overflow => "amount_too_large",
         MoneyError::TooLong { .. } => "amount_invalid",

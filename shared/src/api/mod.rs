@@ -5,5 +5,6 @@ pub mod error;
 pub mod json;
 pub mod ledger;
 pub mod pay_in;
+pub mod refunds;
 
 pub use error::ApiError;

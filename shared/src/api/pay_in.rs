@@ -150,6 +150,7 @@ pub fn payment_order_view(o: &PaymentOrder) -> serde_json::Value {
         "amount": o.amount.to_string(),
         "currency": o.amount.currency().code(),
         "status": o.status,
+        "amount_refunded": o.amount_refunded().to_string(),
         "psp_token": o.psp_session,
         "created_at": format_time(o.created_at),
         "updated_at": format_time(o.updated_at),
@@ -167,6 +168,9 @@ pub fn checkout_view(c: &Checkout, orders: &[PaymentOrder]) -> serde_json::Value
         "buyer_id": c.buyer_id,
         "currency": c.total.currency().code(),
         "total_amount": c.total.to_string(),
+        "amount_refunded": Money::sum(c.total.currency(), orders.iter().map(PaymentOrder::amount_refunded))
+            .unwrap_or(Money::zero(c.total.currency()))
+            .to_string(),
         "payment_orders": orders.iter().map(payment_order_view).collect::<Vec<_>>(),
         "psp_token": c.psp_session,
         "psp_redirect_url": c.psp_url,

@@ -63,6 +63,13 @@ pub trait Command: Sync {
         reference: &ResourceRef,
     ) -> impl Future<Output = Result<Option<Self::Resource>, StoreError>> + Send;
 
+    /// The final answer when it is known before anything is written (a refund's `201` is the
+    /// refund as created; the PSP is asked later, from a queue): stored with the claim itself,
+    /// so there is nothing to complete and no lease to take over.
+    fn answer_with_claim(&self, _resource: &Self::Resource) -> Option<Reply> {
+        None
+    }
+
     /// Carries the resource to its final answer and stores it under `lease`.
     fn execute(
         &self,
@@ -102,13 +109,25 @@ pub async fn run<S: Claims, C: Command>(
     claim: Claim,
     resource: C::Resource,
 ) -> Outcome {
-    let record = IdempotencyRecord::new_in_progress(
-        claim.key.record_id(&authority.caller().key_id),
-        claim.request_hash.clone(),
-        command.reference(&resource),
-        claim.now_ms,
-        claim.deadline_ms,
-    );
+    let record_id = claim.key.record_id(&authority.caller().key_id);
+    let immediate = command.answer_with_claim(&resource);
+    let record = match &immediate {
+        Some(reply) => IdempotencyRecord::new_completed(
+            record_id,
+            claim.request_hash.clone(),
+            command.reference(&resource),
+            claim.now_ms,
+            reply.status,
+            reply.body.clone(),
+        ),
+        None => IdempotencyRecord::new_in_progress(
+            record_id,
+            claim.request_hash.clone(),
+            command.reference(&resource),
+            claim.now_ms,
+            claim.deadline_ms,
+        ),
+    };
     let lease = Lease {
         record_id: record.record_id.clone(),
         token: record.lease_token().unwrap_or_default().to_owned(),
@@ -116,7 +135,12 @@ pub async fn run<S: Claims, C: Command>(
     let begun = command.begin(&record, &resource, authority.charge()).await;
     let in_claim = authority.charge().is_some();
     let existing = match begun {
-        Ok(Begin::Created) => return Outcome::Answered(command.execute(&lease, resource).await),
+        Ok(Begin::Created) => {
+            return Outcome::Answered(match immediate {
+                Some(reply) => Ok(reply),
+                None => command.execute(&lease, resource).await,
+            })
+        }
         // Our own claim, seen again because the SDK retried a call that had been written.
         Ok(Begin::Exists(existing)) if existing.lease_token() == Some(lease.token.as_str()) => {
             return Outcome::Answered(command.execute(&lease, resource).await)

@@ -8,18 +8,21 @@ use std::sync::Mutex;
 use crate::app::auth::hash_api_key;
 use crate::domain::currency::Currency;
 use crate::domain::idempotency::{IdempotencyRecord, RecordState};
-use crate::domain::ids::{AccountId, ApiKeyId, CheckoutId, OrderId, PaymentOrderId, SellerId};
+use crate::domain::ids::{AccountId, ApiKeyId, CheckoutId, OrderId, PaymentOrderId, RefundId, SellerId};
 use crate::domain::invariants::{BalanceShard, Checker, OrderFacts, WalletBalance};
 use crate::domain::ledger::balances::{deltas, Totals};
 use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction, WalletChange, WalletFigures};
 use crate::domain::outbox::{Anomaly, OutboxBody, OutboxEvent, OutboxHeader, OutboxOrder, SettledPayment};
-use crate::domain::pay_in::{Checkout, OrderRefunds, PaymentOrder, PaymentStatus, PspSession, SessionRequest};
-use crate::domain::psp::{PspError, PspSessionId};
+use crate::domain::pay_in::{
+    Checkout, OrderRefunds, PaymentOrder, PaymentStatus, PspSession, SessionRequest,
+};
+use crate::domain::psp::{PspError, PspRefundId, PspSessionId};
 use crate::domain::rate_limit::RateLimit;
+use crate::domain::refunds::{Refund, RefundStatus};
 use crate::ports::{
     ApiKeyRecord, ApiKeys, Applied, Begin, Checkouts, Claims, Completion, Consume, Destination,
-    InvariantSource, KeyCharge, LedgerReader, LedgerWriter, Outgoing, Page, Psp, Publisher, StoreError,
-    WalletWriter, Webhooks, Written,
+    InvariantSource, KeyCharge, LedgerReader, LedgerWriter, Outgoing, Page, Psp, Publisher, RefundWrite,
+    Refunds, StoreError, WalletWriter, Webhooks, Written,
 };
 
 #[derive(Default)]
@@ -41,6 +44,7 @@ pub struct Memory {
     pub published: Mutex<Vec<(Destination, Outgoing)>>,
     /// Per destination: the index, within one publish call, of the first message that fails.
     pub fail_publish_at: Mutex<HashMap<Destination, usize>>,
+    pub refunds: Mutex<HashMap<RefundId, Refund>>,
     /// While set, ledger and wallet writes and checkout reads fail as an unavailable store would.
     pub unavailable: AtomicBool,
 }
@@ -483,6 +487,143 @@ impl WalletWriter for Memory {
             }
         }
         Ok(Written::Written)
+    }
+}
+
+impl Memory {
+    fn order_mut<T>(&self, id: &PaymentOrderId, f: impl FnOnce(&mut PaymentOrder) -> T) -> Option<T> {
+        let mut checkouts = self.checkouts.lock().unwrap();
+        checkouts
+            .values_mut()
+            .flat_map(|(_, o)| o.iter_mut())
+            .find(|o| &o.id == id)
+            .map(f)
+    }
+
+    fn hold(&self, account_id: &AccountId, seller: &SellerId, currency: Currency, held: i64) {
+        let mut wallets = self.wallets.lock().unwrap();
+        match wallets
+            .iter_mut()
+            .find(|w| &w.account_id == account_id && &w.seller_id == seller && w.currency == currency)
+        {
+            Some(w) => w.held_minor += held,
+            None => wallets.push(WalletBalance {
+                account_id: account_id.clone(),
+                seller_id: seller.clone(),
+                currency,
+                balance_minor: 0,
+                held_minor: held,
+            }),
+        }
+    }
+}
+
+/// Refunds as DynamoDB keeps them: the reservation checked and made in one step.
+impl Refunds for Memory {
+    async fn begin_refund(
+        &self,
+        record: &IdempotencyRecord,
+        refund: &Refund,
+        outbox: &OutboxEvent,
+        _charge: Option<&KeyCharge>,
+    ) -> Result<Begin, StoreError> {
+        self.check_available()?;
+        if let Some(existing) = self.records.lock().unwrap().get(&record.record_id) {
+            return Ok(Begin::Exists(existing.clone()));
+        }
+        let reserved = self.order_mut(&refund.payment_order_id, |o| {
+            if o.status != PaymentStatus::Success
+                || o.refunds.reserved_minor + refund.amount.minor() > o.amount.minor()
+            {
+                return false;
+            }
+            o.refunds.reserved_minor += refund.amount.minor();
+            true
+        });
+        if reserved != Some(true) {
+            return Ok(Begin::Refused(crate::ports::Refusal {
+                code: "amount_exceeds_refundable",
+                param: Some("amount"),
+                message: "nothing left".into(),
+            }));
+        }
+        self.records
+            .lock()
+            .unwrap()
+            .insert(record.record_id.clone(), record.clone());
+        self.hold(
+            &refund.account_id,
+            &refund.seller_id,
+            refund.amount.currency(),
+            refund.seller_held.minor(),
+        );
+        self.refunds
+            .lock()
+            .unwrap()
+            .insert(refund.id.clone(), refund.clone());
+        self.outbox.lock().unwrap().push(outbox.clone());
+        Ok(Begin::Created)
+    }
+
+    async fn get_refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
+        self.check_available()?;
+        Ok(self.refunds.lock().unwrap().get(id).cloned())
+    }
+
+    async fn order_refunds(&self, id: &PaymentOrderId) -> Result<Option<OrderRefunds>, StoreError> {
+        Ok(self.order_mut(id, |o| o.refunds))
+    }
+
+    async fn save_refund_move(&self, w: RefundWrite<'_>) -> Result<Applied, StoreError> {
+        self.check_available()?;
+        if let Some(e) = w.psp_event_id {
+            if self.events.lock().unwrap().contains_key(e) {
+                return Ok(Applied::Duplicate);
+            }
+        }
+        let mut refunds = self.refunds.lock().unwrap();
+        if refunds.get(&w.refund.id).map(|r| r.status) != Some(w.from) {
+            return Ok(Applied::Conflict);
+        }
+        let moved = self.order_mut(&w.refund.payment_order_id, |o| {
+            if o.refunds.refunded_minor != w.before.refunded_minor
+                || o.refunds.fee_refunded_minor != w.before.fee_refunded_minor
+            {
+                return false;
+            }
+            o.refunds.reserved_minor += w.after.reserved_minor - w.before.reserved_minor;
+            o.refunds.refunded_minor = w.after.refunded_minor;
+            o.refunds.fee_refunded_minor = w.after.fee_refunded_minor;
+            true
+        });
+        if moved != Some(true) {
+            return Ok(Applied::Conflict);
+        }
+        if let Some(e) = w.psp_event_id {
+            self.events.lock().unwrap().insert(e.to_owned(), "applied".into());
+        }
+        refunds.insert(w.refund.id.clone(), w.refund.clone());
+        self.outbox.lock().unwrap().push(w.outbox.clone());
+        Ok(Applied::Applied)
+    }
+
+    async fn note_refund(&self, refund: &Refund, status: RefundStatus) -> Result<bool, StoreError> {
+        let mut refunds = self.refunds.lock().unwrap();
+        if refunds.get(&refund.id).map(|r| r.status) != Some(status) {
+            return Ok(false);
+        }
+        refunds.insert(refund.id.clone(), refund.clone());
+        Ok(true)
+    }
+
+    async fn refund_by_psp_id(&self, psp_refund: &PspRefundId) -> Result<Option<RefundId>, StoreError> {
+        Ok(self
+            .refunds
+            .lock()
+            .unwrap()
+            .values()
+            .find(|r| r.psp_refund.as_ref() == Some(psp_refund))
+            .map(|r| r.id.clone()))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Use cases, each written against the ports it needs and never against an adapter.
 //!
 //! - request side: [`auth`], [`idempotent`] (one mechanism for every POST), [`pay_in`],
-//!   [`ledger`] (the read APIs);
+//!   [`refunds`], [`ledger`] (the read APIs);
 //! - event side: [`relay`] (outbox routing), [`consumers`] (ledger and wallet),
 //!   [`invariants`];
 //! - [`errors`]: the one map from a store's or the PSP's failure to what the caller sees.
@@ -15,6 +15,7 @@ pub mod ledger;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod pay_in;
+pub mod refunds;
 pub mod relay;
 
 /// A response the HTTP adapter sends as-is.

@@ -183,6 +183,25 @@ impl IdempotencyRecord {
         }
     }
 
+    /// A record whose answer is known before anything is written: stored with the claim.
+    pub fn new_completed(
+        record_id: String,
+        request_hash: String,
+        resource: ResourceRef,
+        now_ms: i64,
+        status: u16,
+        body: String,
+    ) -> Self {
+        IdempotencyRecord {
+            record_id,
+            request_hash,
+            resource,
+            state: RecordState::Completed { status, body },
+            created_at_ms: now_ms,
+            expires_at_s: now_ms / 1000 + RECORD_TTL_S,
+        }
+    }
+
     pub fn lease_token(&self) -> Option<&str> {
         match &self.state {
             RecordState::InProgress { lease_token, .. } => Some(lease_token),

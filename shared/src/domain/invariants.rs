@@ -229,8 +229,10 @@ impl Checker {
             w.balance_minor,
         );
         if w.held_minor != 0 {
-            self.held
-                .insert((w.account_id.clone(), w.seller_id.clone(), w.currency), w.held_minor);
+            self.held.insert(
+                (w.account_id.clone(), w.seller_id.clone(), w.currency),
+                w.held_minor,
+            );
         }
     }
 
@@ -266,7 +268,10 @@ impl Checker {
         let mut held: BTreeMap<(AccountId, SellerId, Currency), i64> = BTreeMap::new();
         for (id, seen) in &self.refunds {
             let Some(r) = &seen.facts else {
-                violations.push(format!("{} ledger transactions book unknown refund {id}", seen.reversals + seen.corrections));
+                violations.push(format!(
+                    "{} ledger transactions book unknown refund {id}",
+                    seen.reversals + seen.corrections
+                ));
                 continue;
             };
             let sums = per_order.entry(r.payment_order_id.clone()).or_default();
@@ -274,7 +279,9 @@ impl Checker {
             let expected = match r.status {
                 RefundStatus::Pending => {
                     sums.0 = sums.0.saturating_add(r.amount_minor);
-                    let slot = held.entry((r.account_id.clone(), r.seller_id.clone(), r.currency)).or_default();
+                    let slot = held
+                        .entry((r.account_id.clone(), r.seller_id.clone(), r.currency))
+                        .or_default();
                     *slot = slot.saturating_add(r.seller_held_minor);
                     (0, 0)
                 }
@@ -312,7 +319,10 @@ impl Checker {
                     c.reserved_minor, c.refunded_minor, c.fee_refunded_minor
                 ));
             }
-            if !(0 <= c.refunded_minor && c.refunded_minor <= c.reserved_minor && c.reserved_minor <= o.amount_minor) {
+            if !(0 <= c.refunded_minor
+                && c.refunded_minor <= c.reserved_minor
+                && c.reserved_minor <= o.amount_minor)
+            {
                 violations.push(format!(
                     "payment order {po}: refunded {} and reserved {} must satisfy 0 <= refunded <= reserved <= amount {}",
                     c.refunded_minor, c.reserved_minor, o.amount_minor

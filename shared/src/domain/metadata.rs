@@ -52,7 +52,9 @@ impl Metadata {
                 return Err(MetadataError::ValueLength { key: shown() });
             }
             if super::card::contains_pan(k) || super::card::contains_pan(v) {
-                return Err(MetadataError::CardNumber { key: "(redacted)".into() });
+                return Err(MetadataError::CardNumber {
+                    key: "(redacted)".into(),
+                });
             }
         }
         Ok(Metadata(pairs))
@@ -72,7 +74,12 @@ mod tests {
     use super::*;
 
     fn m(pairs: &[(&str, &str)]) -> Result<Metadata, MetadataError> {
-        Metadata::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Metadata::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]

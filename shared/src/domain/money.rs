@@ -62,6 +62,20 @@ impl Money {
             currency,
             max: Money::from_minor(CHARGE_MINOR_MAX, currency).to_string(),
         };
+        let value = Money::parse_decimal(text).map_err(|e| match e {
+            MoneyError::Overflow => too_large(),
+            other => other,
+        })?;
+        Money::from_decimal(value, currency).map_err(|e| match e {
+            MoneyError::Overflow => too_large(),
+            other => other,
+        })
+    }
+
+    /// The exact decimal an amount's text says, before its currency is known (a refund's
+    /// amount is in its order's currency): the same syntax as [`Money::parse`]; far too many
+    /// integer digits is `Overflow`.
+    pub fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
         if text.starts_with('-') {
             return Err(MoneyError::NotPositive);
         }
@@ -77,18 +91,14 @@ impl Money {
             return Err(MoneyError::NotADecimal);
         }
         if int.trim_start_matches('0').len() > INTEGER_DIGITS_MAX {
-            return Err(too_large());
+            return Err(MoneyError::Overflow);
         }
         if text.len() > AMOUNT_TEXT_LEN_MAX {
             return Err(MoneyError::TooLong {
                 max: AMOUNT_TEXT_LEN_MAX,
             });
         }
-        let value: Decimal = text.parse().map_err(|_| MoneyError::NotADecimal)?;
-        Money::from_decimal(value, currency).map_err(|e| match e {
-            MoneyError::Overflow => too_large(),
-            other => other,
-        })
+        text.parse().map_err(|_| MoneyError::NotADecimal)
     }
 
     /// Converts an exact decimal to money, refusing to round.

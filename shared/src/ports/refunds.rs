@@ -50,7 +50,10 @@ pub trait Refunds: Send + Sync {
 
     /// Writes a move. `Conflict`: the refund or the order changed since they were read
     /// (nothing written; read again). `Duplicate`: the PSP event was applied before.
-    fn save_refund_move(&self, write: RefundWrite<'_>) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+    fn save_refund_move(
+        &self,
+        write: RefundWrite<'_>,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
     /// Notes what the PSP said about a refund that has not moved (its id, a pending status),
     /// on condition that it is still in `status`; `false` if it moved meanwhile.

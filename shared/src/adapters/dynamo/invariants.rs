@@ -151,7 +151,9 @@ impl InvariantSource for InvariantStore {
                     match opt_s(&item, "entity").ok().flatten() {
                         Some("payment_order") => match order_facts(&item) {
                             Ok(o) => c.payment_order(&o),
-                            Err(e) => c.violation(format!("unreadable payment order {:?}: {e}", item.get("pk"))),
+                            Err(e) => {
+                                c.violation(format!("unreadable payment order {:?}: {e}", item.get("pk")))
+                            }
                         },
                         Some("refund") => match refund_facts(&item) {
                             Ok(r) => c.refund(&r),

@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::codec::{built, get_n, get_time, n, opt_n, opt_s, parse, s, time, unavailable, Item};
 use super::cursor::Cursors;
@@ -62,7 +64,13 @@ pub fn refund_item(r: &Refund) -> Item {
     if !r.metadata.is_empty() {
         item.insert(
             "metadata".into(),
-            AttributeValue::M(r.metadata.pairs().iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+            AttributeValue::M(
+                r.metadata
+                    .pairs()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), s(v)))
+                    .collect(),
+            ),
         );
     }
     let optional = [
@@ -73,13 +81,18 @@ pub fn refund_item(r: &Refund) -> Item {
         ("failure_code", r.failure_code.as_ref().map(s)),
         ("failure_message", r.failure_message.as_ref().map(s)),
     ];
-    item.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))));
+    item.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
+    );
     item
 }
 
 pub fn refund_from(item: &Item) -> Result<Refund, StoreError> {
     let currency = parse(item, "currency", Currency::parse)?;
-    let money = |name: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(get_n(item, name)?, currency)) };
+    let money =
+        |name: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(get_n(item, name)?, currency)) };
     let corrupt = |e: String| StoreError::Corrupt(format!("refund item: {e}"));
     let metadata = match item.get("metadata") {
         None => Metadata::default(),
@@ -94,7 +107,10 @@ pub fn refund_from(item: &Item) -> Result<Refund, StoreError> {
         .map_err(|e| corrupt(e.to_string()))?,
         Some(_) => return Err(corrupt("metadata is not a map".into())),
     };
-    let split = match (opt_n::<i64>(item, "split_fee_minor")?, opt_n::<i64>(item, "split_seller_minor")?) {
+    let split = match (
+        opt_n::<i64>(item, "split_fee_minor")?,
+        opt_n::<i64>(item, "split_seller_minor")?,
+    ) {
         (Some(fee), Some(seller)) => Some(Split {
             fee: Money::from_minor(fee, currency),
             seller: Money::from_minor(seller, currency),
@@ -173,7 +189,12 @@ impl DynamoStore {
     /// The order's counters from `before` to `after`: the reservation by an `ADD` (so refunds
     /// being created meanwhile do not conflict with it), the succeeded totals on condition
     /// that they are still `before`.
-    fn counters(&self, r: &Refund, before: OrderRefunds, after: OrderRefunds) -> Result<TransactWriteItem, StoreError> {
+    fn counters(
+        &self,
+        r: &Refund,
+        before: OrderRefunds,
+        after: OrderRefunds,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut b = Update::builder()
             .table_name(&self.tables.payments)
             .set_key(Some(payment_order_key(&r.payment_order_id)))
@@ -201,9 +222,11 @@ impl DynamoStore {
             was("#fee", before.fee_refunded_minor, ":fee_before"),
         );
         let update = built(
-            b.update_expression("ADD #reserved :reserved_delta SET #refunded = :refunded, #fee = :fee, updated_at = :now")
-                .condition_expression(condition)
-                .build(),
+            b.update_expression(
+                "ADD #reserved :reserved_delta SET #refunded = :refunded, #fee = :fee, updated_at = :now",
+            )
+            .condition_expression(condition)
+            .build(),
         )?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
@@ -227,7 +250,11 @@ fn refusal(refund: &Refund, cancelled: &Cancelled) -> Option<Refusal> {
         return None;
     }
     let old = cancelled.old_item(RESERVATION_AT)?;
-    let status = opt_s(old, "payment_status").ok().flatten()?.parse::<PaymentStatus>().ok()?;
+    let status = opt_s(old, "payment_status")
+        .ok()
+        .flatten()?
+        .parse::<PaymentStatus>()
+        .ok()?;
     let refusal = if status != PaymentStatus::Success {
         RefundRefusal::NotRefundable {
             id: refund.payment_order_id.clone(),
@@ -309,7 +336,10 @@ impl Refunds for DynamoStore {
     async fn save_refund_move(&self, w: RefundWrite<'_>) -> Result<Applied, StoreError> {
         let mut items = Vec::with_capacity(4);
         if let Some(event) = w.psp_event_id {
-            items.push(put_if_absent(&self.tables.payments, marker_item(event, "applied"))?);
+            items.push(put_if_absent(
+                &self.tables.payments,
+                marker_item(event, "applied"),
+            )?);
         }
         items.push(self.refund_put_from(w.refund, w.from)?);
         items.push(self.counters(w.refund, w.before, w.after)?);
@@ -408,8 +438,8 @@ impl RefundReader for RefundReads {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::codec::get_s;
+    use super::*;
     use chrono::Utc;
 
     #[test]
@@ -441,7 +471,10 @@ mod tests {
             updated_at: Utc::now(),
         };
         let item = refund_item(&r);
-        assert_eq!(get_s(&item, "parent_id").unwrap(), format!("PO#{}", r.payment_order_id));
+        assert_eq!(
+            get_s(&item, "parent_id").unwrap(),
+            format!("PO#{}", r.payment_order_id)
+        );
         let mut back = refund_from(&item).unwrap();
         back.updated_at = r.updated_at;
         assert_eq!(back, r);

@@ -26,10 +26,11 @@ pub const BACKOFF_S_MAX: u64 = 16;
 /// A reason is cut to this many characters in the DLQ's attributes.
 const REASON_CHARS_MAX: usize = 1000;
 
-/// The backoff after the `receives`-th failed receive: 1 s, 2 s, 4 s, 8 s, 16 s, 16 s …
-pub fn backoff(receives: u32) -> Duration {
-    let s = 1u64 << receives.saturating_sub(1).min(10);
-    Duration::from_secs(s.min(BACKOFF_S_MAX))
+/// The backoff after the `receives`-th failed receive, from a base of `base_s` seconds (1 in
+/// production): 1 s, 2 s, 4 s, 8 s, 16 s, 16 s …
+pub fn backoff(receives: u32, base_s: u64) -> Duration {
+    let s = base_s.saturating_mul(1u64 << receives.saturating_sub(1).min(10));
+    Duration::from_secs(s.min(BACKOFF_S_MAX.saturating_mul(base_s)))
 }
 
 /// The queue a consumer reads and its DLQ.
@@ -38,6 +39,8 @@ pub struct SqsBatch {
     /// The queue this consumer reads (for ChangeMessageVisibility).
     pub source_queue_url: String,
     pub dlq_url: String,
+    /// `RETRY_BACKOFF_BASE_S` (default 1; a test stack may use 0 for immediate retries).
+    pub backoff_base_s: u64,
 }
 
 impl SqsBatch {
@@ -46,6 +49,14 @@ impl SqsBatch {
             sqs,
             source_queue_url: var("SOURCE_QUEUE_URL")?,
             dlq_url: var("DLQ_URL")?,
+            backoff_base_s: match std::env::var("RETRY_BACKOFF_BASE_S") {
+                Ok(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|s| *s <= 60)
+                    .ok_or("RETRY_BACKOFF_BASE_S must be a whole number of seconds, 0 to 60")?,
+                Err(_) => 1,
+            },
         })
     }
 }
@@ -123,7 +134,7 @@ impl SqsBatch {
                 !self.dead_letter(name, msg, &reason, receives).await
             }
             Err(Failure::Retryable(reason)) => {
-                let wait = backoff(receives);
+                let wait = backoff(receives, self.backoff_base_s);
                 tracing::warn!(message_id = %id, consumer = name, reason = %reason, receives, retry_in_s = wait.as_secs(), "will retry");
                 self.delay(msg, wait).await;
                 true
@@ -198,9 +209,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap() {
-        let s: Vec<u64> = (1..=7).map(|r| backoff(r).as_secs()).collect();
+        let s: Vec<u64> = (1..=7).map(|r| backoff(r, 1).as_secs()).collect();
         assert_eq!(s, [1, 2, 4, 8, 16, 16, 16]);
-        assert_eq!(backoff(0).as_secs(), 1);
-        assert_eq!(backoff(u32::MAX).as_secs(), BACKOFF_S_MAX);
+        assert_eq!(backoff(0, 1).as_secs(), 1);
+        assert_eq!(backoff(u32::MAX, 1).as_secs(), BACKOFF_S_MAX);
+        assert_eq!(backoff(3, 0).as_secs(), 0, "a test stack retries at once");
     }
 }

@@ -6,7 +6,8 @@ use serde::Deserialize;
 
 use super::amounts::from_stripe_amount;
 use crate::domain::pay_in::{PspNotice, SessionOutcome};
-use crate::domain::psp::{PaymentIntentId, PspEventId, PspSessionId};
+use crate::domain::psp::{PaymentIntentId, PspEventId, PspRefundId, PspSessionId};
+use crate::domain::refunds::{PspRefund, PspRefundNotice, PspRefundStatus};
 use crate::domain::Currency;
 
 /// Strings taken from an event for logs and records are cut to this.
@@ -38,6 +39,55 @@ struct SessionObject {
     payment_status: Option<String>,
 }
 
+/// Stripe's refund object, as much of it as we read.
+#[derive(Deserialize)]
+pub struct RefundObject {
+    pub id: PspRefundId,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+    #[serde(default)]
+    pub metadata: std::collections::HashMap<String, String>,
+    pub failure_reason: Option<String>,
+}
+
+impl RefundObject {
+    pub fn refund(&self) -> Result<PspRefund, String> {
+        let status = PspRefundStatus::parse(&self.status)
+            .ok_or_else(|| format!("refund {} has unknown status {:?}", self.id, cut(&self.status)))?;
+        Ok(PspRefund {
+            id: self.id.clone(),
+            status,
+            failure_reason: self.failure_reason.as_deref().map(cut),
+        })
+    }
+
+    pub fn notice(self) -> Result<PspRefundNotice, String> {
+        let currency = Currency::parse(&self.currency).map_err(|e| e.to_string())?;
+        let amount = from_stripe_amount(self.amount, currency)?;
+        Ok(PspRefundNotice {
+            refund: self.refund()?,
+            refund_ref: self.metadata.get("refund_id").map(|r| cut(r)),
+            amount_minor: amount.minor(),
+            currency,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundList {
+    data: Vec<RefundObject>,
+}
+
+#[derive(Deserialize)]
+struct ChargeObject {
+    refunds: Option<RefundList>,
+}
+
+fn cut(s: &str) -> String {
+    s.chars().take(REASON_CHARS_MAX).collect()
+}
+
 /// Parses a (verified) Stripe event into what it means for us. Amounts are integers in the
 /// wire format: serde reads them as `i64`, never through a float.
 pub fn parse_event(raw_body: &[u8]) -> Result<(PspEventId, PspNotice), String> {
@@ -56,6 +106,25 @@ pub fn parse_event(raw_body: &[u8]) -> Result<(PspEventId, PspNotice), String> {
                 .take(REASON_CHARS_MAX)
                 .collect();
             return Ok((event.id, PspNotice::PaymentAttemptFailed { reason }));
+        }
+        "refund.created" | "refund.updated" | "refund.failed" => {
+            let refund: RefundObject = serde_json::from_value(event.data.object)
+                .map_err(|e| format!("{}: not a refund: {e}", event.kind))?;
+            return Ok((event.id, PspNotice::Refunds(vec![refund.notice()?])));
+        }
+        "charge.refunded" => {
+            // The charge lists its refunds when the API version embeds them; each is applied
+            // as its own refund event would be. Without them, the refund.* events carry each.
+            let charge: ChargeObject = serde_json::from_value(event.data.object)
+                .map_err(|e| format!("charge.refunded: not a charge: {e}"))?;
+            let notices = charge
+                .refunds
+                .map(|l| l.data)
+                .unwrap_or_default()
+                .into_iter()
+                .map(RefundObject::notice)
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok((event.id, PspNotice::Refunds(notices)));
         }
         _ => return Ok((event.id, PspNotice::Ignored)),
     };

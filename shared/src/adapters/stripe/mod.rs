@@ -18,7 +18,8 @@ pub mod events;
 
 use crate::domain::pay_in::{PspSession, SessionRequest};
 use crate::domain::psp::{PspError, PspSessionId};
-use crate::ports::Psp;
+use crate::domain::refunds::{PspRefund, PspRefundRequest};
+use crate::ports::{Psp, RefundPsp};
 
 pub use amounts::{from_stripe_amount, to_stripe_amount};
 
@@ -277,6 +278,41 @@ impl Psp for StripeClient {
         let id =
             PspSessionId::parse(&session.id).map_err(|e| PspError::Unavailable(format!("session id {e}")))?;
         Ok(PspSession { id, url })
+    }
+}
+
+/// The refund parameters, in a fixed order (same refund, same bytes: the PSP's idempotency
+/// check compares them).
+pub fn refund_params(r: &PspRefundRequest) -> Result<Vec<(String, String)>, String> {
+    let mut p: Vec<(String, String)> = vec![
+        ("payment_intent".into(), r.payment_intent.to_string()),
+        ("amount".into(), to_stripe_amount(r.amount)?.to_string()),
+        ("metadata[refund_id]".into(), r.refund_id.to_string()),
+        (
+            "metadata[payment_order_id]".into(),
+            r.payment_order_id.to_string(),
+        ),
+    ];
+    if let Some(reason) = r.reason {
+        p.push(("reason".into(), reason.as_str().into()));
+    }
+    Ok(p)
+}
+
+impl RefundPsp for StripeClient {
+    /// `POST /v1/refunds` with our refund id as the `Idempotency-Key` (the design's key B).
+    async fn create_refund(&self, request: &PspRefundRequest) -> Result<PspRefund, PspError> {
+        let params = refund_params(request).map_err(|message| PspError::Rejected {
+            status: 400,
+            code: "amount_not_supported".into(),
+            message,
+        })?;
+        let body = self
+            .post_form("/v1/refunds", encode_form(&params), request.refund_id.as_str())
+            .await?;
+        let refund: events::RefundObject = serde_json::from_str(&body)
+            .map_err(|e| PspError::Unavailable(format!("unexpected refund response: {e}")))?;
+        refund.refund().map_err(PspError::Unavailable)
     }
 }
 

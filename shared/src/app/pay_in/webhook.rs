@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use crate::api::ApiError;
 use crate::app::Reply;
 use crate::domain::ids::CheckoutId;
+use crate::domain::ledger::platform_fee;
 use crate::domain::outbox::{Anomaly, OutboxEvent};
 use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus, PspNotice, SessionOutcome};
 use crate::domain::psp::{PspEventId, PspSessionId};
-use crate::ports::{Applied, Checkouts, Webhooks};
+use crate::ports::{Applied, Checkouts, Refunds, Webhooks};
+use rust_decimal::Decimal;
 
 /// A verified event from the PSP.
 pub struct VerifiedEvent {
@@ -25,13 +27,14 @@ pub struct VerifiedEvent {
 /// An anomaly's detail is cut to this many characters.
 pub const ANOMALY_DETAIL_CHARS_MAX: usize = 1000;
 
-fn ack(outcome: &str) -> Reply {
+pub fn ack(outcome: &str) -> Reply {
     Reply::json(200, &serde_json::json!({"received": true, "outcome": outcome}))
 }
 
-pub async fn apply_webhook<S: Webhooks + Checkouts>(
+pub async fn apply_webhook<S: Webhooks + Checkouts + Refunds>(
     store: &S,
     event: VerifiedEvent,
+    fee_rate: Decimal,
     now: DateTime<Utc>,
 ) -> Result<Reply, ApiError> {
     let VerifiedEvent { id, notice } = event;
@@ -56,6 +59,9 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
             tracing::info!(psp_event_id = %id, reason = %reason, "payment attempt declined");
             store.mark_event(id.as_str(), "payment attempt failed").await?;
             return Ok(ack("attempt_failed"));
+        }
+        PspNotice::Refunds(notices) => {
+            return crate::app::refunds::webhook::apply_refund_notices(store, &id, &notices, now).await
         }
         PspNotice::Ignored => {
             store.mark_event(id.as_str(), "ignored").await?;
@@ -136,7 +142,18 @@ pub async fn apply_webhook<S: Webhooks + Checkouts>(
         checkout.payment_intent = payment_intent;
     }
     let from = match checkout.apply(&mut orders, event, now) {
-        Ok(from) => from,
+        Ok(from) => {
+            // The platform's fee is fixed as the money arrives: refunds return part of this.
+            if checkout.status == PaymentStatus::Success {
+                for o in orders.iter_mut() {
+                    o.fee = Some(platform_fee(o.amount, fee_rate).map_err(|e| {
+                        tracing::error!(error = %e, "platform fee");
+                        ApiError::internal()
+                    })?);
+                }
+            }
+            from
+        }
         Err(illegal) => {
             let detail = format!("{illegal} (checkout {})", checkout.id);
             return anomaly(
@@ -270,6 +287,7 @@ mod tests {
         let r = apply_webhook(
             &store,
             session("evt_1", &token, 30, SessionOutcome::Paid),
+            Decimal::new(25, 3),
             Utc::now(),
         )
         .await
@@ -278,6 +296,7 @@ mod tests {
         let again = apply_webhook(
             &store,
             session("evt_1", &token, 30, SessionOutcome::Paid),
+            Decimal::new(25, 3),
             Utc::now(),
         )
         .await
@@ -300,6 +319,7 @@ mod tests {
         let late = apply_webhook(
             &store,
             session("evt_2", &token, 30, SessionOutcome::Expired),
+            Decimal::new(25, 3),
             Utc::now(),
         )
         .await
@@ -317,6 +337,7 @@ mod tests {
         let r = apply_webhook(
             &store,
             session("evt_a", &token, 31, SessionOutcome::Paid),
+            Decimal::new(25, 3),
             Utc::now(),
         )
         .await
@@ -330,6 +351,7 @@ mod tests {
                 30,
                 SessionOutcome::Paid,
             ),
+            Decimal::new(25, 3),
             Utc::now(),
         )
         .await
@@ -350,7 +372,11 @@ mod tests {
             },
         };
         assert_eq!(
-            outcome(&apply_webhook(&store, by_ref, Utc::now()).await.unwrap()),
+            outcome(
+                &apply_webhook(&store, by_ref, Decimal::new(25, 3), Utc::now())
+                    .await
+                    .unwrap()
+            ),
             "applied"
         );
         assert_eq!(store.checkout(&id).unwrap().0.status, PaymentStatus::Failed);
@@ -368,6 +394,7 @@ mod tests {
                 30,
                 SessionOutcome::NotPaid("no_payment_required".into()),
             ),
+            Decimal::new(25, 3),
             Utc::now(),
         )
         .await

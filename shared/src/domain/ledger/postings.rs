@@ -38,7 +38,11 @@ pub fn postings(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<LedgerTran
 /// by the fee part, `psp_receivable` by R. Its correction (the refund failed after it
 /// succeeded) is the mirror image. Ids derive from the refund: `ltx_<refund_id>` and
 /// `ltx_<refund_id>_reversed`.
-fn refund_posting(header: &OutboxHeader, r: &RefundNotice, correction: bool) -> Result<LedgerTransaction, PostingError> {
+fn refund_posting(
+    header: &OutboxHeader,
+    r: &RefundNotice,
+    correction: bool,
+) -> Result<LedgerTransaction, PostingError> {
     let amount = Money::from_minor(r.amount_minor, r.currency);
     amount.check_charge()?;
     let (Some(fee), Some(seller)) = (r.fee_refunded_minor, r.seller_debited_minor) else {
@@ -201,7 +205,10 @@ pub fn wallet_changes(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<Wall
     };
     if let Some(r) = released {
         if r.seller_held_minor < 0 {
-            return Err(PostingError::Invalid(format!("refund {}: negative hold", r.refund_id)));
+            return Err(PostingError::Invalid(format!(
+                "refund {}: negative hold",
+                r.refund_id
+            )));
         }
         let slot = changes.entry((r.seller_id.clone(), r.currency)).or_default();
         slot.1 = slot.1.checked_sub(r.seller_held_minor).ok_or_else(overflow)?;
@@ -209,12 +216,14 @@ pub fn wallet_changes(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<Wall
     Ok(changes
         .into_iter()
         .filter(|(_, (b, h))| *b != 0 || *h != 0)
-        .map(|((seller_id, currency), (balance_minor, held_minor))| WalletChange {
-            seller_id,
-            currency,
-            balance_minor,
-            held_minor,
-        })
+        .map(
+            |((seller_id, currency), (balance_minor, held_minor))| WalletChange {
+                seller_id,
+                currency,
+                balance_minor,
+                held_minor,
+            },
+        )
         .collect())
 }
 
@@ -303,7 +312,10 @@ mod tests {
         assert_eq!(txs[1].entries[1].amount.minor(), 3412);
         let credits = wallet_changes(&e, rate()).unwrap();
         assert_eq!(
-            credits.iter().map(|c| (c.balance_minor, c.held_minor)).collect::<Vec<_>>(),
+            credits
+                .iter()
+                .map(|c| (c.balance_minor, c.held_minor))
+                .collect::<Vec<_>>(),
             vec![(3900, 0), (3412, 0), (2438, 0)]
         );
     }

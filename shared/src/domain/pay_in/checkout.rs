@@ -139,7 +139,10 @@ impl PaymentOrder {
     /// What can still be refunded: the amount less every pending and succeeded refund.
     pub fn refundable(&self) -> Money {
         Money::from_minor(
-            self.amount.minor().saturating_sub(self.refunds.reserved_minor).max(0),
+            self.amount
+                .minor()
+                .saturating_sub(self.refunds.reserved_minor)
+                .max(0),
             self.amount.currency(),
         )
     }

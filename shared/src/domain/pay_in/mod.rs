@@ -5,6 +5,8 @@ pub mod checkout;
 pub mod session;
 pub mod status;
 
-pub use checkout::{Checkout, CheckoutForm, CheckoutRequest, LineItem, OrderRefunds, PaymentOrder, LINE_ITEMS_MAX};
+pub use checkout::{
+    Checkout, CheckoutForm, CheckoutRequest, LineItem, OrderRefunds, PaymentOrder, LINE_ITEMS_MAX,
+};
 pub use session::{PspNotice, PspSession, SessionOutcome, SessionRequest};
 pub use status::{IllegalTransition, PaymentEvent, PaymentStatus};

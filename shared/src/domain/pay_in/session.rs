@@ -84,6 +84,8 @@ pub enum PspNotice {
     },
     /// Informational (a declined attempt; the buyer may try again on the same page).
     PaymentAttemptFailed { reason: String },
+    /// Refunds changed (`refund.*`: one; `charge.refunded`: the charge's refunds as listed).
+    Refunds(Vec<crate::domain::refunds::PspRefundNotice>),
     /// An event type we do not act on.
     Ignored,
 }

@@ -39,7 +39,9 @@ impl FromStr for FeePolicy {
         match s {
             "proportional" => Ok(FeePolicy::Proportional),
             "none" => Ok(FeePolicy::None),
-            other => Err(format!("unknown refund fee policy {other:?} (proportional or none)")),
+            other => Err(format!(
+                "unknown refund fee policy {other:?} (proportional or none)"
+            )),
         }
     }
 }
@@ -78,11 +80,15 @@ pub fn split(
     fee_returned_before: i64,
     refund: Money,
 ) -> Result<Split, MoneyError> {
-    let after = refunded_before.checked_add(refund.minor()).ok_or(MoneyError::Overflow)?;
+    let after = refunded_before
+        .checked_add(refund.minor())
+        .ok_or(MoneyError::Overflow)?;
     let target = fee_returned(policy, amount.minor(), fee.minor(), after);
     // Never negative, never more than the refund itself (both only reachable after a refund
     // that failed late left the running total off the curve; the next refund corrects it).
-    let part = target.saturating_sub(fee_returned_before).clamp(0, refund.minor());
+    let part = target
+        .saturating_sub(fee_returned_before)
+        .clamp(0, refund.minor());
     let fee_part = Money::from_minor(part, refund.currency());
     Ok(Split {
         fee: fee_part,

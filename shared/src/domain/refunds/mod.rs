@@ -100,7 +100,10 @@ impl RefundRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefundRefusal {
     #[error("payment order {id} is {status}: only a SUCCESS payment can be refunded")]
-    NotRefundable { id: PaymentOrderId, status: PaymentStatus },
+    NotRefundable {
+        id: PaymentOrderId,
+        status: PaymentStatus,
+    },
     #[error("amount {requested} {currency} exceeds what is still refundable: {left} {currency}", currency = .left.currency())]
     ExceedsRefundable { requested: Money, left: Money },
     #[error("nothing is left to refund on payment order {id}")]
@@ -207,6 +210,16 @@ pub struct PspRefund {
     pub status: PspRefundStatus,
     /// Why it failed, in the PSP's words (`charge_for_pending_refund_disputed`, …).
     pub failure_reason: Option<String>,
+}
+
+/// A refund as a PSP webhook describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PspRefundNotice {
+    pub refund: PspRefund,
+    /// Our refund id as we sent it (`metadata[refund_id]`), signed back by the PSP.
+    pub refund_ref: Option<String>,
+    pub amount_minor: i64,
+    pub currency: Currency,
 }
 
 /// One refund of one payment order.
@@ -375,7 +388,8 @@ impl Refund {
 }
 
 fn add(a: i64, b: i64) -> Result<i64, RefundApplyError> {
-    a.checked_add(b).ok_or(RefundApplyError::Money(MoneyError::Overflow))
+    a.checked_add(b)
+        .ok_or(RefundApplyError::Money(MoneyError::Overflow))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -448,7 +462,11 @@ mod tests {
         let full = open(&o, None).unwrap();
         assert_eq!((full.amount.minor(), full.seller_held.minor()), (10_000, 9_750));
         o.refunds.reserved_minor = 9_000;
-        assert_eq!(open(&o, None).unwrap().amount.minor(), 1_000, "defaults to what is left");
+        assert_eq!(
+            open(&o, None).unwrap().amount.minor(),
+            1_000,
+            "defaults to what is left"
+        );
         let e = open(&o, Some("10.01")).unwrap_err();
         assert_eq!(e.code(), "amount_exceeds_refundable");
         assert!(e.to_string().contains("10.00 USD"), "{e}");
@@ -468,8 +486,14 @@ mod tests {
         };
         let mut r = request(&o, Some("1"));
         r.currency = Some(Currency::parse("EUR").unwrap());
-        let e = Refund::open(RefundId::generate(), &target, &r, FeePolicy::Proportional, Utc::now())
-            .unwrap_err();
+        let e = Refund::open(
+            RefundId::generate(),
+            &target,
+            &r,
+            FeePolicy::Proportional,
+            Utc::now(),
+        )
+        .unwrap_err();
         assert_eq!(e.code(), "currency_mismatch");
     }
 
@@ -489,7 +513,10 @@ mod tests {
         let (m, back) = r.apply(RefundEvent::PspFailed, after, Utc::now()).unwrap();
         assert_eq!(m, RefundMove::Reversed);
         assert_eq!(back, OrderRefunds::default());
-        assert!(r.apply(RefundEvent::PspSucceeded, back, Utc::now()).is_err(), "FAILED is final");
+        assert!(
+            r.apply(RefundEvent::PspSucceeded, back, Utc::now()).is_err(),
+            "FAILED is final"
+        );
 
         let mut p = open(&o, Some("10")).unwrap();
         let reserved = OrderRefunds {

@@ -102,7 +102,10 @@ mod tests {
             S::Pending.apply(E::PspSucceeded),
             Ok((S::Succeeded, RefundMove::Succeeded))
         );
-        assert_eq!(S::Pending.apply(E::PspFailed), Ok((S::Failed, RefundMove::Failed)));
+        assert_eq!(
+            S::Pending.apply(E::PspFailed),
+            Ok((S::Failed, RefundMove::Failed))
+        );
         assert_eq!(
             S::Succeeded.apply(E::PspFailed),
             Ok((S::Failed, RefundMove::Reversed))
@@ -120,7 +123,10 @@ mod tests {
         for e in ALL_E {
             assert_eq!(
                 S::Failed.apply(e),
-                Err(IllegalRefundTransition { from: S::Failed, event: e })
+                Err(IllegalRefundTransition {
+                    from: S::Failed,
+                    event: e
+                })
             );
         }
         assert!(S::Succeeded.apply(E::PspSucceeded).is_err());

@@ -2,3 +2,4 @@
 
 pub mod ledger;
 pub mod pay_in;
+pub mod refunds;

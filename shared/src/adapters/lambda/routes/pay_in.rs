@@ -86,7 +86,9 @@ pub async fn handle_psp_webhook(env: &WebhookEnv, req: Request) -> Response<Body
         )
         .map_err(|e| ApiError::invalid("signature_invalid", format!("Webhook signature rejected: {e}")))?;
         match parse_event(body) {
-            Ok((id, notice)) => apply_webhook(&env.store, VerifiedEvent { id, notice }, now).await,
+            Ok((id, notice)) => {
+                apply_webhook(&env.store, VerifiedEvent { id, notice }, env.fee_rate, now).await
+            }
             Err(why) => {
                 // Signed by the PSP but not something we understand: acknowledge and keep it.
                 let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));

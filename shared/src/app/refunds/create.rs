@@ -1,0 +1,207 @@
+//! `POST /v1/refunds`: validate, read the order, and write the refund in one transaction with
+//! its claim, the reservation on the order, the seller's hold and the `REFUND_REQUESTED`
+//! outbox record. The PSP is asked later, by the refund executor, from the queue: the `201`
+//! is known before anything is written, so it is stored with the claim.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::api::refunds::{parse_refund_request, refund_view};
+use crate::api::ApiError;
+use crate::app::auth::{Authority, Outcome};
+use crate::app::idempotent::{self, Claim, Command, Lease};
+use crate::app::Reply;
+use crate::domain::idempotency::{IdempotencyRecord, ResourceKind, ResourceRef};
+use crate::domain::ids::{PaymentOrderId, RefundId};
+use crate::domain::ledger::platform_fee;
+use crate::domain::outbox::OutboxEvent;
+use crate::domain::pay_in::PaymentOrder;
+use crate::domain::refunds::{FeePolicy, Refund, RefundRefusal, Refundable};
+use crate::ports::{Begin, Checkouts, Claims, KeyCharge, Refunds, Refusal, StoreError};
+
+pub struct CreateRefund<'a> {
+    /// The raw `Idempotency-Key` header's bytes, if any.
+    pub idempotency_key: Option<&'a [u8]>,
+    pub body: &'a [u8],
+    pub now: DateTime<Utc>,
+    /// The invocation's deadline.
+    pub deadline_ms: i64,
+    /// Who bears a refund (`RefundPlatformFee`).
+    pub policy: FeePolicy,
+    /// The platform fee rate, for orders that succeeded before their fee was fixed on them.
+    pub fee_rate: Decimal,
+}
+
+pub async fn create_refund<S: Refunds + Checkouts + Claims>(
+    store: &S,
+    authority: Authority,
+    input: CreateRefund<'_>,
+) -> Outcome {
+    let parsed = idempotent::parse_key(input.idempotency_key)
+        .and_then(|key| Ok((key, parse_refund_request(input.body)?)));
+    let (key, request) = match parsed {
+        Ok(p) => p,
+        Err(e) => return authority.refuse(e),
+    };
+    let claim = Claim {
+        key,
+        request_hash: request.fingerprint(),
+        now_ms: input.now.timestamp_millis(),
+        deadline_ms: input.deadline_ms,
+    };
+    // The order: unknown and another account's are the same 404.
+    let order = match load_order(store, &request.payment_order_id, &authority).await {
+        Ok(order) => order,
+        Err(e) => return authority.refuse(e),
+    };
+    let target = match refundable(store, &order, input.fee_rate).await {
+        Ok(t) => t,
+        Err(e) => return authority.refuse(e),
+    };
+    let refund = match Refund::open(RefundId::generate(), &target, &request, input.policy, input.now) {
+        Ok(r) => r,
+        // Nothing left, as read: if this is a retry of a request that took it all, its answer
+        // is stored under the key; otherwise the refusal stands.
+        Err(refusal @ RefundRefusal::NothingLeft { .. }) => {
+            return answer_or_refuse(store, &authority, claim, refusal).await
+        }
+        Err(refusal) => return authority.refuse(Refusal::from(refusal).into()),
+    };
+    let command = OpenRefund {
+        store,
+        now: input.now,
+    };
+    idempotent::run(store, &command, &authority, claim, refund).await
+}
+
+async fn load_order<S: Checkouts>(
+    store: &S,
+    id: &PaymentOrderId,
+    authority: &Authority,
+) -> Result<PaymentOrder, ApiError> {
+    let missing = || ApiError::not_found("payment order", id.as_str()).with_param("payment_order_id");
+    match store.get_payment_order(id).await? {
+        Some(order) if order.account_id == authority.caller().account_id => Ok(order),
+        _ => Err(missing()),
+    }
+}
+
+/// The order with what a refund needs from its checkout: the charge and the fee.
+async fn refundable<'a, S: Checkouts>(
+    store: &S,
+    order: &'a PaymentOrder,
+    fee_rate: Decimal,
+) -> Result<Refundable<'a>, ApiError> {
+    let payment_intent = match &order.payment_intent {
+        Some(pi) => Some(pi.clone()),
+        // Orders settled before the charge was copied onto them: their checkout has it.
+        None => store
+            .get_checkout(&order.checkout_id)
+            .await?
+            .and_then(|(c, _)| c.payment_intent),
+    };
+    let Some(payment_intent) = payment_intent else {
+        // A SUCCESS order always has its charge; any other is refused by `Refund::open`.
+        return Err(match order.status {
+            crate::domain::PaymentStatus::Success => {
+                tracing::error!(payment_order_id = %order.id, "a successful order without its PSP charge");
+                ApiError::internal()
+            }
+            status => Refusal::from(RefundRefusal::NotRefundable {
+                id: order.id.clone(),
+                status,
+            })
+            .into(),
+        });
+    };
+    let fee = match order.fee {
+        Some(fee) => fee,
+        None => platform_fee(order.amount, fee_rate).map_err(|e| {
+            tracing::error!(error = %e, "platform fee");
+            ApiError::internal()
+        })?,
+    };
+    Ok(Refundable {
+        order,
+        payment_intent,
+        fee,
+    })
+}
+
+/// The stored answer for this key, if it has one; else `refusal`.
+async fn answer_or_refuse<S: Claims>(
+    store: &S,
+    authority: &Authority,
+    claim: Claim,
+    refusal: RefundRefusal,
+) -> Outcome {
+    let record_id = claim.key.record_id(&authority.caller().key_id);
+    match store.get_record(&record_id).await {
+        Ok(Some(existing)) => match existing.decide(&claim.request_hash, claim.now_ms) {
+            crate::domain::idempotency::Decision::Replay { status, body } => {
+                Outcome::Answered(Ok(Reply::stored(status, body, true)))
+            }
+            crate::domain::idempotency::Decision::Mismatch => {
+                Outcome::Answered(Err(ApiError::idempotency_mismatch()))
+            }
+            // Refund records are written completed; anything else is still being answered.
+            _ => Outcome::Answered(Err(ApiError::conflict_in_flight())),
+        },
+        Ok(None) => authority.refuse(Refusal::from(refusal).into()),
+        Err(e) => authority.refuse(e.into()),
+    }
+}
+
+/// A refund, created with the claim.
+struct OpenRefund<'a, S> {
+    store: &'a S,
+    now: DateTime<Utc>,
+}
+
+impl<S: Refunds + Claims> Command for OpenRefund<'_, S> {
+    type Resource = Refund;
+
+    fn reference(&self, refund: &Refund) -> ResourceRef {
+        ResourceRef::refund(&refund.id)
+    }
+
+    fn answer_with_claim(&self, refund: &Refund) -> Option<Reply> {
+        Some(Reply::json(201, &refund_view(refund)))
+    }
+
+    async fn begin(
+        &self,
+        record: &IdempotencyRecord,
+        refund: &Refund,
+        charge: Option<&KeyCharge>,
+    ) -> Result<Begin, StoreError> {
+        let outbox = OutboxEvent::refund(refund, None, "request", self.now);
+        let begun = self.store.begin_refund(record, refund, &outbox, charge).await?;
+        if begun == Begin::Created {
+            tracing::info!(refund_id = %refund.id, payment_order_id = %refund.payment_order_id, amount = %refund.amount, "refund created");
+        }
+        Ok(begun)
+    }
+
+    async fn load(&self, reference: &ResourceRef) -> Result<Option<Refund>, StoreError> {
+        match reference.kind {
+            ResourceKind::Refund => match RefundId::parse(&reference.id) {
+                Ok(id) => self.store.get_refund(&id).await,
+                Err(e) => Err(StoreError::Corrupt(format!(
+                    "idempotency record names {reference}: {e}"
+                ))),
+            },
+            ResourceKind::Checkout => Err(StoreError::Corrupt(format!(
+                "a refund's idempotency record names {reference}"
+            ))),
+        }
+    }
+
+    /// Only reached by a takeover, which a record written completed never needs: answers the
+    /// refund as it is.
+    async fn execute(&self, lease: &Lease, refund: Refund) -> Result<Reply, ApiError> {
+        let reply = Reply::json(201, &refund_view(&refund));
+        idempotent::complete(self.store, lease, &reply).await?;
+        Ok(reply)
+    }
+}
