@@ -2,6 +2,7 @@
 //! Stripe's API; nothing in production code may depend on it.
 
 use crate::faults::FaultRequest;
+use crate::refunds::{RefundFlow, RefundStatus, SettleError, FAILURE_REASONS};
 use crate::store::{self, format_minor, Cause, SessionStatus, State};
 use crate::{stripe_error, unrecognized, App, Req, Resp};
 use serde_json::{json, Value};
@@ -122,6 +123,23 @@ pub fn handle(app: &App, req: &Req) -> Resp {
                 }
             })
         }
+        (["refunds"], true, _) => {
+            let st = app.lock();
+            let data: Vec<Value> = st
+                .refund_order
+                .iter()
+                .filter_map(|id| st.refunds.get(id))
+                .map(admin_refund_json)
+                .collect();
+            Resp::json(200, &json!({"object": "list", "data": data}))
+        }
+        (["refunds", id, "settle"], _, true) => {
+            let body = match json_body(req) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            app.with_state(|st| settle(st, id, &body))
+        }
         (["settlement.csv"], true, _) => {
             let Some(date) = query_param(req, "date") else {
                 return bad("date=YYYY-MM-DD is required");
@@ -140,6 +158,57 @@ pub fn handle(app: &App, req: &Req) -> Resp {
             )
         }
         _ => unrecognized(req),
+    }
+}
+
+/// A refund as the API shows it, plus a `sandbox` member: its scheduled move, if any.
+fn admin_refund_json(r: &crate::refunds::Refund) -> Value {
+    let mut v = State::refund_json(r);
+    v["sandbox"] = match r.scheduled {
+        Some((at_ms, to)) => json!({"scheduled_status": to.as_str(), "settle_at_ms": at_ms}),
+        None => json!({"scheduled_status": null, "settle_at_ms": null}),
+    };
+    v
+}
+
+/// `POST /__sandbox/refunds/{id}/settle` `{"outcome": "succeeded"|"failed", "failure_reason"?}`:
+/// the delayed refund move now (Stripe documents no test card for a pending refund that fails:
+/// this is how to get one). `failure_reason` defaults to `expired_or_canceled_card`.
+pub fn settle(st: &mut State, id: &str, body: &Value) -> Resp {
+    let Some(fields) = body.as_object() else {
+        return bad("the body must be a JSON object");
+    };
+    if let Some(k) = fields.keys().find(|k| *k != "outcome" && *k != "failure_reason") {
+        return bad(&format!("unknown field {k:?}"));
+    }
+    let to = match body.get("outcome").and_then(Value::as_str) {
+        Some("succeeded") => RefundStatus::Succeeded,
+        Some("failed") => RefundStatus::Failed,
+        _ => return bad("outcome must be \"succeeded\" or \"failed\""),
+    };
+    let reason = match body.get("failure_reason") {
+        None | Some(Value::Null) => crate::refunds::CARD_FAILURE_REASON,
+        Some(v) => match v.as_str().filter(|r| FAILURE_REASONS.contains(r)) {
+            Some(r) if to == RefundStatus::Failed => r,
+            Some(_) => return bad("failure_reason goes with outcome \"failed\" only"),
+            None => {
+                return bad(&format!(
+                    "failure_reason must be one of {}",
+                    FAILURE_REASONS.join(", ")
+                ))
+            }
+        },
+    };
+    match st.settle_refund(id, to, reason) {
+        Ok(v) => Resp::json(200, &v),
+        Err(SettleError::NotFound) => stripe_error(
+            404,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such refund: '{id}'"),
+            None,
+        ),
+        Err(SettleError::Conflict(msg)) => bad(&msg),
     }
 }
 
@@ -195,7 +264,7 @@ pub fn async_payment(st: &mut State, id: &str, outcome: &str, public_url: &str) 
                 .get(&pi_id)
                 .and_then(|p| p.payment_method.clone())
                 .unwrap_or_default();
-            st.record_success(id, &pm);
+            st.record_success(id, &pm, RefundFlow::Immediate);
             st.session_event("checkout.session.async_payment_succeeded", id, public_url, &cause);
         }
         "failed" => {
@@ -236,7 +305,8 @@ reporting_category,source_id,description,customer_facing_amount,automatic_payout
 payment_intent_id,checkout_session_id,client_reference_id";
 
 /// Balance transactions created in `[from, to)`, oldest first, in the columns of Stripe's
-/// balance-change / payout-reconciliation report (amounts in major units, exactly).
+/// balance-change / payout-reconciliation report (amounts in major units, exactly). A refund row
+/// has a negative gross and its refund as `source_id`; `charge_id` is the refunded charge.
 pub fn settlement_csv(st: &State, from: i64, to: i64) -> String {
     let mut out = String::from(SETTLEMENT_COLUMNS);
     out.push('\n');
@@ -255,8 +325,8 @@ pub fn settlement_csv(st: &State, from: i64, to: i64) -> String {
             format_minor(t.amount, &t.currency),
             format_minor(t.fee, &t.currency),
             format_minor(t.net, &t.currency),
-            "charge".to_string(),
-            t.charge_id.clone(),
+            t.kind.to_string(),
+            t.source.clone(),
             t.description.clone().unwrap_or_default(),
             format_minor(t.amount, &t.currency),
             String::new(),
@@ -289,6 +359,8 @@ mod tests {
             let fee = store::fee_for(amount, currency);
             st.balance_txns.push_back(store::BalanceTxn {
                 id: format!("txn_{currency}"),
+                kind: store::TXN_CHARGE,
+                source: "ch_1".into(),
                 amount,
                 fee,
                 net: amount - fee,
@@ -299,6 +371,30 @@ mod tests {
                 payment_intent_id: "pi_1".into(),
                 session_id: "cs_test_1".into(),
                 client_reference_id: Some(cref.to_string()).filter(|c| !c.is_empty()),
+                metadata: BTreeMap::new(),
+                description: None,
+            });
+        }
+        // A refund of 10.00 of the USD charge, and its later failure: no fee, the refund as the
+        // source, the charge as charge_id.
+        for (kind, amount, at) in [
+            (store::TXN_REFUND, -1000, t + 1),
+            (store::TXN_REFUND_FAILURE, 1000, t + 2),
+        ] {
+            st.balance_txns.push_back(store::BalanceTxn {
+                id: format!("txn_{kind}"),
+                kind,
+                source: "re_1".into(),
+                amount,
+                fee: 0,
+                net: amount,
+                currency: "usd".into(),
+                created: at,
+                available_on: at,
+                charge_id: "ch_1".into(),
+                payment_intent_id: "pi_1".into(),
+                session_id: "cs_test_1".into(),
+                client_reference_id: Some("po_1".into()),
                 metadata: BTreeMap::new(),
                 description: None,
             });
@@ -315,6 +411,15 @@ mod tests {
         );
         assert!(lines[2].ends_with(",\"a,\"\"b\"\"\""));
         assert!(lines[3].contains(",jpy,5000,145,4855,"));
+        assert_eq!(
+            lines[4],
+            "txn_refund,2026-11-25 08:30:01,2026-11-25 08:30:01,usd,-10.00,0.00,-10.00,refund,re_1,,-10.00,,ch_1,pi_1,cs_test_1,po_1"
+        );
+        assert_eq!(
+            lines[5],
+            "txn_refund_failure,2026-11-25 08:30:02,2026-11-25 08:30:02,usd,10.00,0.00,10.00,refund_failure,re_1,,10.00,,ch_1,pi_1,cs_test_1,po_1"
+        );
+        assert_eq!(lines.len(), 6);
         assert_eq!(settlement_csv(&st, 0, 1).lines().count(), 1);
     }
 
@@ -328,6 +433,145 @@ mod tests {
         assert_eq!(
             async_payment(&mut st, "cs_test_nope", "bogus", "http://x").status,
             400
+        );
+    }
+
+    /// A session paid with a card of the given refund flow, refunded in part: (state, refund id).
+    fn refunded(flow: RefundFlow) -> (State, String) {
+        let mut st = State::new("whsec_x".into());
+        let now = store::now();
+        let session = store::Session {
+            id: "cs_test_1".into(),
+            created: now,
+            currency: "eur".into(),
+            line_items: Vec::new(),
+            amount_subtotal: 2500,
+            amount_total: 2500,
+            status: SessionStatus::Open,
+            paid: false,
+            payment_intent: "pi_1".into(),
+            client_reference_id: None,
+            customer_email: None,
+            metadata: BTreeMap::new(),
+            success_url: "https://shop.test/ok".into(),
+            cancel_url: None,
+            expires_at: now + 3600,
+            payment_method_types: vec!["card".into()],
+            api_version: "2024-06-20".into(),
+        };
+        let intent = store::PaymentIntent {
+            id: "pi_1".into(),
+            created: now,
+            amount: 2500,
+            amount_received: 0,
+            currency: "eur".into(),
+            status: "requires_payment_method",
+            description: None,
+            metadata: BTreeMap::new(),
+            last_payment_error: None,
+            latest_charge: None,
+            payment_method: None,
+            payment_method_types: vec!["card".into()],
+            canceled_at: None,
+            cancellation_reason: None,
+            client_secret: "pi_1_secret_x".into(),
+        };
+        st.insert_session(session, intent);
+        let charge = st.record_success("cs_test_1", "pm_1", flow).expect("charge");
+        let r = st
+            .create_refund(&charge, 1000, None, BTreeMap::new(), &Cause::default())
+            .expect("refund");
+        (st, r["id"].as_str().expect("id").to_string())
+    }
+
+    fn event_types(st: &State) -> Vec<String> {
+        st.event_order
+            .iter()
+            .filter_map(|id| st.events.get(id))
+            .map(|e| e.event_type.clone())
+            .collect()
+    }
+
+    #[test]
+    fn settle_a_pending_refund_as_failed() {
+        let (mut st, id) = refunded(RefundFlow::PendingThenSucceeded);
+        let resp = settle(&mut st, &id, &json!({"outcome": "failed"}));
+        assert_eq!(resp.status, 200);
+        let v: Value = serde_json::from_slice(&resp.body).expect("json");
+        assert_eq!(v["status"], "failed");
+        assert_eq!(v["failure_reason"], "expired_or_canceled_card");
+        // It never had a balance transaction, so its failure has none either.
+        assert_eq!(v["balance_transaction"], Value::Null);
+        assert_eq!(v["failure_balance_transaction"], Value::Null);
+        assert_eq!(st.balance_txns.len(), 1, "the charge's only");
+        assert_eq!(st.charges[v["charge"].as_str().expect("ch")].amount_refunded, 0);
+        assert_eq!(
+            event_types(&st),
+            ["refund.created", "refund.updated", "refund.failed"]
+        );
+        // The timer has nothing left to do; a failed refund moves no more.
+        assert_eq!(st.settle_due_refunds(i64::MAX), 0);
+        assert_eq!(settle(&mut st, &id, &json!({"outcome": "succeeded"})).status, 400);
+        assert_eq!(settle(&mut st, &id, &json!({"outcome": "failed"})).status, 400);
+    }
+
+    #[test]
+    fn settle_a_pending_refund_as_succeeded_before_the_timer() {
+        let (mut st, id) = refunded(RefundFlow::PendingThenSucceeded);
+        let resp = settle(&mut st, &id, &json!({"outcome": "succeeded"}));
+        assert_eq!(resp.status, 200);
+        assert_eq!(st.refunds[&id].status.as_str(), "succeeded");
+        let txn = st.balance_txns.back().expect("txn");
+        assert_eq!((txn.kind, txn.amount), (store::TXN_REFUND, -1000));
+        assert_eq!(st.settle_due_refunds(i64::MAX), 0, "the timer's move is dropped");
+        assert_eq!(
+            event_types(&st),
+            ["refund.created", "refund.updated", "charge.refunded"]
+        );
+        let all = st.events.values().filter(|e| e.event_type == "refund.updated");
+        assert!(all.into_iter().all(|e| e.json["request"]["id"].is_null()));
+    }
+
+    #[test]
+    fn settle_a_succeeded_refund_as_failed_and_bad_requests() {
+        let (mut st, id) = refunded(RefundFlow::Immediate);
+        assert_eq!(settle(&mut st, &id, &json!({"outcome": "succeeded"})).status, 400);
+        assert_eq!(settle(&mut st, &id, &json!({"outcome": "pending"})).status, 400);
+        assert_eq!(settle(&mut st, &id, &json!({})).status, 400);
+        assert_eq!(
+            settle(
+                &mut st,
+                &id,
+                &json!({"outcome": "failed", "failure_reason": "nope"})
+            )
+            .status,
+            400
+        );
+        assert_eq!(
+            settle(&mut st, &id, &json!({"outcome": "failed", "extra": 1})).status,
+            400
+        );
+        assert_eq!(
+            settle(&mut st, "re_nope", &json!({"outcome": "failed"})).status,
+            404
+        );
+        let resp = settle(
+            &mut st,
+            &id,
+            &json!({"outcome": "failed", "failure_reason": "lost_or_stolen_card"}),
+        );
+        assert_eq!(resp.status, 200);
+        let v: Value = serde_json::from_slice(&resp.body).expect("json");
+        assert_eq!(v["failure_reason"], "lost_or_stolen_card");
+        let failure = st.balance_txns.back().expect("txn");
+        assert_eq!(v["failure_balance_transaction"], failure.id.as_str());
+        assert_eq!(
+            (failure.kind, failure.amount, failure.net),
+            (store::TXN_REFUND_FAILURE, 1000, 1000)
+        );
+        assert_eq!(
+            admin_refund_json(&st.refunds[&id])["sandbox"]["scheduled_status"],
+            Value::Null
         );
     }
 }

@@ -1,8 +1,9 @@
-//! The `/v1` API, in Stripe's shapes: Checkout Sessions, PaymentIntents, events, webhook
-//! endpoints, balance transactions. Auth, API fault injection, idempotency and the request log
-//! wrap every call.
+//! The `/v1` API, in Stripe's shapes: Checkout Sessions, PaymentIntents, charges, refunds,
+//! events, webhook endpoints, balance transactions. Auth, API fault injection, idempotency and
+//! the request log wrap every call.
 
 use crate::form::{self, Node};
+use crate::refunds::Refund;
 use crate::store::{self, Cause, Endpoint, LineItem, PaymentIntent, Session, SessionStatus, State};
 use crate::{stripe_error, unrecognized, App, Req, Resp};
 use base64::Engine;
@@ -475,6 +476,11 @@ fn dispatch(st: &mut State, ctx: &Ctx, req: &Req, pairs: &[(String, String)]) ->
         (["checkout", "sessions", id, "line_items"], _, true) => session_line_items(st, &root, id),
         (["checkout", "sessions", id, "expire"], true, _) => expire_session(st, ctx, &root, id),
         (["payment_intents", id], _, true) => retrieve_intent(st, &root, id),
+        (["charges", id], _, true) => retrieve_charge(st, &root, id),
+        (["charges", id, "refunds"], _, true) => list_charge_refunds(st, &root, id),
+        (["refunds"], true, _) => create_refund(st, ctx, &root),
+        (["refunds"], _, true) => list_refunds(st, &root),
+        (["refunds", id], _, true) => retrieve_refund(st, &root, id),
         (["events"], _, true) => list_events(st, &root),
         (["events", id], _, true) => retrieve_event(st, &root, id),
         (["webhook_endpoints"], true, _) => create_endpoint(st, &root),
@@ -848,14 +854,198 @@ fn list_sessions(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
 
 // --- PaymentIntents ------------------------------------------------------------------------------
 
+/// `expand[]=latest_charge` shows the charge, with `amount_refunded` and its refunds.
 fn retrieve_intent(st: &mut State, root: &Node, id: &str) -> Out {
     only(root, &["expand", "client_secret"], "")?;
-    expand(root, &[])?;
+    let expand = expand(root, &["latest_charge"])?;
+    settle_due(st);
     let pi = st
         .intents
         .get(id)
         .ok_or_else(|| no_such("payment_intent", id, "intent"))?;
-    Ok(Resp::json(200, &st.intent_json(pi)))
+    let mut v = st.intent_json(pi);
+    if expand.iter().any(|e| e == "latest_charge") {
+        v["latest_charge"] = st.latest_charge_json(pi);
+    }
+    Ok(Resp::json(200, &v))
+}
+
+// --- charges and refunds -------------------------------------------------------------------------
+
+const REFUND_PARAMS: &[&str] = &[
+    "payment_intent",
+    "charge",
+    "amount",
+    "reason",
+    "metadata",
+    "expand",
+];
+const REFUND_REASONS: &[&str] = &["duplicate", "fraudulent", "requested_by_customer"];
+
+/// Apply the refund moves already due before a read, so that what a client reads never lags
+/// the settle time (the background tick would within 50 ms).
+fn settle_due(st: &mut State) {
+    st.settle_due_refunds(store::now_ms());
+}
+
+/// `1.50 USD`: how refusal messages show an amount.
+fn money(amount: i64, currency: &str) -> String {
+    format!(
+        "{} {}",
+        store::format_minor(amount, currency),
+        currency.to_ascii_uppercase()
+    )
+}
+
+/// `POST /v1/refunds`: a refund of a succeeded PaymentIntent's charge, by default of all that is
+/// left. Pending and succeeded refunds together never exceed the amount received.
+fn create_refund(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
+    only(root, REFUND_PARAMS, "")?;
+    if string(root.get("charge"), "charge")?.is_some_and(|c| !c.is_empty()) {
+        return Err(invalid(
+            "The sandbox PSP refunds by payment_intent only: pass payment_intent instead of charge.",
+            Some("charge"),
+        ));
+    }
+    expand(root, &[])?;
+    let pi_id = required(root.get("payment_intent"), "payment_intent")?;
+    let amount = match string(root.get("amount"), "amount")? {
+        None | Some("") => None,
+        Some(s) => match integer(s, "amount")? {
+            v if v >= 1 => Some(v),
+            _ => return Err(invalid("Invalid positive integer", Some("amount"))),
+        },
+    };
+    let reason = match string(root.get("reason"), "reason")? {
+        None | Some("") => None,
+        Some(r) if REFUND_REASONS.contains(&r) => Some(r),
+        Some(_) => {
+            return Err(invalid(
+                "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
+                Some("reason"),
+            ))
+        }
+    };
+    let md = metadata(root.get("metadata"), "metadata")?;
+    settle_due(st);
+    let pi = st
+        .intents
+        .get(pi_id)
+        .ok_or_else(|| no_such("payment_intent", pi_id, "payment_intent"))?;
+    let charge = pi
+        .latest_charge
+        .as_ref()
+        .filter(|_| pi.status == "succeeded")
+        .and_then(|c| st.charges.get(c))
+        .ok_or_else(|| {
+            invalid(
+                "This PaymentIntent does not have a successful charge to refund.",
+                Some("payment_intent"),
+            )
+        })?;
+    let left = charge.amount - charge.amount_refunded;
+    if left <= 0 {
+        return Err(stripe_error(
+            400,
+            "invalid_request_error",
+            Some("charge_already_refunded"),
+            &format!("Charge {} has already been refunded.", charge.id),
+            None,
+        ));
+    }
+    let amount = amount.unwrap_or(left);
+    if amount > left {
+        return Err(invalid(
+            &format!(
+                "Refund amount ({}) is greater than unrefunded amount on charge ({})",
+                money(amount, &charge.currency),
+                money(left, &charge.currency)
+            ),
+            Some("amount"),
+        ));
+    }
+    let charge_id = charge.id.clone();
+    let body = st
+        .create_refund(&charge_id, amount, reason, md, &ctx.cause())
+        .ok_or_else(|| no_such("charge", &charge_id, "payment_intent"))?;
+    Ok(Resp::json(200, &body))
+}
+
+fn retrieve_refund(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    expand(root, &[])?;
+    settle_due(st);
+    let r = st
+        .refunds
+        .get(id)
+        .ok_or_else(|| no_such("refund", id, "refund"))?;
+    Ok(Resp::json(200, &State::refund_json(r)))
+}
+
+/// Newest first; `payment_intent` and `charge` narrow it to one charge's refunds.
+fn list_refunds(st: &mut State, root: &Node) -> Out {
+    only(
+        root,
+        &[
+            "limit",
+            "starting_after",
+            "ending_before",
+            "created",
+            "payment_intent",
+            "charge",
+            "expand",
+        ],
+        "",
+    )?;
+    expand(root, &[])?;
+    let q = ListQuery::parse(root)?;
+    let pi = string(root.get("payment_intent"), "payment_intent")?.filter(|s| !s.is_empty());
+    let charge = string(root.get("charge"), "charge")?.filter(|s| !s.is_empty());
+    settle_due(st);
+    let all: Vec<&Refund> = st
+        .refund_order
+        .iter()
+        .rev()
+        .filter_map(|id| st.refunds.get(id))
+        .collect();
+    let (page, has_more) = q.page(
+        &all,
+        |r| r.id.as_str(),
+        |r| {
+            q.created_ok(r.created)
+                && pi.is_none_or(|p| p == r.payment_intent_id)
+                && charge.is_none_or(|c| c == r.charge_id)
+        },
+    )?;
+    let data: Vec<Value> = page.iter().map(|r| State::refund_json(r)).collect();
+    Ok(list(data, has_more, "/v1/refunds"))
+}
+
+/// Successful charges only (a declined attempt's charge is not stored).
+fn retrieve_charge(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    expand(root, &[])?;
+    settle_due(st);
+    let c = st
+        .charges
+        .get(id)
+        .ok_or_else(|| no_such("charge", id, "charge"))?;
+    Ok(Resp::json(200, &st.charge_json(c)))
+}
+
+fn list_charge_refunds(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["limit", "starting_after", "ending_before", "expand"], "")?;
+    expand(root, &[])?;
+    let q = ListQuery::parse(root)?;
+    settle_due(st);
+    let c = st
+        .charges
+        .get(id)
+        .ok_or_else(|| no_such("charge", id, "charge"))?;
+    let all: Vec<&Refund> = c.refunds.iter().rev().filter_map(|r| st.refunds.get(r)).collect();
+    let (page, has_more) = q.page(&all, |r| r.id.as_str(), |_| true)?;
+    let data: Vec<Value> = page.iter().map(|r| State::refund_json(r)).collect();
+    Ok(list(data, has_more, &format!("/v1/charges/{id}/refunds")))
 }
 
 // --- lists ---------------------------------------------------------------------------------------
@@ -1196,8 +1386,8 @@ fn list_balance_txns(st: &mut State, root: &Node) -> Out {
         |t| t.id.as_str(),
         |t| {
             q.created_ok(t.created)
-                && kind.is_none_or(|k| k == "charge")
-                && source.is_none_or(|s| s == t.charge_id)
+                && kind.is_none_or(|k| k == t.kind)
+                && source.is_none_or(|s| s == t.source)
                 && currency.as_deref().is_none_or(|c| c == t.currency)
         },
     )?;
@@ -1218,6 +1408,8 @@ fn retrieve_balance_txn(st: &mut State, root: &Node, id: &str) -> Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::page::CardOutcome;
+    use crate::refunds::RefundFlow;
     use bytes::Bytes;
 
     const KEY: &str = "sk_test_unit";
@@ -1488,5 +1680,492 @@ mod tests {
             &req(hyper::Method::GET, "/v1/events?created[lt]=1", "", None),
         );
         assert_eq!(v["data"].as_array().map(Vec::len), Some(0));
+    }
+
+    // --- refunds ---------------------------------------------------------------------------------
+
+    /// A session paid on the page with a card of the given refund flow; its PaymentIntent id.
+    fn paid(st: &mut State, flow: RefundFlow) -> String {
+        let (_, v) = call(st, &req(hyper::Method::POST, "/v1/checkout/sessions", BODY, None));
+        let id = v["id"].as_str().expect("session id").to_string();
+        let resp = crate::page::pay(st, &id, CardOutcome::Success(flow), "http://127.0.0.1:4000");
+        assert_eq!(resp.status, 303);
+        v["payment_intent"].as_str().expect("pi").to_string()
+    }
+
+    fn refund(st: &mut State, body: &str, idem: Option<&str>) -> (Resp, Value) {
+        call(st, &req(hyper::Method::POST, "/v1/refunds", body, idem))
+    }
+
+    fn get(st: &mut State, path: &str) -> Value {
+        let (resp, v) = call(st, &req(hyper::Method::GET, path, "", None));
+        assert_eq!(resp.status, 200, "{path}: {v}");
+        v
+    }
+
+    fn events_of(st: &State, prefix: &str) -> Vec<Value> {
+        st.event_order
+            .iter()
+            .filter_map(|id| st.events.get(id))
+            .filter(|e| e.event_type.starts_with(prefix))
+            .map(|e| e.json.clone())
+            .collect()
+    }
+
+    fn types(events: &[Value]) -> Vec<&str> {
+        events.iter().filter_map(|e| e["type"].as_str()).collect()
+    }
+
+    fn txns_of_kind(st: &State, kind: &str) -> Vec<store::BalanceTxn> {
+        st.balance_txns
+            .iter()
+            .filter(|t| t.kind == kind)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn partial_refunds_up_to_the_charge_then_already_refunded() {
+        let mut st = State::new("whsec_x".into());
+        let pi = paid(&mut st, RefundFlow::Immediate);
+        let (resp, r1) = refund(
+            &mut st,
+            &format!("payment_intent={pi}&amount=4000&reason=requested_by_customer&metadata[refund_id]=rf_1"),
+            None,
+        );
+        assert_eq!(resp.status, 200, "{r1}");
+        assert_eq!(r1["object"], "refund");
+        assert!(r1["id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("re_") && i.len() == 27));
+        assert_eq!(r1["amount"], 4000);
+        assert_eq!(r1["currency"], "usd");
+        assert_eq!(r1["status"], "succeeded");
+        assert_eq!(r1["reason"], "requested_by_customer");
+        assert_eq!(r1["metadata"]["refund_id"], "rf_1");
+        assert_eq!(r1["payment_intent"], pi.as_str());
+        assert!(r1["charge"].as_str().is_some_and(|c| c.starts_with("ch_")));
+        assert!(r1["balance_transaction"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("txn_")));
+        for k in [
+            "failure_balance_transaction",
+            "failure_reason",
+            "destination_details",
+            "receipt_number",
+            "source_transfer_reversal",
+            "transfer_reversal",
+        ] {
+            assert_eq!(r1[k], Value::Null, "{k}");
+        }
+        let (resp, r2) = refund(&mut st, &format!("payment_intent={pi}&amount=5999"), None);
+        assert_eq!(resp.status, 200, "{r2}");
+        let charge = r1["charge"].as_str().expect("charge").to_string();
+        for body in [
+            format!("payment_intent={pi}&amount=1"),
+            format!("payment_intent={pi}"),
+        ] {
+            let (resp, e) = refund(&mut st, &body, None);
+            assert_eq!(resp.status, 400);
+            assert_eq!(e["error"]["type"], "invalid_request_error");
+            assert_eq!(e["error"]["code"], "charge_already_refunded");
+            assert_eq!(
+                e["error"]["message"],
+                format!("Charge {charge} has already been refunded.")
+            );
+        }
+        assert_eq!(st.refunds.len(), 2);
+        // The charge, also as the PaymentIntent's expanded latest_charge.
+        let p = get(
+            &mut st,
+            &format!("/v1/payment_intents/{pi}?expand[]=latest_charge"),
+        );
+        let c = &p["latest_charge"];
+        assert_eq!(
+            (c["id"].as_str(), c["amount_refunded"].as_i64()),
+            (Some(charge.as_str()), Some(9999))
+        );
+        assert_eq!(c["refunded"], true);
+        assert_eq!(c["refunds"]["data"][0]["id"], r2["id"], "newest first");
+        assert_eq!(get(&mut st, &format!("/v1/charges/{charge}")), *c);
+        let l = get(&mut st, &format!("/v1/charges/{charge}/refunds?limit=1"));
+        assert_eq!(
+            (l["data"][0]["id"].clone(), l["has_more"].clone()),
+            (r2["id"].clone(), json!(true))
+        );
+        // Lists and retrieval.
+        let l = get(&mut st, &format!("/v1/refunds?payment_intent={pi}"));
+        let ids: Vec<&Value> = l["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|r| &r["id"])
+            .collect();
+        assert_eq!(ids, [&r2["id"], &r1["id"]]);
+        let l = get(
+            &mut st,
+            &format!(
+                "/v1/refunds?charge={charge}&limit=1&starting_after={}",
+                r2["id"].as_str().expect("id")
+            ),
+        );
+        assert_eq!(l["data"][0]["id"], r1["id"]);
+        assert_eq!(
+            get(&mut st, "/v1/refunds?payment_intent=pi_other")["data"],
+            json!([])
+        );
+        assert_eq!(
+            get(
+                &mut st,
+                &format!("/v1/refunds/{}", r1["id"].as_str().expect("id"))
+            ),
+            r1
+        );
+        let (resp, e) = call(&mut st, &req(hyper::Method::GET, "/v1/refunds/re_nope", "", None));
+        assert_eq!(
+            (resp.status, e["error"]["code"].as_str()),
+            (404, Some("resource_missing"))
+        );
+        // Each refund emitted refund.created and charge.refunded, with the request that caused it.
+        let ev = events_of(&st, "");
+        assert_eq!(
+            types(&ev),
+            [
+                "checkout.session.completed",
+                "refund.created",
+                "charge.refunded",
+                "refund.created",
+                "charge.refunded"
+            ]
+        );
+        assert_eq!(ev[1]["request"]["id"], "req_unit");
+        assert_eq!(ev[1]["data"]["object"], r1);
+    }
+
+    #[test]
+    fn refund_above_what_is_left_names_amount() {
+        let mut st = State::new("whsec_x".into());
+        let pi = paid(&mut st, RefundFlow::Immediate);
+        assert_eq!(
+            refund(&mut st, &format!("payment_intent={pi}&amount=5000"), None)
+                .0
+                .status,
+            200
+        );
+        let (resp, e) = refund(&mut st, &format!("payment_intent={pi}&amount=5000"), None);
+        assert_eq!(resp.status, 400);
+        assert_eq!(e["error"]["type"], "invalid_request_error");
+        assert_eq!(e["error"]["param"], "amount");
+        assert_eq!(
+            e["error"]["message"],
+            "Refund amount (50.00 USD) is greater than unrefunded amount on charge (49.99 USD)"
+        );
+        // No amount: what is left.
+        let (resp, r) = refund(&mut st, &format!("payment_intent={pi}"), None);
+        assert_eq!((resp.status, r["amount"].as_i64()), (200, Some(4999)));
+    }
+
+    #[test]
+    fn refund_requests_are_validated() {
+        let mut st = State::new("whsec_x".into());
+        let pi = paid(&mut st, RefundFlow::Immediate);
+        let (resp, e) = refund(&mut st, "payment_intent=pi_x", None);
+        assert_eq!(resp.status, 404);
+        assert_eq!(e["error"]["code"], "resource_missing");
+        assert_eq!(e["error"]["param"], "payment_intent");
+        assert_eq!(e["error"]["message"], "No such payment_intent: 'pi_x'");
+        let cases = [
+            (format!("payment_intent={pi}&reason=changed_mind"), "reason", None),
+            (format!("payment_intent={pi}&amount=0"), "amount", None),
+            (format!("payment_intent={pi}&amount=-5"), "amount", None),
+            (
+                format!("payment_intent={pi}&amount=1.5"),
+                "amount",
+                Some("parameter_invalid_integer"),
+            ),
+            (
+                format!("payment_intent={pi}&bogus=1"),
+                "bogus",
+                Some("parameter_unknown"),
+            ),
+            (
+                format!("payment_intent={pi}&metadata[{}]=v", "k".repeat(41)),
+                "",
+                None,
+            ),
+            (
+                "amount=100".to_string(),
+                "payment_intent",
+                Some("parameter_missing"),
+            ),
+            (format!("payment_intent={pi}&charge=ch_1"), "charge", None),
+        ];
+        for (body, param, code) in cases {
+            let (resp, e) = refund(&mut st, &body, None);
+            assert_eq!(resp.status, 400, "{body}: {e}");
+            assert_eq!(e["error"]["type"], "invalid_request_error", "{body}");
+            if !param.is_empty() {
+                assert_eq!(e["error"]["param"], param, "{body}: {e}");
+            }
+            assert_eq!(e["error"]["code"].as_str(), code, "{body}: {e}");
+        }
+        // A PaymentIntent that has not succeeded has nothing to refund.
+        let (_, s) = call(
+            &mut st,
+            &req(hyper::Method::POST, "/v1/checkout/sessions", BODY, None),
+        );
+        let open_pi = s["payment_intent"].as_str().expect("pi");
+        let (resp, e) = refund(&mut st, &format!("payment_intent={open_pi}"), None);
+        assert_eq!(resp.status, 400);
+        assert_eq!(
+            e["error"]["message"],
+            "This PaymentIntent does not have a successful charge to refund."
+        );
+        assert!(st.refunds.is_empty());
+    }
+
+    #[test]
+    fn refund_idempotent_replay_and_mismatch() {
+        let mut st = State::new("whsec_x".into());
+        let pi = paid(&mut st, RefundFlow::Immediate);
+        let body = format!("payment_intent={pi}&amount=1000&metadata[refund_id]=rf_1");
+        let (first, v1) = refund(&mut st, &body, Some("rf_1"));
+        assert_eq!(first.status, 200, "{v1}");
+        let (again, _) = refund(&mut st, &body, Some("rf_1"));
+        assert_eq!(again.status, 200);
+        assert_eq!(again.body, first.body, "byte-identical replay");
+        assert!(again
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Idempotent-Replayed" && v == "true"));
+        assert_eq!(st.refunds.len(), 1, "one refund only");
+        assert_eq!(types(&events_of(&st, "refund.")), ["refund.created"]);
+        let (bad, e) = refund(&mut st, &body.replace("1000", "2000"), Some("rf_1"));
+        assert_eq!(bad.status, 400);
+        assert_eq!(e["error"]["type"], "idempotency_error");
+        assert_eq!(st.refunds.len(), 1);
+        // The event carries the key of the request that caused it.
+        assert_eq!(
+            events_of(&st, "refund.created")[0]["request"]["idempotency_key"],
+            "rf_1"
+        );
+    }
+
+    #[test]
+    fn card_7726_refunds_start_pending_then_succeed() {
+        let mut st = State::new("whsec_x".into());
+        let pi = paid(&mut st, RefundFlow::PendingThenSucceeded);
+        let (resp, r) = refund(&mut st, &format!("payment_intent={pi}&amount=3000"), None);
+        assert_eq!(resp.status, 200, "{r}");
+        assert_eq!(r["status"], "pending");
+        assert_eq!(r["balance_transaction"], Value::Null);
+        assert!(txns_of_kind(&st, "refund").is_empty());
+        assert_eq!(
+            types(&events_of(&st, "")),
+            ["checkout.session.completed", "refund.created"]
+        );
+        // A pending refund counts against what is left.
+        let (resp, e) = refund(&mut st, &format!("payment_intent={pi}&amount=7000"), None);
+        assert_eq!((resp.status, e["error"]["param"].as_str()), (400, Some("amount")));
+        // Not due yet: nothing moves.
+        assert_eq!(st.settle_due_refunds(store::now_ms()), 0);
+        assert_eq!(
+            st.refunds[r["id"].as_str().expect("id")].status.as_str(),
+            "pending"
+        );
+        assert_eq!(st.settle_due_refunds(store::now_ms() + 60_000), 1);
+        let id = r["id"].as_str().expect("id");
+        let now = get(&mut st, &format!("/v1/refunds/{id}"));
+        assert_eq!(now["status"], "succeeded");
+        let txn = txns_of_kind(&st, "refund").pop().expect("refund txn");
+        assert_eq!(now["balance_transaction"], txn.id.as_str());
+        assert_eq!(
+            (txn.amount, txn.fee, txn.net, txn.source.as_str()),
+            (-3000, 0, -3000, id)
+        );
+        let ev = events_of(&st, "");
+        assert_eq!(
+            types(&ev),
+            [
+                "checkout.session.completed",
+                "refund.created",
+                "refund.updated",
+                "charge.refunded"
+            ]
+        );
+        assert_eq!(ev[1]["request"]["id"], "req_unit");
+        assert_eq!(
+            ev[2]["request"]["id"],
+            Value::Null,
+            "the timer is nobody's request"
+        );
+        assert_eq!(ev[2]["data"]["object"]["status"], "succeeded");
+        assert_eq!(ev[3]["data"]["object"]["amount_refunded"], 3000);
+        assert_eq!(st.settle_due_refunds(i64::MAX), 0, "moved once");
+    }
+
+    #[test]
+    fn card_5126_refunds_succeed_then_fail() {
+        let mut st = State::new("whsec_x".into());
+        let pi = paid(&mut st, RefundFlow::SucceededThenFailed);
+        let (resp, r) = refund(&mut st, &format!("payment_intent={pi}"), None);
+        assert_eq!(resp.status, 200, "{r}");
+        assert_eq!(
+            (r["status"].as_str(), r["amount"].as_i64()),
+            (Some("succeeded"), Some(9999))
+        );
+        let refund_txn = txns_of_kind(&st, "refund").pop().expect("refund txn");
+        assert_eq!(r["balance_transaction"], refund_txn.id.as_str());
+        assert_eq!(refund_txn.amount, -9999);
+        assert_eq!(
+            types(&events_of(&st, "")),
+            ["checkout.session.completed", "refund.created", "charge.refunded"]
+        );
+        assert_eq!(
+            refund(&mut st, &format!("payment_intent={pi}"), None).0.status,
+            400
+        );
+        assert_eq!(st.settle_due_refunds(store::now_ms() + 60_000), 1);
+        let id = r["id"].as_str().expect("id");
+        let now = get(&mut st, &format!("/v1/refunds/{id}"));
+        assert_eq!(now["status"], "failed");
+        assert_eq!(now["failure_reason"], "expired_or_canceled_card");
+        assert_eq!(now["balance_transaction"], refund_txn.id.as_str());
+        let failure = txns_of_kind(&st, "refund_failure")
+            .pop()
+            .expect("refund_failure txn");
+        assert_eq!(now["failure_balance_transaction"], failure.id.as_str());
+        assert_eq!(
+            (failure.amount, failure.fee, failure.net, failure.source.as_str()),
+            (9999, 0, 9999, id)
+        );
+        let ev = events_of(&st, "refund.");
+        assert_eq!(types(&ev), ["refund.created", "refund.updated", "refund.failed"]);
+        assert_eq!(ev[2]["data"]["object"]["status"], "failed");
+        assert_eq!(ev[2]["request"]["id"], Value::Null);
+        // The failed amount is unrefunded again.
+        let p = get(
+            &mut st,
+            &format!("/v1/payment_intents/{pi}?expand[]=latest_charge"),
+        );
+        assert_eq!(p["latest_charge"]["amount_refunded"], 0);
+        assert_eq!(p["latest_charge"]["refunded"], false);
+        // Balance transactions by type and source, as the API lists them.
+        let l = get(&mut st, "/v1/balance_transactions?type=refund_failure");
+        assert_eq!(l["data"][0]["id"], failure.id.as_str());
+        assert_eq!(l["data"][0]["reporting_category"], "refund_failure");
+        assert_eq!(l["data"].as_array().map(Vec::len), Some(1));
+        let l = get(&mut st, &format!("/v1/balance_transactions?source={id}"));
+        assert_eq!(l["data"].as_array().map(Vec::len), Some(2));
+        let l = get(&mut st, "/v1/balance_transactions?type=refund");
+        assert_eq!(
+            (
+                l["data"][0]["amount"].as_i64(),
+                l["data"][0]["fee_details"].clone()
+            ),
+            (Some(-9999), json!([]))
+        );
+        let l = get(&mut st, "/v1/balance_transactions?type=charge");
+        assert_eq!(l["data"][0]["amount"], 9999);
+        assert_eq!(l["data"][0]["source"], r["charge"]);
+    }
+
+    #[test]
+    fn charge_refunded_lists_every_refund() {
+        let mut st = State::new("whsec_x".into());
+        st.endpoints.push(Endpoint {
+            id: "we_1".into(),
+            created: 0,
+            url: "http://127.0.0.1:9/hook".into(),
+            enabled_events: vec!["charge.refunded".into()],
+            description: None,
+            metadata: BTreeMap::new(),
+            api_version: None,
+            secret: "whsec_x".into(),
+        });
+        let pi = paid(&mut st, RefundFlow::Immediate);
+        let (_, r1) = refund(&mut st, &format!("payment_intent={pi}&amount=100"), None);
+        let (_, r2) = refund(
+            &mut st,
+            &format!("payment_intent={pi}&amount=200&reason=duplicate"),
+            None,
+        );
+        let ev = events_of(&st, "charge.refunded");
+        assert_eq!(ev.len(), 2);
+        let c = &ev[1]["data"]["object"];
+        assert_eq!(c["object"], "charge");
+        assert_eq!(c["id"], r1["charge"]);
+        assert_eq!(
+            (c["amount"].as_i64(), c["amount_captured"].as_i64()),
+            (Some(9999), Some(9999))
+        );
+        assert_eq!(c["amount_refunded"], 300);
+        assert_eq!(c["refunded"], false);
+        assert_eq!(c["status"], "succeeded");
+        assert_eq!(c["payment_intent"], pi.as_str());
+        assert_eq!(c["currency"], "usd");
+        let list = &c["refunds"];
+        assert_eq!(list["object"], "list");
+        assert_eq!(list["has_more"], false);
+        assert_eq!(
+            list["url"],
+            format!("/v1/charges/{}/refunds", r1["charge"].as_str().expect("ch"))
+        );
+        assert_eq!(list["data"], json!([r2, r1]));
+        // Only charge.refunded was wanted: one delivery per charge.refunded event.
+        assert!(st.outbox.iter().all(|j| j.event_type == "charge.refunded"));
+        assert_eq!(st.outbox.len(), 2);
+        // Endpoints may subscribe to the refund events.
+        let (resp, _) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                "/v1/webhook_endpoints",
+                "url=http://127.0.0.1:9/h&enabled_events[]=refund.created&enabled_events[]=refund.updated\
+&enabled_events[]=refund.failed&enabled_events[]=charge.refunded",
+                None,
+            ),
+        );
+        assert_eq!(resp.status, 200);
+    }
+
+    #[test]
+    fn fault_injection_covers_refunds() {
+        let mut st = State::new("whsec_x".into());
+        let pi = paid(&mut st, RefundFlow::Immediate);
+        st.faults.api_fail_next = 1;
+        st.faults.api_fail_status = 503;
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let app = Arc::new(App {
+            cfg: crate::Config {
+                port: 0,
+                secret_key: KEY.into(),
+                webhook_secret: "whsec_x".into(),
+                public_url: "http://127.0.0.1:4000".into(),
+                webhook_retry_base_ms: 1000,
+                webhook_attempts_max: 1,
+                webhook_timeout_ms: 1000,
+                refund_settle_ms: 1000,
+                exit_on_stdin_eof: false,
+            },
+            state: std::sync::Mutex::new(st),
+            jobs: tx,
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let body = format!("payment_intent={pi}&amount=100");
+        let r = req(hyper::Method::POST, "/v1/refunds", &body, Some("rf_1"));
+        let failed = rt.block_on(handle(&app, r, "req_1"));
+        assert_eq!(failed.status, 503);
+        assert!(app.lock().refunds.is_empty(), "nothing changed");
+        let r = req(hyper::Method::POST, "/v1/refunds", &body, Some("rf_1"));
+        let ok = rt.block_on(handle(&app, r, "req_2"));
+        assert_eq!(ok.status, 200, "the key was not used up by the fault");
+        assert_eq!(app.lock().refunds.len(), 1);
+        let log: Vec<Value> = app.lock().requests.iter().cloned().collect();
+        assert_eq!(log[0]["fault"], "fail_next");
+        assert_eq!(log[1]["status"], 200);
     }
 }

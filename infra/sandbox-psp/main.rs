@@ -1,7 +1,7 @@
-//! `sandbox_psp`: a local stand-in for Stripe's API (Checkout Sessions, PaymentIntents, events,
-//! webhook endpoints, balance transactions), its hosted payment page, and its signed webhooks,
-//! with fault injection for tests under `/__sandbox/`. The client code that talks to it is the
-//! code that talks to `https://api.stripe.com`: only the base URL and the key change.
+//! `sandbox_psp`: a local stand-in for Stripe's API (Checkout Sessions, PaymentIntents, refunds,
+//! events, webhook endpoints, balance transactions), its hosted payment page, and its signed
+//! webhooks, with fault injection for tests under `/__sandbox/`. The client code that talks to it
+//! is the code that talks to `https://api.stripe.com`: only the base URL and the key change.
 //!
 //! It listens on 127.0.0.1 only. State is in memory and bounded.
 
@@ -13,6 +13,7 @@ mod api;
 mod faults;
 mod form;
 mod page;
+mod refunds;
 mod store;
 mod webhooks;
 
@@ -45,7 +46,8 @@ environment:
   PSP_PUBLIC_URL=http://127.0.0.1:<port>             base of the hosted page URLs
   SANDBOX_WEBHOOK_RETRY_BASE_MS=1000    retry k+1 starts base x 2^(k-1) after attempt k
   SANDBOX_WEBHOOK_ATTEMPTS_MAX=8        attempts per delivery, the first included
-  SANDBOX_WEBHOOK_TIMEOUT_MS=5000       an endpoint slower than this counts as failed";
+  SANDBOX_WEBHOOK_TIMEOUT_MS=5000       an endpoint slower than this counts as failed
+  SANDBOX_REFUND_SETTLE_MS=1000         delayed refund moves (test cards 7726, 5126) happen this long after creation";
 
 const BODY_BYTES_MAX: usize = 1 << 20;
 
@@ -57,6 +59,7 @@ pub struct Config {
     pub webhook_retry_base_ms: u64,
     pub webhook_attempts_max: u32,
     pub webhook_timeout_ms: u64,
+    pub refund_settle_ms: u64,
     pub exit_on_stdin_eof: bool,
 }
 
@@ -222,6 +225,7 @@ fn config() -> Result<Config, String> {
         webhook_retry_base_ms: env_number("SANDBOX_WEBHOOK_RETRY_BASE_MS", 1000)?,
         webhook_attempts_max,
         webhook_timeout_ms: env_number("SANDBOX_WEBHOOK_TIMEOUT_MS", 5000)?,
+        refund_settle_ms: env_number("SANDBOX_REFUND_SETTLE_MS", store::REFUND_SETTLE_MS_DEFAULT)?,
         exit_on_stdin_eof,
     })
 }
@@ -272,13 +276,16 @@ async fn run(cfg: Config, listener: std::net::TcpListener) -> i32 {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let exit_on_eof = cfg.exit_on_stdin_eof;
     let port = cfg.port;
+    let mut state = State::new(cfg.webhook_secret.clone());
+    state.refund_settle_ms = i64::try_from(cfg.refund_settle_ms).unwrap_or(i64::MAX);
     let app = Arc::new(App {
-        state: Mutex::new(State::new(cfg.webhook_secret.clone())),
+        state: Mutex::new(state),
         cfg,
         jobs: tx,
     });
     tokio::spawn(webhooks::worker(app.clone(), rx));
     tokio::spawn(sweeper(app.clone()));
+    tokio::spawn(refund_settler(app.clone()));
 
     let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
     if exit_on_eof {
@@ -358,6 +365,16 @@ async fn sweeper(app: Arc<App>) {
             st.idempotency
                 .retain(|_, r| t - r.created < store::IDEMPOTENCY_TTL_S);
         });
+    }
+}
+
+/// Apply the refund moves that are due (`SANDBOX_REFUND_SETTLE_MS` after creation). Every 50 ms,
+/// so that a short settle time is honoured closely; with nothing due a tick is one lookup.
+async fn refund_settler(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        app.with_state(|st| st.settle_due_refunds(store::now_ms()));
     }
 }
 

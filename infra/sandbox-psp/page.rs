@@ -3,13 +3,15 @@
 //! never leaves this module: it is not logged, stored, or put in any event.
 
 use crate::api::expire_if_due;
+use crate::refunds::RefundFlow;
 use crate::store::{self, format_minor, Cause, Session, SessionStatus, State};
 use crate::{App, Req, Resp};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardOutcome {
-    Success,
+    /// Paid; the charge's refunds will follow the flow (the card is remembered only as that).
+    Success(RefundFlow),
     Declined {
         decline_code: &'static str,
         message: &'static str,
@@ -17,11 +19,14 @@ pub enum CardOutcome {
     NotATestCard,
 }
 
-/// Stripe's test cards (spaces are allowed in the input).
+/// Stripe's test cards (spaces are allowed in the input). 7726 and 5126 pay like 4242; they
+/// differ in how refunds of the charge behave, as Stripe documents for them.
 pub fn card_outcome(input: &str) -> CardOutcome {
     let digits: String = input.chars().filter(|c| *c != ' ').collect();
     match digits.as_str() {
-        "4242424242424242" => CardOutcome::Success,
+        "4242424242424242" => CardOutcome::Success(RefundFlow::Immediate),
+        "4000000000007726" => CardOutcome::Success(RefundFlow::PendingThenSucceeded),
+        "4000000000005126" => CardOutcome::Success(RefundFlow::SucceededThenFailed),
         "4000000000000002" => CardOutcome::Declined {
             decline_code: "generic_decline",
             message: "Your card was declined.",
@@ -129,7 +134,8 @@ fn render(s: &Session, message: Option<(&str, &str)>) -> String {
 placeholder=\"4242 4242 4242 4242\" required>\
 <button type=\"submit\">Pay {amount}</button></form>\
 <p><small>Test cards: 4242 4242 4242 4242 succeeds · 4000 0000 0000 0002 is declined · \
-4000 0000 0000 9995 is declined (insufficient funds).</small></p>{bank}{cancel}",
+4000 0000 0000 9995 is declined (insufficient funds) · 4000 0000 0000 7726 succeeds, its refunds \
+start pending · 4000 0000 0000 5126 succeeds, its refunds fail later.</small></p>{bank}{cancel}",
                 amount = esc(&money(s.amount_total, &s.currency)),
                 table = items_table(s),
             )
@@ -208,10 +214,10 @@ pub fn pay(st: &mut State, id: &str, outcome: CardOutcome, public_url: &str) -> 
                 )),
             ),
         ),
-        CardOutcome::Success => {
+        CardOutcome::Success(flow) => {
             let success_url = s.success_url.replace("{CHECKOUT_SESSION_ID}", id);
             let pm = store::new_id("pm_", 24);
-            if st.record_success(id, &pm).is_none() {
+            if st.record_success(id, &pm, flow).is_none() {
                 return not_found();
             }
             st.session_event("checkout.session.completed", id, public_url, &Cause::default());
@@ -324,8 +330,14 @@ mod tests {
 
     #[test]
     fn test_cards() {
-        assert_eq!(card_outcome("4242 4242 4242 4242"), CardOutcome::Success);
-        assert_eq!(card_outcome("4242424242424242"), CardOutcome::Success);
+        assert_eq!(
+            card_outcome("4242 4242 4242 4242"),
+            CardOutcome::Success(RefundFlow::Immediate)
+        );
+        assert_eq!(
+            card_outcome("4242424242424242"),
+            CardOutcome::Success(RefundFlow::Immediate)
+        );
         assert!(matches!(
             card_outcome("4000 0000 0000 0002"),
             CardOutcome::Declined {
@@ -340,6 +352,14 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(
+            card_outcome("4000 0000 0000 7726"),
+            CardOutcome::Success(RefundFlow::PendingThenSucceeded)
+        );
+        assert_eq!(
+            card_outcome("4000000000005126"),
+            CardOutcome::Success(RefundFlow::SucceededThenFailed)
+        );
         assert_eq!(card_outcome("4111111111111111"), CardOutcome::NotATestCard);
         assert_eq!(card_outcome(""), CardOutcome::NotATestCard);
         assert_eq!(card_outcome("4242-4242-4242-4242"), CardOutcome::NotATestCard);
@@ -348,7 +368,12 @@ mod tests {
     #[test]
     fn success_completes_session_and_records_fee() {
         let mut st = state_with_session("usd", 9999);
-        let resp = pay(&mut st, "cs_test_1", CardOutcome::Success, "http://x");
+        let resp = pay(
+            &mut st,
+            "cs_test_1",
+            CardOutcome::Success(RefundFlow::Immediate),
+            "http://x",
+        );
         assert_eq!(resp.status, 303);
         assert!(resp
             .headers
@@ -367,7 +392,13 @@ mod tests {
         assert_eq!(st.outbox.len(), 1, "one delivery queued");
         // Paying again charges nothing.
         assert_eq!(
-            pay(&mut st, "cs_test_1", CardOutcome::Success, "http://x").status,
+            pay(
+                &mut st,
+                "cs_test_1",
+                CardOutcome::Success(RefundFlow::Immediate),
+                "http://x"
+            )
+            .status,
             409
         );
         assert_eq!(st.balance_txns.len(), 1);
@@ -395,7 +426,13 @@ mod tests {
         assert!(st.balance_txns.is_empty());
         // A second try can succeed.
         assert_eq!(
-            pay(&mut st, "cs_test_1", CardOutcome::Success, "http://x").status,
+            pay(
+                &mut st,
+                "cs_test_1",
+                CardOutcome::Success(RefundFlow::Immediate),
+                "http://x"
+            )
+            .status,
             303
         );
     }
@@ -410,13 +447,25 @@ mod tests {
         assert!(st.expire_session("cs_test_1", "http://x", &Cause::default()));
         assert_eq!(st.intents["pi_1"].status, "canceled");
         assert_eq!(
-            pay(&mut st, "cs_test_1", CardOutcome::Success, "http://x").status,
+            pay(
+                &mut st,
+                "cs_test_1",
+                CardOutcome::Success(RefundFlow::Immediate),
+                "http://x"
+            )
+            .status,
             410
         );
         assert!(st.balance_txns.is_empty());
         assert_eq!(event_types(&st), ["checkout.session.expired"]);
         assert_eq!(
-            pay(&mut st, "cs_test_nope", CardOutcome::Success, "http://x").status,
+            pay(
+                &mut st,
+                "cs_test_nope",
+                CardOutcome::Success(RefundFlow::Immediate),
+                "http://x"
+            )
+            .status,
             404
         );
     }

@@ -1,13 +1,15 @@
-//! In-memory state: Checkout Sessions, PaymentIntents, events, webhook endpoints, idempotency
-//! records, balance transactions, and the admin logs. One `Mutex<State>` (it is a sandbox);
+//! In-memory state: Checkout Sessions, PaymentIntents, charges and refunds, events, webhook
+//! endpoints, idempotency records, balance transactions, and the admin logs. One `Mutex<State>` (it is a sandbox);
 //! nothing holds the lock across an `.await`. Every list is bounded: the oldest entries go first.
 
 use crate::faults::Faults;
+use crate::refunds::{Charge, Refund, RefundFlow};
 use crate::webhooks::Job;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-/// Cap on stored events, request log entries, delivery log entries, balance transactions.
+/// Cap on stored events, request log entries, delivery log entries, balance transactions,
+/// refunds.
 pub const RECORDS_MAX: usize = 100_000;
 /// Cap on stored sessions (and their PaymentIntents).
 pub const SESSIONS_MAX: usize = 100_000;
@@ -198,6 +200,11 @@ pub struct PaymentIntent {
 #[derive(Debug, Clone)]
 pub struct BalanceTxn {
     pub id: String,
+    /// `charge`, `refund` or `refund_failure` (`TXN_*`).
+    pub kind: &'static str,
+    /// What moved the money: the charge (`ch_…`) or the refund (`re_…`).
+    pub source: String,
+    /// Signed: a refund is negative, its failure positive again.
     pub amount: i64,
     pub fee: i64,
     pub net: i64,
@@ -249,6 +256,12 @@ pub struct IdemRecord {
     pub request_id: String,
 }
 
+/// `BalanceTxn::kind` values (Stripe's balance transaction `type`, which is also its
+/// `reporting_category` for these three).
+pub const TXN_CHARGE: &str = "charge";
+pub const TXN_REFUND: &str = "refund";
+pub const TXN_REFUND_FAILURE: &str = "refund_failure";
+
 /// Who caused a state change: the API request (`request.id`, `request.idempotency_key` of the
 /// event), or nobody (the hosted page, the expiry sweep: both `null`, as at Stripe).
 #[derive(Debug, Clone, Default)]
@@ -275,7 +288,19 @@ pub struct State {
     pub webhook_secret: String,
     /// Webhook jobs to hand to the delivery worker once the lock is released.
     pub outbox: Vec<Job>,
+    /// Successful charges by id (one per succeeded PaymentIntent; dropped with its session).
+    pub charges: HashMap<String, Charge>,
+    pub refunds: HashMap<String, Refund>,
+    /// Refund ids, oldest first.
+    pub refund_order: VecDeque<String>,
+    /// (due at, ms; refund id) of the scheduled refund moves; stale entries are skipped.
+    pub refund_timers: BTreeSet<(i64, String)>,
+    /// How long after creation a scheduled refund move happens (`SANDBOX_REFUND_SETTLE_MS`).
+    pub refund_settle_ms: i64,
 }
+
+/// Default of `SANDBOX_REFUND_SETTLE_MS`.
+pub const REFUND_SETTLE_MS_DEFAULT: u64 = 1000;
 
 pub fn push_bounded<T>(q: &mut VecDeque<T>, item: T) {
     if q.len() >= RECORDS_MAX {
@@ -304,6 +329,11 @@ impl State {
             faults: Faults::default(),
             webhook_secret,
             outbox: Vec::new(),
+            charges: HashMap::new(),
+            refunds: HashMap::new(),
+            refund_order: VecDeque::new(),
+            refund_timers: BTreeSet::new(),
+            refund_settle_ms: REFUND_SETTLE_MS_DEFAULT as i64,
         }
     }
 
@@ -311,7 +341,11 @@ impl State {
         if self.session_order.len() >= SESSIONS_MAX {
             if let Some(old) = self.session_order.pop_front() {
                 if let Some(s) = self.sessions.remove(&old) {
-                    self.intents.remove(&s.payment_intent);
+                    if let Some(pi) = self.intents.remove(&s.payment_intent) {
+                        if let Some(ch) = pi.latest_charge {
+                            self.charges.remove(&ch);
+                        }
+                    }
                 }
             }
         }
@@ -432,17 +466,24 @@ impl State {
     }
 
     pub fn balance_txn_json(t: &BalanceTxn) -> Value {
+        // Stripe charges no fee on a refund (nor gives one back): no fee line then.
+        let fee_details = if t.kind == TXN_CHARGE {
+            json!([{"amount": t.fee, "application": null, "currency": t.currency,
+                    "description": "Stripe processing fees", "type": "stripe_fee"}])
+        } else {
+            json!([])
+        };
         json!({
             "id": t.id, "object": "balance_transaction", "amount": t.amount,
             "available_on": t.available_on, "created": t.created, "currency": t.currency,
             "description": opt(t.description.clone()), "exchange_rate": null, "fee": t.fee,
-            "fee_details": [{"amount": t.fee, "application": null, "currency": t.currency,
-                             "description": "Stripe processing fees", "type": "stripe_fee"}],
-            "net": t.net, "reporting_category": "charge", "source": t.charge_id,
+            "fee_details": fee_details,
+            "net": t.net, "reporting_category": t.kind, "source": t.source,
             "status": if now() >= t.available_on { "available" } else { "pending" },
-            "type": "charge",
+            "type": t.kind,
             // Sandbox extension (not in Stripe's object): what the charge paid for.
             "sandbox": {"checkout_session": t.session_id, "payment_intent": t.payment_intent_id,
+                        "charge": t.charge_id,
                         "client_reference_id": opt(t.client_reference_id.clone()),
                         "metadata": t.metadata},
         })
@@ -557,8 +598,14 @@ impl State {
     }
 
     /// A successful charge of the session's full amount: PaymentIntent `succeeded`, session
-    /// `complete`/`paid`, one balance transaction. Returns the charge id.
-    pub fn record_success(&mut self, session_id: &str, payment_method: &str) -> Option<String> {
+    /// `complete`/`paid`, the charge (refunds of it follow `flow`: the test card decides), one
+    /// balance transaction. Returns the charge id.
+    pub fn record_success(
+        &mut self,
+        session_id: &str,
+        payment_method: &str,
+        flow: RefundFlow,
+    ) -> Option<String> {
         let s = self.sessions.get_mut(session_id)?;
         s.status = SessionStatus::Complete;
         s.paid = true;
@@ -574,6 +621,8 @@ impl State {
         let fee = fee_for(pi.amount, &pi.currency);
         let txn = BalanceTxn {
             id: new_id("txn_", 24),
+            kind: TXN_CHARGE,
+            source: charge_id.clone(),
             amount: pi.amount,
             fee,
             net: pi.amount - fee,
@@ -587,7 +636,25 @@ impl State {
             metadata: session.metadata.clone(),
             description: pi.description.clone(),
         };
+        let charge = Charge {
+            id: charge_id.clone(),
+            created,
+            amount: pi.amount_received,
+            currency: pi.currency.clone(),
+            payment_intent_id: pi.id.clone(),
+            payment_method: payment_method.to_string(),
+            balance_transaction: txn.id.clone(),
+            amount_refunded: 0,
+            refunds: Vec::new(),
+            flow,
+            api_version: session.api_version.clone(),
+            session_id: session.id.clone(),
+            client_reference_id: session.client_reference_id.clone(),
+            metadata: session.metadata.clone(),
+            description: pi.description.clone(),
+        };
         push_bounded(&mut self.balance_txns, txn);
+        self.charges.insert(charge_id.clone(), charge);
         Some(charge_id)
     }
 }

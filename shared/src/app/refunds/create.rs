@@ -14,6 +14,7 @@ use crate::app::Reply;
 use crate::domain::idempotency::{IdempotencyRecord, ResourceKind, ResourceRef};
 use crate::domain::ids::{PaymentOrderId, RefundId};
 use crate::domain::ledger::platform_fee;
+use crate::domain::money::Money;
 use crate::domain::outbox::OutboxEvent;
 use crate::domain::pay_in::PaymentOrder;
 use crate::domain::refunds::{FeePolicy, Refund, RefundRefusal, Refundable};
@@ -30,6 +31,9 @@ pub struct CreateRefund<'a> {
     pub policy: FeePolicy,
     /// The platform fee rate, for orders that succeeded before their fee was fixed on them.
     pub fee_rate: Decimal,
+    /// Whether the PSP can carry an amount (Stripe wants three-decimal amounts to end in 0):
+    /// checked here, so such a refund is a 400 now rather than a failure later.
+    pub psp_carries: fn(Money) -> Result<(), String>,
 }
 
 pub async fn create_refund<S: Refunds + Checkouts + Claims>(
@@ -67,6 +71,14 @@ pub async fn create_refund<S: Refunds + Checkouts + Claims>(
         }
         Err(refusal) => return authority.refuse(Refusal::from(refusal).into()),
     };
+    if let Err(why) = (input.psp_carries)(refund.amount) {
+        let e = ApiError::invalid_param(
+            "amount",
+            "amount_not_supported",
+            format!("amount {} {}: {why}", refund.amount, refund.amount.currency()),
+        );
+        return authority.refuse(e);
+    }
     let command = OpenRefund {
         store,
         now: input.now,

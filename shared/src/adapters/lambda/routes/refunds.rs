@@ -36,6 +36,7 @@ pub async fn handle_create_refund(env: &RefundsEnv, req: Request) -> Response<Bo
                         deadline_ms: deadline_ms(req),
                         policy: env.policy,
                         fee_rate: env.fee_rate,
+                        psp_carries: |m| crate::adapters::stripe::to_stripe_amount(m).map(|_| ()),
                     },
                 )
                 .await
