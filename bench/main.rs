@@ -4,8 +4,11 @@
 //! `TransactWriteItems` plus the one sandbox-PSP session create it needs; the PSP webhook next
 //! to the transaction it writes; the outbox pipeline (webhook → stream → relay → SQS → ledger
 //! and wallet) next to the raw writes it needs; the stripped bootstrap size and its
-//! start-to-first-event time. The floors run with the outbox relay paused. Writes
-//! bench/results.json.
+//! start-to-first-event time; and the refunds (bench/refunds.rs): `POST /v1/refunds` next to
+//! its transaction, and refunds from the API to the ledger and wallet next to their writes.
+//! The floors run with the outbox relay paused. Writes bench/results.json.
+
+mod refunds;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -309,7 +312,7 @@ async fn main() {
     })
     .await;
 
-    // BENCH_ONLY=create,webhook,pipeline,bootstrap runs some scenarios; the others keep their
+    // BENCH_ONLY=create,refunds,pipeline,webhook,ledger,bootstrap runs some scenarios; the others keep their
     // last figures in bench/results.json.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
@@ -398,7 +401,11 @@ async fn main() {
         }
     }
 
-    // The pipeline first: the scenarios after it pause the relay for their floors.
+    // Refunds next (they pause the relay for their floors and start it again), then the
+    // pipeline: the scenarios after it pause the relay for their floors.
+    if run("refunds") {
+        refunds::run(&stack, &acct, &store, &mut results).await;
+    }
     if run("pipeline") {
         pipeline(&stack, &acct, &store, &mut results).await;
     }

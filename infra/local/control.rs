@@ -2,12 +2,13 @@
 //! `UpdateEventSourceMapping --enabled/--no-enabled` (a disabled mapping reads nothing; its
 //! messages wait in the queue, its stream records in the stream), and re-reading a stream
 //! mapping from `TRIM_HORIZON`, which is what deleting a mapping and creating it again does
-//! (every record still in the stream is delivered again).
+//! (every record still in the stream is delivered again), or from `LATEST` (`skip`: what the
+//! stream holds now is never delivered, as a mapping re-created at `LATEST`).
 //!
 //! The twin serves them under `/__twin/event-sources/...` (see `http_api`).
 
 use crate::esm::Context;
-use crate::template::{FunctionSpec, SourceKind};
+use crate::template::{FunctionSpec, SourceKind, StartingPosition};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,8 @@ pub struct MappingControl {
     pub event: String,
     pub stream: bool,
     enabled: watch::Sender<bool>,
+    /// Where the last re-creation started its stream.
+    restart_at: std::sync::Mutex<StartingPosition>,
     generation: watch::Sender<u64>,
     /// Pollers inside a receive or an invocation (SQS mappings).
     busy: watch::Sender<usize>,
@@ -89,6 +92,7 @@ impl MappingControl {
             event: event.to_string(),
             stream,
             enabled: watch::Sender::new(enabled),
+            restart_at: std::sync::Mutex::new(StartingPosition::TrimHorizon),
             generation: watch::Sender::new(0),
             busy: watch::Sender::new(0),
             metrics: Metrics::default(),
@@ -125,8 +129,15 @@ impl MappingControl {
         self.generation.subscribe()
     }
 
-    pub fn rewind(&self) {
+    /// Re-created at `at`; its workers end their batch and start over from there.
+    pub fn restart(&self, at: StartingPosition) {
+        *self.restart_at.lock().unwrap() = at;
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Where the last re-creation starts its stream.
+    pub fn restart_at(&self) -> StartingPosition {
+        *self.restart_at.lock().unwrap()
     }
 
     /// Wait until the mapping is enabled, it is rewound past `generation`, or the twin stops.
@@ -212,7 +223,7 @@ impl Controls {
         )
     }
 
-    /// Apply `action` (`enable`, `disable`, `rewind`) to every mapping of `function`. A
+    /// Apply `action` (`enable`, `disable`, `rewind`, `skip`) to every mapping of `function`. A
     /// disable returns once the SQS pollers are idle (a long poll ends within seconds).
     pub async fn apply(&self, function: &str, action: &str) -> Result<Value, (u16, String)> {
         let Some(list) = self.of_function(function) else {
@@ -225,20 +236,24 @@ impl Controls {
                     c.disable(std::time::Duration::from_secs(30)).await;
                 }
             }
-            "rewind" => {
+            "rewind" | "skip" => {
                 let streams: Vec<_> = list.iter().filter(|c| c.stream).collect();
                 if streams.is_empty() {
                     return Err((
                         409,
-                        format!("{function} reads no stream; only stream mappings can be rewound"),
+                        format!("{function} reads no stream; only stream mappings can be re-created at a position"),
                     ));
                 }
-                streams.iter().for_each(|c| c.rewind());
+                let at = match action {
+                    "rewind" => StartingPosition::TrimHorizon,
+                    _ => StartingPosition::Latest,
+                };
+                streams.iter().for_each(|c| c.restart(at));
             }
             other => {
                 return Err((
                     404,
-                    format!("unknown action {other:?} (enable, disable or rewind)"),
+                    format!("unknown action {other:?} (enable, disable, rewind or skip)"),
                 ))
             }
         }
@@ -257,8 +272,10 @@ mod tests {
         c.set_enabled(false);
         assert!(!c.enabled());
         assert_eq!(c.generation(), 0);
-        c.rewind();
-        c.rewind();
+        c.restart(StartingPosition::TrimHorizon);
+        assert_eq!(c.restart_at(), StartingPosition::TrimHorizon);
+        c.restart(StartingPosition::Latest);
+        assert_eq!(c.restart_at(), StartingPosition::Latest);
         assert_eq!(c.describe()["rewinds"], 2);
         assert_eq!(c.describe()["enabled"], false);
     }
@@ -290,6 +307,7 @@ mod tests {
         assert_eq!(controls.apply("Nope", "enable").await.unwrap_err().0, 404);
         assert_eq!(controls.apply("Q", "explode").await.unwrap_err().0, 404);
         assert_eq!(controls.apply("Q", "rewind").await.unwrap_err().0, 409);
+        assert_eq!(controls.apply("Q", "skip").await.unwrap_err().0, 409);
         let out = controls.apply("Q", "disable").await.unwrap();
         assert_eq!(out[0]["enabled"], false);
         assert!(!controls.get("Q", "Queue").unwrap().enabled());

@@ -478,9 +478,9 @@ pub const CONTROL_HEADER: &str = "x-twin-control";
 /// The twin's own endpoints, on a port of their own (`TWIN_CONTROL_PORT`), so they can never
 /// shadow a template route:
 /// - `GET /__twin/queues`: messages visible, in flight and delayed per queue;
-/// - `GET /__twin/event-sources`; `POST /__twin/event-sources/{Function}/enable|disable|rewind`
+/// - `GET /__twin/event-sources`; `POST /__twin/event-sources/{Function}/enable|disable|rewind|skip`
 ///   (AWS's `UpdateEventSourceMapping --enabled/--no-enabled`, and a stream mapping
-///   re-created at `TRIM_HORIZON`);
+///   re-created at `TRIM_HORIZON` or at `LATEST`);
 /// - `POST /__twin/functions/{Function}/kill`: kills the function's running instances, as a
 ///   crash would (the invocations they hold fail);
 /// - `POST /__twin/dynamodb/stop|start`: an outage drill (needs `--data-dir`).

@@ -688,7 +688,7 @@ fn print_banner(
     }
     if !mappings.is_empty() {
         b.push_str(&format!(
-            "│ mapping switches:    POST http://127.0.0.1:{}/__twin/event-sources/<Function>/enable|disable|rewind\n",
+            "│ mapping switches:    POST http://127.0.0.1:{}/__twin/event-sources/<Function>/enable|disable|rewind|skip\n",
             cfg.control_port
         ));
     }

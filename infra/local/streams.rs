@@ -402,16 +402,17 @@ pub async fn run(m: Arc<StreamMapping>) {
             break;
         }
         if m.control.generation() != generation {
-            // Re-created at TRIM_HORIZON: every worker ends its batch and stops, the
-            // checkpoints go, and every record still in the stream is read again.
+            // Re-created: every worker ends its batch and stops, the checkpoints go, and the
+            // shards are read again from where it was re-created: TRIM_HORIZON (every record
+            // still in the stream again) or LATEST (none of them).
             while workers.join_next().await.is_some() {}
             running.clear();
             finished.clear();
             m.store.forget(&m.key, &m.stream_arn);
             first_listing = true;
-            initial = StartingPosition::TrimHorizon;
+            initial = m.control.restart_at();
             generation = *rewinds.borrow_and_update();
-            eprintln!("twin: {}: rewound to TRIM_HORIZON", m.label);
+            eprintln!("twin: {}: re-created at {}", m.label, initial.as_str());
         }
         match m.list_shards().await {
             Ok(shards) => {

@@ -34,7 +34,7 @@ pub async fn apply_refund_notices<S: Refunds + Webhooks>(
         } else {
             format!("{}:{}", event.as_str(), n.refund.id)
         };
-        outcome = apply_one(store, &marker, n, now).await?;
+        outcome = apply_one(store, &marker, n, single, now).await?;
     }
     if !single {
         store.mark_event(event.as_str(), "charge refunds applied").await?;
@@ -42,10 +42,15 @@ pub async fn apply_refund_notices<S: Refunds + Webhooks>(
     Ok(ack(if single { outcome } else { "applied" }))
 }
 
+/// `single`: the event describes this refund alone, so its marker is the event's. A refund
+/// listed in a `charge.refunded` (which lists every refund of the charge, so a charge refunded
+/// in many parts is listed again and again) is marked only when it moves or is an anomaly:
+/// one that is already where the PSP says costs a read, not a write.
 async fn apply_one<S: Refunds + Webhooks>(
     store: &S,
     marker: &str,
     n: &PspRefundNotice,
+    single: bool,
     now: DateTime<Utc>,
 ) -> Result<&'static str, ApiError> {
     let Some(refund) = find(store, n).await? else {
@@ -83,6 +88,7 @@ async fn apply_one<S: Refunds + Webhooks>(
     Ok(match settle(store, &refund.id, &word, Some(marker), now).await? {
         Settled::Moved(_) => "applied",
         Settled::Duplicate => "duplicate",
+        Settled::Unchanged(_) if !single => "unchanged",
         Settled::Unchanged(status) => {
             let note = format!("refund {} {status}: nothing to move", refund.id);
             if store.mark_event(marker, &note).await? {
