@@ -25,6 +25,7 @@ use shared::domain::idempotency::{IdempotencyRecord, ResourceRef};
 use shared::domain::ids::{PaymentOrderId, RefundId};
 use shared::domain::ledger::{postings, wallet_changes};
 use shared::domain::outbox::OutboxEvent;
+use shared::domain::rate_limit::RateLimit;
 use shared::domain::refunds::{FeePolicy, PspRefundRequest, Refund, RefundEvent, Refundable};
 use shared::domain::PaymentOrder;
 use shared::ports::{Applied, Begin, Checkouts, LedgerWriter, RefundPsp, RefundWrite, Refunds, WalletWriter};
@@ -42,9 +43,18 @@ pub async fn run(
 ) {
     let k = env_n("BENCH_REFUND_ORDERS", 256);
     let n_pipeline = env_n("BENCH_N_REFUND_PIPELINE", 1000);
-    let orders = paid_orders(stack, acct, k).await;
-    refund_pipeline(stack, acct, store, &orders, n_pipeline, results).await;
-    create_refund(stack, acct, store, &orders, results).await;
+    // BENCH_REFUND_KEYS (default 1): the refunds' orders spread over that many accounts, each
+    // with its own API key (order j is account j mod keys'); a diagnosis of how much one hot
+    // key costs.
+    let keys = env_n("BENCH_REFUND_KEYS", 1).max(1);
+    let mut others = Vec::new();
+    for _ in 1..keys {
+        others.push(stack.new_account(RateLimit::new(1_000_000, 1_000_000)).await);
+    }
+    let accounts: Vec<&common::Account> = std::iter::once(acct).chain(others.iter()).collect();
+    let orders = paid_orders(stack, &accounts, k).await;
+    refund_pipeline(stack, &accounts, store, &orders, n_pipeline, results).await;
+    create_refund(stack, &accounts, store, &orders, results).await;
     skip_paused_events(stack).await;
     sandbox_webhooks(stack, false).await;
     drained(stack, "after the refund scenarios").await;
@@ -69,20 +79,20 @@ async fn skip_paused_events(stack: &common::Stack) {
 /// `k` checkouts of 100.00 USD, each for another seller, paid with a good card on the sandbox's
 /// hosted page; their payment orders once all are `SUCCESS` and the pipeline has booked them
 /// (setup, untimed).
-async fn paid_orders(stack: &common::Stack, acct: &common::Account, k: usize) -> Vec<PaymentOrderId> {
+async fn paid_orders(stack: &common::Stack, accounts: &[&common::Account], k: usize) -> Vec<PaymentOrderId> {
     let started = Instant::now();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let run = common::new_key()[..8].to_owned();
-    let orders: Vec<PaymentOrderId> = futures::stream::iter(0..k)
+    let mut orders: Vec<(usize, PaymentOrderId)> = futures::stream::iter(0..k)
         .map(|i| {
             let (http, run) = (&http, &run);
             async move {
                 let body = json!({"buyer_id": "bench_buyer", "seller_id": format!("rs_{run}_{i}"),
                     "amount": ORDER_AMOUNT, "currency": "USD", "order_id": format!("ro_{run}_{i}")});
-                let r = acct.create(&body).await;
+                let r = accounts[i % accounts.len()].create(&body).await;
                 assert_eq!(r.status, 201, "{}", r.text);
                 let page = http
                     .post(r.json["psp_redirect_url"].as_str().unwrap())
@@ -92,17 +102,22 @@ async fn paid_orders(stack: &common::Stack, acct: &common::Account, k: usize) ->
                     .unwrap();
                 assert_eq!(page.status(), 303, "the hosted page takes the card");
                 let po = r.json["payment_orders"][0]["payment_order_id"].as_str().unwrap();
-                PaymentOrderId::parse(po).unwrap()
+                (i, PaymentOrderId::parse(po).unwrap())
             }
         })
         .buffer_unordered(16)
         .collect()
         .await;
+    // In creation order: order j is account j mod keys'.
+    orders.sort_by_key(|(i, _)| *i);
+    let orders: Vec<PaymentOrderId> = orders.into_iter().map(|(_, po)| po).collect();
     // The sandbox's webhooks make them SUCCESS; then the ledger and wallets catch up.
-    for po in &orders {
+    for (j, po) in orders.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let p = acct.get(&format!("/v1/payments/{po}")).await;
+            let p = accounts[j % accounts.len()]
+                .get(&format!("/v1/payments/{po}"))
+                .await;
             if p.json["status"] == "SUCCESS" {
                 break;
             }
@@ -151,7 +166,7 @@ fn refund_body(order: &PaymentOrderId) -> String {
 
 /// Refunds through the API at concurrency 16; each refund's id and when its 201 came back.
 async fn post_refunds(
-    acct: &common::Account,
+    accounts: &[&common::Account],
     orders: &[PaymentOrderId],
     n: usize,
     concurrency: usize,
@@ -160,7 +175,8 @@ async fn post_refunds(
     let created = std::sync::Mutex::new(Vec::with_capacity(n));
     let stats = measure(n, concurrency, |i| {
         let created = &created;
-        let order = &orders[(offset + i) % orders.len()];
+        let j = (offset + i) % orders.len();
+        let (order, acct) = (&orders[j], accounts[j % accounts.len()]);
         async move {
             let r = acct
                 .post("/v1/refunds", Some(&common::new_key()), &refund_body(order))
@@ -176,7 +192,7 @@ async fn post_refunds(
 
 async fn refund_pipeline(
     stack: &common::Stack,
-    acct: &common::Account,
+    accounts: &[&common::Account],
     store: &DynamoStore,
     orders: &[PaymentOrderId],
     n: usize,
@@ -207,7 +223,8 @@ async fn refund_pipeline(
     let senders = futures::stream::iter(0..n).for_each_concurrent(16, |i| {
         let (sent, created) = (&sent, &created);
         let mut open = open_rx.clone();
-        let order = &orders[i % orders.len()];
+        let j = i % orders.len();
+        let (order, acct) = (&orders[j], accounts[j % accounts.len()]);
         async move {
             open.wait_for(|o| *o).await.unwrap();
             sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -318,7 +335,7 @@ async fn refund_pipeline(
     );
     results.insert(
         "refund_pipeline".into(),
-        json!({"n": n, "concurrency": 16, "window": window, "orders": orders.len(), "rps": round(rps), "floor_rps": round(floor_rps),
+        json!({"n": n, "concurrency": 16, "window": window, "orders": orders.len(), "api_keys": accounts.len(), "rps": round(rps), "floor_rps": round(floor_rps),
                "rps_ratio": round(rps / floor_rps), "lag_p50_ms": round(p(0.5)), "lag_p99_ms": round(p(0.99)),
                "floor_p50_ms": round(floor.p50_ms), "floor_p99_ms": round(floor.p99_ms), "invariants_hold": true}),
     );
@@ -435,7 +452,7 @@ async fn succeed(store: &DynamoStore, refund: &mut Refund) -> OutboxEvent {
 /// `create_refund_c1` and `_c16`.
 async fn create_refund(
     stack: &common::Stack,
-    acct: &common::Account,
+    accounts: &[&common::Account],
     store: &DynamoStore,
     orders: &[PaymentOrderId],
     results: &mut serde_json::Map<String, Value>,
@@ -470,7 +487,7 @@ async fn create_refund(
             }
         })
         .await;
-        let (api, _) = post_refunds(acct, orders, n, concurrency, offset + 2 * n).await;
+        let (api, _) = post_refunds(accounts, orders, n, concurrency, offset + 2 * n).await;
         offset += 3 * n;
         let name = format!("create_refund_c{concurrency}");
         record(results, &name, n, concurrency, &api, &floor);
@@ -482,6 +499,7 @@ async fn create_refund(
             api.p99_ms / with_read.p99_ms
         );
         if let Some(Value::Object(r)) = results.get_mut(&name) {
+            r.insert("api_keys".into(), json!(accounts.len()));
             r.insert("read_floor_p50_ms".into(), json!(round(with_read.p50_ms)));
             r.insert("read_floor_p99_ms".into(), json!(round(with_read.p99_ms)));
             r.insert(
