@@ -263,6 +263,7 @@ async fn cold_start_ms(binary: &Path, ddb: &str) -> f64 {
         .env("PAYMENTS_TABLE", "PaymentsTable")
         .env("IDEMPOTENCY_TABLE", "IdempotencyTable")
         .env("API_KEYS_TABLE", "ApiKeysTable")
+        .env("WALLETS_TABLE", "WalletsTable")
         .env("PSP_API_BASE", "http://127.0.0.1:9")
         .env("PSP_SECRET_KEY", "sk_test_bench")
         .env("PUBLIC_BASE_URL", "http://127.0.0.1:3000")

@@ -26,8 +26,9 @@ pub struct Outgoing {
 }
 
 pub trait Publisher: Send + Sync {
-    /// Publishes `messages` in order; the index of the first that failed, if any (everything
-    /// from there on must be published again).
+    /// Publishes `messages` (in no promised order: standard queues keep none either); the
+    /// index of the first that failed, if any (everything from there on must be published
+    /// again).
     fn publish(
         &self,
         destination: Destination,

@@ -1,6 +1,7 @@
-//! The one SQS batch harness every queue consumer runs in (the ledger and wallet consumers
-//! today, the refund and payout executors next):
-//! - each message goes to the consumer; a batch's messages at once or in order, as it says;
+//! The one SQS batch harness every queue consumer runs in (the ledger and wallet consumers and
+//! the refund executor today, the payout executor next):
+//! - each message goes to the consumer; messages that contend (the consumer says on what, e.g. one
+//!   seller's wallet) in order, all others at once;
 //! - poison (it will never apply) goes straight to the DLQ with its reason, and is acknowledged
 //!   so the rest of the batch goes on;
 //! - a retryable failure comes back after a backoff of 1, 2, 4, 8, 16 s (set through the
@@ -89,15 +90,24 @@ pub async fn handle_batch<C: Consumer>(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     let records = &event.payload.records;
-    let retry: Vec<bool> = if C::CONCURRENT_IN_BATCH {
-        futures_util::future::join_all(records.iter().map(|m| env.batch.handle(&env.consumer, m))).await
-    } else {
-        let mut out = Vec::with_capacity(records.len());
-        for m in records {
-            out.push(env.batch.handle(&env.consumer, m).await);
+    // Lanes: messages that contend (say, one seller's wallet) in order, the others at once.
+    let keys: Vec<Vec<String>> = records
+        .iter()
+        .map(|m| env.consumer.contends_on(m.body.as_deref().unwrap_or("")))
+        .collect();
+    let lanes = crate::app::consumers::lanes(&keys);
+    let done = futures_util::future::join_all(lanes.into_iter().map(|lane| async move {
+        let mut out = Vec::with_capacity(lane.len());
+        for i in lane {
+            out.push((i, env.batch.handle(&env.consumer, &records[i]).await));
         }
         out
-    };
+    }))
+    .await;
+    let mut retry = vec![false; records.len()];
+    for (i, again) in done.into_iter().flatten() {
+        retry[i] = again;
+    }
     let mut response = SqsBatchResponse::default();
     for (msg, retry) in records.iter().zip(retry) {
         if retry {

@@ -16,7 +16,7 @@ impl<S: LedgerWriter> Consumer for LedgerConsumer<S> {
     const NAME: &'static str = "ledger";
     // Different events write different transactions and entry lines; the running totals are
     // sharded and retried on a conflict by the store.
-    const CONCURRENT_IN_BATCH: bool = true;
+    // (So a batch is applied all at once: `contends_on` is empty.)
 
     async fn apply(&self, body: &str) -> Result<Written, Failure> {
         let event = parse_event(body)?;

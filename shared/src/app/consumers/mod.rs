@@ -44,15 +44,84 @@ impl From<StoreError> for Failure {
 pub trait Consumer: Send + Sync {
     /// Its name in logs and DLQ attributes (`ledger`, `wallet`).
     const NAME: &'static str;
-    /// Whether one batch's messages may be applied at once (their writes touch disjoint items).
-    const CONCURRENT_IN_BATCH: bool;
+
+    /// What this message writes that another message of its batch may write too (keys of the
+    /// consumer's choosing). Messages of a batch that share any are applied one after another,
+    /// in their order; all others at once. Empty (the default): at once with every other.
+    fn contends_on(&self, _body: &str) -> Vec<String> {
+        Vec::new()
+    }
 
     fn apply(&self, body: &str) -> impl Future<Output = Result<Written, Failure>> + Send;
+}
+
+/// A batch split into lanes: messages that share a contention key (directly or through
+/// others) are one lane, in batch order; lanes are independent of one another. Every index
+/// is in exactly one lane; lanes come in the order of their first message.
+pub fn lanes(keys: &[Vec<String>]) -> Vec<Vec<usize>> {
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut parent: Vec<usize> = (0..keys.len()).collect();
+    let mut owner: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, ks) in keys.iter().enumerate() {
+        for k in ks {
+            match owner.get(k.as_str()) {
+                Some(&j) => {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                    // The earlier message's root stays the root.
+                    parent[a.max(b)] = a.min(b);
+                }
+                None => {
+                    owner.insert(k, i);
+                }
+            }
+        }
+    }
+    let mut lanes: Vec<Vec<usize>> = Vec::new();
+    let mut lane_of_root: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for i in 0..keys.len() {
+        let r = root(&mut parent, i);
+        let lane = *lane_of_root.entry(r).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[lane].push(i);
+    }
+    lanes
 }
 
 /// The message body of an outbox event.
 pub fn parse_event(body: &str) -> Result<OutboxEvent, Failure> {
     OutboxEvent::from_json(body).map_err(Failure::Poison)
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::lanes;
+
+    fn keys(k: &[&[&str]]) -> Vec<Vec<String>> {
+        k.iter()
+            .map(|ks| ks.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn messages_sharing_a_key_share_a_lane_in_order_and_the_rest_run_apart() {
+        // 0 and 2 share a; 3 shares b with 2, so it joins them; 1 and 4 are alone.
+        let l = lanes(&keys(&[&["a"], &["c"], &["a", "b"], &["b"], &[]]));
+        assert_eq!(l, vec![vec![0, 2, 3], vec![1], vec![4]]);
+        // A later message can join two lanes that began apart.
+        let l = lanes(&keys(&[&["x"], &["y"], &["x", "y"]]));
+        assert_eq!(l, vec![vec![0, 1, 2]]);
+        assert_eq!(lanes(&[]), Vec::<Vec<usize>>::new());
+        // No keys: every message its own lane.
+        assert_eq!(lanes(&keys(&[&[], &[]])), vec![vec![0], vec![1]]);
+    }
 }
 
 #[cfg(test)]

@@ -16,8 +16,29 @@ pub struct WalletConsumer<S> {
 
 impl<S: WalletWriter> Consumer for WalletConsumer<S> {
     const NAME: &'static str = "wallet";
-    // Events of the same seller would contend for the same balance item: in order.
-    const CONCURRENT_IN_BATCH: bool = false;
+
+    /// The wallet items the event moves: events of one seller's wallet go in order (they would
+    /// contend for its item), other sellers' at once.
+    fn contends_on(&self, body: &str) -> Vec<String> {
+        let Ok(event) = parse_event(body) else {
+            return Vec::new();
+        };
+        wallet_changes(&event, self.fee_rate)
+            .map(|changes| {
+                changes
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{}#{}#{}",
+                            event.header.account_id,
+                            c.seller_id,
+                            c.currency.code()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 
     async fn apply(&self, body: &str) -> Result<Written, Failure> {
         let event = parse_event(body)?;

@@ -28,7 +28,7 @@ impl<S: Refunds, P: RefundPsp> Consumer for RefundExecutor<S, P> {
     const NAME: &'static str = "refund_executor";
     // Each message is its own refund; refunds of one order meet only in the order's counters,
     // which `settle` re-reads on a conflict.
-    const CONCURRENT_IN_BATCH: bool = true;
+    // (So a batch is applied all at once: `contends_on` is empty.)
 
     async fn apply(&self, body: &str) -> Result<Written, Failure> {
         let event = parse_event(body)?;
