@@ -81,10 +81,7 @@ async fn skip_paused_events(stack: &common::Stack) {
 /// (setup, untimed).
 async fn paid_orders(stack: &common::Stack, accounts: &[&common::Account], k: usize) -> Vec<PaymentOrderId> {
     let started = Instant::now();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = common::no_redirects();
     let run = common::new_key()[..8].to_owned();
     let mut orders: Vec<(usize, PaymentOrderId)> = futures::stream::iter(0..k)
         .map(|i| {
@@ -344,14 +341,9 @@ async fn refund_pipeline(
 /// Holds the sandbox's webhook deliveries (`true`), or sends what it held, in order (`false`):
 /// the floor settles its refunds itself, as the executor would, without their webhooks.
 async fn sandbox_webhooks(stack: &common::Stack, hold: bool) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/__sandbox/faults", stack.psp))
-        .header("x-sandbox-control", "1")
-        .json(&json!({"webhooks": {"hold": hold}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "sandbox faults: {}", r.status());
+    stack
+        .sandbox_admin("/__sandbox/faults", Some(json!({"webhooks": {"hold": hold}})))
+        .await;
 }
 
 /// The platform fee rate of the bench's twin (the template's default).

@@ -33,28 +33,15 @@ fn stack() -> &'static Stack {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    common::no_redirects()
 }
 
 async fn admin(path: &str, body: Option<Value>) -> Value {
-    let url = format!("{}{path}", stack().psp);
-    let req = match body {
-        Some(b) => http().post(url).json(&b),
-        None => http().get(url),
-    }
-    .header("x-sandbox-control", "1");
-    let resp = req.send().await.expect("sandbox admin");
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    stack().sandbox_admin(path, body).await
 }
 
 async fn reset_faults() {
-    admin("/__sandbox/reset", Some(json!({}))).await;
+    stack().sandbox_reset().await;
 }
 
 fn list(v: &Value) -> Vec<Value> {

@@ -209,7 +209,37 @@ pub fn start(bin_dir: &Path, spec: &TwinSpec) -> Stack {
     }
 }
 
+/// An HTTP client that does not follow redirects (the hosted page answers 303).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 impl Stack {
+    /// A sandbox PSP admin call (`/__sandbox/...`): a POST of `body`, or a GET without one;
+    /// panics unless it succeeds.
+    pub async fn sandbox_admin(&self, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let url = format!("{}{path}", self.psp);
+        let req = match body {
+            Some(b) => no_redirects().post(url).json(&b),
+            None => no_redirects().get(url),
+        }
+        .header("x-sandbox-control", "1");
+        let resp = req.send().await.expect("sandbox admin");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Clears the sandbox's fault switches (and releases held deliveries).
+    pub async fn sandbox_reset(&self) {
+        self.sandbox_admin("/__sandbox/reset", Some(serde_json::json!({})))
+            .await;
+    }
+
     /// A twin control (`/__twin/...`); panics unless it answers 200.
     pub async fn twin(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
         let r = send(

@@ -14,6 +14,17 @@ use crate::domain::money::Money;
 pub const PAGE_LIMIT_DEFAULT: i32 = 20;
 pub const PAGE_LIMIT_MAX: i32 = 100;
 
+/// A query parameter a list cannot do without: absent or empty → `400 parameter_missing`.
+pub fn required_param<'a>(raw: Option<&'a str>, name: &'static str) -> Result<&'a str, ApiError> {
+    raw.filter(|v| !v.is_empty()).ok_or_else(|| {
+        ApiError::invalid_param(
+            name,
+            "parameter_missing",
+            format!("Missing required parameter: {name}"),
+        )
+    })
+}
+
 /// `limit=1..=100`, default 20.
 pub fn parse_limit(raw: Option<&str>) -> Result<i32, ApiError> {
     match raw {

@@ -42,6 +42,30 @@ pub struct Claim {
     pub deadline_ms: i64,
 }
 
+impl Claim {
+    /// A POST's `Idempotency-Key` header (its raw bytes) and body, parsed, and the claim they
+    /// make: what every POST does first. A refusal is not stored (the request never started,
+    /// as at Stripe).
+    pub fn parse<R>(
+        raw_key: Option<&[u8]>,
+        body: &[u8],
+        parse_body: impl FnOnce(&[u8]) -> Result<R, ApiError>,
+        fingerprint: impl FnOnce(&R) -> String,
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> Result<(Claim, R), ApiError> {
+        let key = parse_key(raw_key)?;
+        let request = parse_body(body)?;
+        let claim = Claim {
+            key,
+            request_hash: fingerprint(&request),
+            now_ms,
+            deadline_ms,
+        };
+        Ok((claim, request))
+    }
+}
+
 /// A POST that creates one resource.
 pub trait Command: Sync {
     type Resource: Send + Sync;

@@ -2,7 +2,9 @@
 //! `GET /v1/ledger/transactions?payment_order_id=…`, `GET /v1/ledger/accounts/{account}`.
 //! A caller sees only its own account's wallets and ledger.
 
-use crate::api::ledger::{account_view, list_view, parse_limit, transaction_view, wallet_view};
+use crate::api::ledger::{
+    account_view, list_view, parse_limit, required_param, transaction_view, wallet_view,
+};
 use crate::api::ApiError;
 use crate::app::{Caller, Reply};
 use crate::domain::ids::{PaymentOrderId, SellerId};
@@ -30,13 +32,7 @@ pub async fn list_transactions<S: LedgerReader>(
     limit: Option<&str>,
     cursor: Option<&str>,
 ) -> Result<Reply, ApiError> {
-    let raw = payment_order_id.filter(|p| !p.is_empty()).ok_or_else(|| {
-        ApiError::invalid_param(
-            "payment_order_id",
-            "parameter_missing",
-            "Missing required parameter: payment_order_id",
-        )
-    })?;
+    let raw = required_param(payment_order_id, "payment_order_id")?;
     let limit = parse_limit(limit)?;
     let Ok(po) = PaymentOrderId::parse(raw) else {
         // No such order can have transactions.

@@ -32,18 +32,17 @@ pub async fn create_payment<S: Checkouts + Claims, P: Psp>(
     authority: Authority,
     input: CreatePayment<'_>,
 ) -> Outcome {
-    // Validation failures are not stored: the request never started (as Stripe does).
-    let parsed = idempotent::parse_key(input.idempotency_key)
-        .and_then(|key| Ok((key, parse_checkout_request(input.body)?)));
-    let (key, request) = match parsed {
+    let parsed = Claim::parse(
+        input.idempotency_key,
+        input.body,
+        parse_checkout_request,
+        |r| r.fingerprint(),
+        input.now.timestamp_millis(),
+        input.deadline_ms,
+    );
+    let (claim, request) = match parsed {
         Ok(p) => p,
         Err(e) => return authority.refuse(e),
-    };
-    let claim = Claim {
-        key,
-        request_hash: request.fingerprint(),
-        now_ms: input.now.timestamp_millis(),
-        deadline_ms: input.deadline_ms,
     };
     let opened = Checkout::open(&request, &authority.caller().account_id, input.now);
     let command = OpenCheckout {

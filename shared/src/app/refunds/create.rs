@@ -41,17 +41,17 @@ pub async fn create_refund<S: Refunds + Checkouts + Claims>(
     authority: Authority,
     input: CreateRefund<'_>,
 ) -> Outcome {
-    let parsed = idempotent::parse_key(input.idempotency_key)
-        .and_then(|key| Ok((key, parse_refund_request(input.body)?)));
-    let (key, request) = match parsed {
+    let parsed = Claim::parse(
+        input.idempotency_key,
+        input.body,
+        parse_refund_request,
+        |r| r.fingerprint(),
+        input.now.timestamp_millis(),
+        input.deadline_ms,
+    );
+    let (claim, request) = match parsed {
         Ok(p) => p,
         Err(e) => return authority.refuse(e),
-    };
-    let claim = Claim {
-        key,
-        request_hash: request.fingerprint(),
-        now_ms: input.now.timestamp_millis(),
-        deadline_ms: input.deadline_ms,
     };
     // The order: unknown and another account's are the same 404.
     let order = match load_order(store, &request.payment_order_id, &authority).await {

@@ -1,7 +1,7 @@
 //! `GET /v1/refunds/{id}` and `GET /v1/refunds?payment_order_id=…`. A caller sees only its own
 //! account's refunds: another account's id is answered exactly like an unknown one (404).
 
-use crate::api::ledger::parse_limit;
+use crate::api::ledger::{parse_limit, required_param};
 use crate::api::refunds::{refund_list_view, refund_view};
 use crate::api::ApiError;
 use crate::app::{Caller, Reply};
@@ -25,13 +25,7 @@ pub async fn list_refunds<O: Checkouts, S: RefundReader>(
     limit: Option<&str>,
     cursor: Option<&str>,
 ) -> Result<Reply, ApiError> {
-    let raw = payment_order_id.filter(|p| !p.is_empty()).ok_or_else(|| {
-        ApiError::invalid_param(
-            "payment_order_id",
-            "parameter_missing",
-            "Missing required parameter: payment_order_id",
-        )
-    })?;
+    let raw = required_param(payment_order_id, "payment_order_id")?;
     let limit = parse_limit(limit)?;
     let missing = || ApiError::not_found("payment order", raw).with_param("payment_order_id");
     let id = PaymentOrderId::parse(raw).map_err(|_| missing())?;
