@@ -336,10 +336,7 @@ async fn main() {
             let (store, floor_account, psp) = (&store, &floor_account, &psp);
             async move {
                 let (record, checkout, orders) = floor_checkout(floor_account, i);
-                store
-                    .begin_checkout(&record, &checkout, &orders, None)
-                    .await
-                    .unwrap();
+                store.begin_checkout(&record, &checkout, &orders).await.unwrap();
                 let session = SessionRequest::for_checkout(&checkout, &orders, "http://127.0.0.1:3000");
                 psp.create_session(&session).await.unwrap();
             }
@@ -349,10 +346,7 @@ async fn main() {
             let (store, floor_account, psp) = (&store, &floor_account, &psp);
             async move {
                 let (record, mut checkout, mut orders) = floor_checkout(floor_account, i);
-                store
-                    .begin_checkout(&record, &checkout, &orders, None)
-                    .await
-                    .unwrap();
+                store.begin_checkout(&record, &checkout, &orders).await.unwrap();
                 let session = SessionRequest::for_checkout(&checkout, &orders, "http://127.0.0.1:3000");
                 let session = psp.create_session(&session).await.unwrap();
                 checkout.psp_session = Some(session.id);
@@ -507,7 +501,7 @@ async fn stage_checkouts(
     let staged: Vec<_> = (0..n).map(|i| floor_checkout(&floor_account, i)).collect();
     futures::stream::iter(staged.iter())
         .for_each_concurrent(16, |(r, c, o)| async move {
-            store.begin_checkout(r, c, o, None).await.unwrap();
+            store.begin_checkout(r, c, o).await.unwrap();
         })
         .await;
     std::sync::Mutex::new(staged.into_iter().map(|(_, c, o)| (c, o)).collect())

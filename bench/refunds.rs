@@ -396,7 +396,7 @@ async fn stage_refunds(
 /// The create transaction, written directly.
 async fn begin(store: &DynamoStore, record: &IdempotencyRecord, refund: &Refund) {
     let outbox = OutboxEvent::refund(refund, None, "request", chrono::Utc::now());
-    let begun = store.begin_refund(record, refund, &outbox, None).await.unwrap();
+    let begun = store.begin_refund(record, refund, &outbox).await.unwrap();
     assert_eq!(begun, Begin::Created);
 }
 

@@ -226,10 +226,7 @@ async fn a_crashed_request_never_leaves_its_key_stuck() {
         now_ms,
         now_ms - 1,
     );
-    store
-        .begin_checkout(&stale, &checkout, &orders, None)
-        .await
-        .unwrap();
+    store.begin_checkout(&stale, &checkout, &orders).await.unwrap();
     let r = acct.post("/v1/payments", Some(&key), &body).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(
@@ -257,10 +254,7 @@ async fn a_crashed_request_never_leaves_its_key_stuck() {
         now_ms,
         now_ms + 60_000,
     );
-    store
-        .begin_checkout(&live, &checkout, &orders, None)
-        .await
-        .unwrap();
+    store.begin_checkout(&live, &checkout, &orders).await.unwrap();
     assert_error(
         &acct.post("/v1/payments", Some(&key), &body).await,
         409,

@@ -1,23 +1,23 @@
 //! `Authorization: Bearer <api key>` → the caller's account, counting the request against the
 //! key's rate limit in the same conditional write.
 //!
-//! A POST on a warm instance saves that write: the instance remembers which account a key hash
-//! belongs to (that never changes), and the key's conditional rate-limit update goes into the
-//! POST's own claim transaction ([`Authority::InClaim`]). The key's status and limit are still
-//! checked in DynamoDB on every request, across instances; whenever that transaction is
-//! cancelled for any reason, the request falls back to the ordinary path, which answers 401,
-//! 429 or carries on.
+//! A POST on a warm instance does not wait for that write before it reads: the instance
+//! remembers which account a key hash belongs to (that never changes), so the command reads
+//! while the key is checked ([`Authority::Checking`]), and writes only once it passed. The
+//! key's status and limit are still checked in DynamoDB on every request, across instances.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
+
+use tokio::sync::watch;
 
 use sha2::{Digest, Sha256};
 
 use super::{Caller, Reply};
 use crate::api::ApiError;
 use crate::domain::rate_limit::{RateDecision, RateLimit};
-use crate::ports::{ApiKeyRecord, ApiKeys, Consume, KeyCharge};
+use crate::ports::{ApiKeyRecord, ApiKeys, Consume};
 
 /// Bounded: under heavy contention on one key a request gives up with 429 rather than spin.
 const ATTEMPTS_MAX: usize = 4;
@@ -128,53 +128,50 @@ impl CallerCache {
 }
 
 /// How a POST's caller was established.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Authority {
-    /// Authenticated, and the request counted, by its own write.
+    /// Authenticated, and the request counted, before the command ran.
     Checked(Caller),
-    /// Remembered by this instance; the key is checked and the request counted inside the
-    /// POST's claim transaction, by `charge`.
-    InClaim { caller: Caller, charge: KeyCharge },
-}
-
-/// What a POST run under an [`Authority`] came to.
-#[derive(Debug)]
-pub enum Outcome {
-    Answered(Result<Reply, ApiError>),
-    /// The key's charge in the claim was refused; nothing was written. The key as it was
-    /// (`None`: no such key), to decide on as authentication does.
-    KeyRefused(Option<ApiKeyRecord>),
-    /// Nothing was written: authenticate the ordinary way, then run again.
-    Authenticate,
+    /// Remembered by this instance (whom a key belongs to never changes); the key's status
+    /// and its rate limit are checked in DynamoDB at the same time as the command reads. The
+    /// command writes nothing before [`Authority::confirmed`], and its answer is given only
+    /// if the check passed.
+    Checking {
+        caller: Caller,
+        check: watch::Receiver<Option<bool>>,
+    },
 }
 
 impl Authority {
     pub fn caller(&self) -> &Caller {
         match self {
-            Authority::Checked(c) | Authority::InClaim { caller: c, .. } => c,
+            Authority::Checked(c) | Authority::Checking { caller: c, .. } => c,
         }
     }
 
-    pub fn charge(&self) -> Option<&KeyCharge> {
+    /// Waits for the key's check: true if the key is active and within its limit. The one
+    /// gate before a POST's first write (`idempotent::run`).
+    pub async fn confirmed(&self) -> bool {
         match self {
-            Authority::Checked(_) => None,
-            Authority::InClaim { charge, .. } => Some(charge),
-        }
-    }
-
-    /// A request refused before anything was written (a bad body, a bad key): the answer for a
-    /// checked caller; an unchecked one is authenticated first, so a revoked or limited key
-    /// gets 401 or 429, never a hint about its body.
-    pub fn refuse(&self, e: ApiError) -> Outcome {
-        match self {
-            Authority::Checked(_) => Outcome::Answered(Err(e)),
-            Authority::InClaim { .. } => Outcome::Authenticate,
+            Authority::Checked(_) => true,
+            Authority::Checking { check, .. } => {
+                let mut check = check.clone();
+                // The checker gone without a word: not confirmed.
+                let passed = match check.wait_for(Option::is_some).await {
+                    Ok(verdict) => verdict.unwrap_or(false),
+                    Err(_) => false,
+                };
+                passed
+            }
         }
     }
 }
 
-/// Runs an authenticated POST: with the key charged inside its claim when this instance knows
-/// the key, else (and whenever that does not go through) after authenticating the ordinary way.
+/// Runs an authenticated POST. A key this instance knows is checked and counted at the same
+/// time as the command reads (one conditional `UpdateItem` on the key, never inside the
+/// command's own transaction, so a key's requests do not contend in their transactions);
+/// an unknown key is authenticated first. Either way the answer is the command's only if the
+/// key passed: else 401 (and the key is forgotten) or 429.
 pub async fn authenticated_post<K, F, Fut>(
     keys: &K,
     callers: &CallerCache,
@@ -185,63 +182,39 @@ pub async fn authenticated_post<K, F, Fut>(
 ) -> Result<Reply, ApiError>
 where
     K: ApiKeys,
-    F: Fn(Authority) -> Fut,
-    Fut: Future<Output = Outcome>,
+    F: FnOnce(Authority) -> Fut,
+    Fut: Future<Output = Result<Reply, ApiError>>,
 {
     let key_hash = hash_api_key(bearer_token(authorization)?);
-    if let Some(caller) = callers.get(&key_hash) {
-        // The same decisions as `authenticate_hash`, on the key each refused claim hands back:
-        // idle, then within the burst, until it goes through, is refused for good, or the
-        // attempts run out (then the ordinary path decides).
-        let mut busy_limit_us = None;
-        for _ in 0..ATTEMPTS_MAX {
-            let charge = KeyCharge {
-                key_hash: key_hash.clone(),
-                now_us,
-                default_interval_us: default_limit.interval_us(),
-                busy_limit_us,
-            };
-            let key = match run(Authority::InClaim {
-                caller: caller.clone(),
-                charge,
-            })
-            .await
-            {
-                Outcome::Answered(answer) => return answer,
-                Outcome::Authenticate => break,
-                Outcome::KeyRefused(key) => {
-                    tracing::debug!(busy = busy_limit_us.is_some(), "key charge refused in the claim");
-                    key
-                }
-            };
-            match key {
-                Some(record) if record.active => {
-                    match record
-                        .limit
-                        .unwrap_or(default_limit)
-                        .decide(record.tat_us, now_us)
-                    {
-                        RateDecision::Idle => busy_limit_us = None,
-                        RateDecision::Busy { limit_us } => busy_limit_us = Some(limit_us),
-                        RateDecision::Limited { retry_after_s } => {
-                            return Err(ApiError::rate_limited(retry_after_s))
-                        }
-                    }
-                }
-                _ => {
-                    callers.forget(&key_hash);
-                    return Err(ApiError::unauthenticated("Invalid API key provided"));
-                }
-            }
-        }
-    }
-    let caller = authenticate_hash(keys, &key_hash, default_limit, now_us).await?;
-    callers.remember(&key_hash, &caller);
-    match run(Authority::Checked(caller)).await {
-        Outcome::Answered(answer) => answer,
-        Outcome::Authenticate | Outcome::KeyRefused(_) => {
-            tracing::error!("a checked caller was sent to authenticate again");
+    let Some(caller) = callers.get(&key_hash) else {
+        let caller = authenticate_hash(keys, &key_hash, default_limit, now_us).await?;
+        callers.remember(&key_hash, &caller);
+        return run(Authority::Checked(caller)).await;
+    };
+    let (verdict, check) = watch::channel(None);
+    let checking = async {
+        let checked = authenticate_hash(keys, &key_hash, default_limit, now_us).await;
+        let passed = matches!(&checked, Ok(c) if *c == caller);
+        verdict.send_replace(Some(passed));
+        checked
+    };
+    let authority = Authority::Checking {
+        caller: caller.clone(),
+        check,
+    };
+    let (checked, answer) = tokio::join!(checking, run(authority));
+    match checked {
+        Ok(c) if c == caller => answer,
+        Ok(_) => {
+            tracing::error!("a remembered key now names another caller");
+            callers.forget(&key_hash);
             Err(ApiError::internal())
+        }
+        Err(e) => {
+            if e.status == 401 {
+                callers.forget(&key_hash);
+            }
+            Err(e)
         }
     }
 }
@@ -298,125 +271,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_known_key_is_charged_in_the_claim_and_any_refusal_falls_back() {
+    async fn a_known_key_is_checked_while_the_command_reads_and_its_answer_waits_for_the_check() {
         let store = Memory::default();
-        store.add_key("secret-2", None);
+        store.add_key("secret-2", Some(RateLimit::new(1, 2).unwrap()));
         let dflt = RateLimit::new(50, 100).unwrap();
         let callers = CallerCache::default();
-        let calls = Mutex::new(Vec::new());
-        let run = |fast: bool| {
-            let calls = &calls;
-            move |auth: Authority| async move {
-                let in_claim = auth.charge().is_some();
-                calls.lock().unwrap().push(in_claim);
-                if in_claim && !fast {
-                    return Outcome::Authenticate;
-                }
-                Outcome::Answered(Ok(Reply::json(201, &serde_json::json!({}))))
-            }
+        let seen = Mutex::new(Vec::new());
+        let post = |now_us: i64| {
+            let (store, callers, seen) = (&store, &callers, &seen);
+            authenticated_post(
+                store,
+                callers,
+                Some(b"Bearer secret-2".as_slice()),
+                dflt,
+                now_us,
+                move |auth: Authority| async move {
+                    let checking = matches!(auth, Authority::Checking { .. });
+                    let passed = auth.confirmed().await;
+                    seen.lock().unwrap().push((checking, passed));
+                    Ok(Reply::json(201, &serde_json::json!({})))
+                },
+            )
         };
-        // Unknown to this instance: authenticated the ordinary way, then remembered.
-        authenticated_post(
-            &store,
-            &callers,
-            Some(b"Bearer secret-2".as_slice()),
-            dflt,
-            1,
-            run(true),
-        )
-        .await
-        .unwrap();
-        assert_eq!(*calls.lock().unwrap(), [false]);
-        // Known: charged in the claim.
-        authenticated_post(
-            &store,
-            &callers,
-            Some(b"Bearer secret-2".as_slice()),
-            dflt,
-            2,
-            run(true),
-        )
-        .await
-        .unwrap();
-        assert_eq!(*calls.lock().unwrap(), [false, true]);
-        // The claim refused: the ordinary path answers.
-        authenticated_post(
-            &store,
-            &callers,
-            Some(b"Bearer secret-2".as_slice()),
-            dflt,
-            3_000_000,
-            run(false),
-        )
-        .await
-        .unwrap();
-        assert_eq!(*calls.lock().unwrap(), [false, true, true, false]);
-        // The claim refused the key as busy: charged again within its burst, in the claim.
-        let refusals = Mutex::new(1);
-        let busy_then_ok = |auth: Authority| {
-            let (calls, refusals, store) = (&calls, &refusals, &store);
-            async move {
-                calls.lock().unwrap().push(auth.charge().is_some());
-                let mut left = refusals.lock().unwrap();
-                if *left > 0 {
-                    *left -= 1;
-                    return Outcome::KeyRefused(store.key("secret-2"));
-                }
-                assert!(auth.charge().unwrap().busy_limit_us.is_some(), "{auth:?}");
-                Outcome::Answered(Ok(Reply::json(201, &serde_json::json!({}))))
-            }
-        };
-        calls.lock().unwrap().clear();
-        authenticated_post(
-            &store,
-            &callers,
-            Some(b"Bearer secret-2".as_slice()),
-            dflt,
-            3_000_001,
-            busy_then_ok,
-        )
-        .await
-        .unwrap();
+        // Unknown to this instance: authenticated first, then remembered.
+        assert_eq!(post(1_000_000).await.unwrap().status, 201);
+        // Known: checked alongside the command, and counted once.
+        assert_eq!(post(1_000_001).await.unwrap().status, 201);
+        assert_eq!(*seen.lock().unwrap(), [(false, true), (true, true)]);
         assert_eq!(
-            *calls.lock().unwrap(),
-            [true, true],
-            "two claims, no separate authentication"
+            store.key("secret-2").unwrap().tat_us,
+            Some(3_000_000),
+            "two requests counted at one per second"
         );
-        // A revoked key is 401 even when remembered.
+        // Over its burst: the command is told, and the answer is 429, not the command's.
+        let e = post(1_000_002).await.unwrap_err();
+        assert_eq!((e.status, e.retry_after_s), (429, Some(1)));
+        assert_eq!(seen.lock().unwrap().last(), Some(&(true, false)));
+        assert!(
+            callers.get(&hash_api_key("secret-2")).is_some(),
+            "a limited key is still known"
+        );
+        // Revoked: 401 even though remembered, and forgotten.
         store.revoke_key("secret-2");
-        let e = authenticated_post(
-            &store,
-            &callers,
-            Some(b"Bearer secret-2".as_slice()),
-            dflt,
-            9_000_000,
-            run(false),
-        )
-        .await
-        .unwrap_err();
+        let e = post(9_000_000).await.unwrap_err();
         assert_eq!(e.status, 401);
-        // And refused in the claim, a revoked key is 401 and forgotten.
-        let refused = |_auth: Authority| async { Outcome::KeyRefused(store.key("secret-2")) };
-        callers.remember(&hash_api_key("secret-2"), &callers_caller(&store));
-        let e = authenticated_post(
-            &store,
-            &callers,
-            Some(b"Bearer secret-2".as_slice()),
-            dflt,
-            9_500_000,
-            refused,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.status, 401);
+        assert_eq!(seen.lock().unwrap().last(), Some(&(true, false)));
         assert!(callers.get(&hash_api_key("secret-2")).is_none());
-    }
-
-    fn callers_caller(store: &Memory) -> Caller {
-        let k = store.key("secret-2").unwrap();
-        Caller {
-            account_id: k.account_id,
-            key_id: k.key_id,
-        }
+        // Forgotten: checked first, and the command never runs.
+        let before = seen.lock().unwrap().len();
+        assert_eq!(post(9_500_000).await.unwrap_err().status, 401);
+        assert_eq!(seen.lock().unwrap().len(), before);
     }
 }

@@ -16,13 +16,13 @@
 
 use std::future::Future;
 
-use super::auth::{Authority, Outcome};
+use super::auth::Authority;
 use super::Reply;
 use crate::api::ApiError;
 use crate::domain::idempotency::{
     Decision, IdempotencyKey, IdempotencyRecord, KeyError, RecordState, ResourceRef,
 };
-use crate::ports::{Begin, Claims, KeyCharge, StoreError};
+use crate::ports::{Begin, Claims, StoreError};
 
 /// Our hold on a claimed key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,13 +72,11 @@ pub trait Command: Sync {
 
     fn reference(&self, resource: &Self::Resource) -> ResourceRef;
 
-    /// Writes `record` and the new resource in one transaction, the claim first (and the API
-    /// key's charge with them, when given).
+    /// Writes `record` and the new resource in one transaction, the claim first.
     fn begin(
         &self,
         record: &IdempotencyRecord,
         resource: &Self::Resource,
-        charge: Option<&KeyCharge>,
     ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
     /// The resource a lapsed lease had created, to finish it.
@@ -120,19 +118,15 @@ pub fn parse_key(raw: Option<&[u8]>) -> Result<IdempotencyKey, ApiError> {
     }
 }
 
-/// Runs `command` for `claim`, creating `resource` at most once per key.
-///
-/// When the API key is charged inside the claim ([`Authority::InClaim`]), only a claim that
-/// is written (`Begin::Created`) proceeds. The key refused is [`Outcome::KeyRefused`], with the
-/// key as it was; anything else (the idempotency key taken, a conflict, a failure) is
-/// [`Outcome::Authenticate`]. Either way nothing was written.
+/// Runs `command` for `claim`, creating `resource` at most once per key. Nothing is written
+/// before the caller's API key passed its check ([`Authority::confirmed`]).
 pub async fn run<S: Claims, C: Command>(
     claims: &S,
     command: &C,
     authority: &Authority,
     claim: Claim,
     resource: C::Resource,
-) -> Outcome {
+) -> Result<Reply, ApiError> {
     let record_id = claim.key.record_id(&authority.caller().key_id);
     let immediate = command.answer_with_claim(&resource);
     let record = match &immediate {
@@ -156,38 +150,31 @@ pub async fn run<S: Claims, C: Command>(
         record_id: record.record_id.clone(),
         token: record.lease_token().unwrap_or_default().to_owned(),
     };
-    let begun = command.begin(&record, &resource, authority.charge()).await;
-    let in_claim = authority.charge().is_some();
-    let existing = match begun {
-        Ok(Begin::Created) => {
-            return Outcome::Answered(match immediate {
+    if !authority.confirmed().await {
+        // The key failed its check: `auth::authenticated_post` answers 401 or 429 instead.
+        return Err(ApiError::unauthenticated("The API key did not pass its check"));
+    }
+    let existing = match command.begin(&record, &resource).await? {
+        Begin::Created => {
+            return match immediate {
                 Some(reply) => Ok(reply),
                 None => command.execute(&lease, resource).await,
-            })
+            }
         }
         // Our own claim, seen again because the SDK retried a call that had been written.
-        Ok(Begin::Exists(existing)) if existing.lease_token() == Some(lease.token.as_str()) => {
-            return Outcome::Answered(command.execute(&lease, resource).await)
+        Begin::Exists(existing) if existing.lease_token() == Some(lease.token.as_str()) => {
+            return command.execute(&lease, resource).await
         }
-        Ok(Begin::KeyRefused(key)) if in_claim => return Outcome::KeyRefused(key),
-        _ if in_claim => return Outcome::Authenticate,
-        Ok(Begin::Exists(existing)) => existing,
-        Ok(Begin::Contended) => match claims.get_record(&lease.record_id).await {
-            Ok(Some(existing)) => existing,
-            Ok(None) => return Outcome::Answered(Err(ApiError::conflict_in_flight())),
-            Err(e) => return Outcome::Answered(Err(e.into())),
+        Begin::Exists(existing) => existing,
+        Begin::Contended => match claims.get_record(&lease.record_id).await? {
+            Some(existing) => existing,
+            None => return Err(ApiError::conflict_in_flight()),
         },
         // The caller's own mistake, found by the write: refused like any invalid request, and
-        // not stored. (With the key charged in the claim, nothing was written either: the
-        // caller is authenticated first, above, and then refused the same way.)
-        Ok(Begin::Refused(r)) => return Outcome::Answered(Err(r.into())),
-        Ok(Begin::KeyRefused(_)) => {
-            tracing::error!("the key was refused although no charge was given");
-            return Outcome::Answered(Err(ApiError::internal()));
-        }
-        Err(e) => return Outcome::Answered(Err(e.into())),
+        // not stored.
+        Begin::Refused(r) => return Err(r.into()),
     };
-    Outcome::Answered(decide(claims, command, &claim, lease, existing).await)
+    decide(claims, command, &claim, lease, existing).await
 }
 
 async fn decide<S: Claims, C: Command>(

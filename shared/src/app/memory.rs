@@ -21,8 +21,8 @@ use crate::domain::rate_limit::RateLimit;
 use crate::domain::refunds::{Refund, RefundStatus};
 use crate::ports::{
     ApiKeyRecord, ApiKeys, Applied, Begin, Checkouts, Claims, Completion, Consume, Destination,
-    InvariantSource, KeyCharge, LedgerReader, LedgerWriter, Outgoing, Page, Psp, Publisher, RefundWrite,
-    Refunds, StoreError, WalletWriter, Webhooks, Written,
+    InvariantSource, LedgerReader, LedgerWriter, Outgoing, Page, Psp, Publisher, RefundWrite, Refunds,
+    StoreError, WalletWriter, Webhooks, Written,
 };
 
 #[derive(Default)]
@@ -175,26 +175,6 @@ impl Memory {
         }
         Ok(())
     }
-
-    /// The charge as DynamoDB applies it: idle (`tat < now`: `tat = now + interval`) or busy
-    /// (`now <= tat <= limit`: `tat += interval`); refused, the key as it was.
-    fn charge(keys: &mut HashMap<String, ApiKeyRecord>, c: &KeyCharge) -> Result<(), Option<ApiKeyRecord>> {
-        let Some(k) = keys.get_mut(&c.key_hash) else {
-            return Err(None);
-        };
-        let interval = k.limit.map_or(c.default_interval_us, |l| l.interval_us());
-        match (c.busy_limit_us, k.tat_us) {
-            (None, tat) if k.active && tat.is_none_or(|t| t < c.now_us) => {
-                k.tat_us = Some(c.now_us + interval);
-                Ok(())
-            }
-            (Some(limit), Some(t)) if k.active && t >= c.now_us && t <= limit => {
-                k.tat_us = Some(t + interval);
-                Ok(())
-            }
-            _ => Err(Some(k.clone())),
-        }
-    }
 }
 
 impl ApiKeys for Memory {
@@ -242,17 +222,10 @@ impl Checkouts for Memory {
         record: &IdempotencyRecord,
         checkout: &Checkout,
         orders: &[PaymentOrder],
-        charge: Option<&KeyCharge>,
     ) -> Result<Begin, StoreError> {
-        let mut keys = self.keys.lock().unwrap();
         let mut records = self.records.lock().unwrap();
         if let Some(existing) = records.get(&record.record_id) {
             return Ok(Begin::Exists(existing.clone()));
-        }
-        if let Some(c) = charge {
-            if let Err(key) = Memory::charge(&mut keys, c) {
-                return Ok(Begin::KeyRefused(key));
-            }
         }
         records.insert(record.record_id.clone(), record.clone());
         self.checkouts
@@ -525,7 +498,6 @@ impl Refunds for Memory {
         record: &IdempotencyRecord,
         refund: &Refund,
         outbox: &OutboxEvent,
-        _charge: Option<&KeyCharge>,
     ) -> Result<Begin, StoreError> {
         self.check_available()?;
         if let Some(existing) = self.records.lock().unwrap().get(&record.record_id) {

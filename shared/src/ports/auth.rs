@@ -25,18 +25,6 @@ pub enum Consume {
     Refused(Option<ApiKeyRecord>),
 }
 
-/// One request counted against a key, written inside another transaction (a POST's claim), as
-/// `consume_idle` (`busy_limit_us: None`) or `consume_busy` would write it alone. A refused
-/// charge writes nothing and hands back the key as it was, to decide again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyCharge {
-    pub key_hash: String,
-    pub now_us: i64,
-    pub default_interval_us: i64,
-    /// `Some(limit)`: the key is within its burst (`now <= tat <= limit`): `tat += interval`.
-    pub busy_limit_us: Option<i64>,
-}
-
 /// Authentication plus rate limiting in one conditional write per request.
 pub trait ApiKeys: Send + Sync {
     /// Counts a request for an idle key: `tat = now + interval` if `tat < now` or absent.

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use super::{ApiKeyRecord, StoreError};
+use super::StoreError;
 use crate::domain::idempotency::IdempotencyRecord;
 
 /// How a claim written together with its resource came out.
@@ -18,9 +18,6 @@ pub enum Begin {
     Exists(IdempotencyRecord),
     /// Another request is writing the same items right now (a transaction conflict).
     Contended,
-    /// The API key's charge was refused: nothing was written. The key as it was (`None`: no
-    /// such key), to decide as authentication does: 401, 429, or charge it the other way.
-    KeyRefused(Option<ApiKeyRecord>),
     /// The resource's own condition failed (an order no longer has the amount to refund):
     /// nothing was written, and the request is refused (`400`) without being stored.
     Refused(Refusal),

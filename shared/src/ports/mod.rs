@@ -9,7 +9,7 @@ pub mod outbox;
 pub mod pay_in;
 pub mod refunds;
 
-pub use auth::{ApiKeyRecord, ApiKeys, Consume, KeyCharge};
+pub use auth::{ApiKeyRecord, ApiKeys, Consume};
 pub use idempotency::{Begin, Claims, Completion, Refusal};
 pub use invariants::InvariantSource;
 pub use ledger::{LedgerReader, LedgerWriter, Page, WalletWriter, Written};

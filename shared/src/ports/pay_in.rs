@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use super::idempotency::{Begin, Completion};
-use super::{KeyCharge, StoreError};
+use super::StoreError;
 use crate::domain::idempotency::IdempotencyRecord;
 use crate::domain::ids::{CheckoutId, PaymentOrderId};
 use crate::domain::outbox::{Anomaly, OutboxEvent};
@@ -11,15 +11,13 @@ use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus, PspSession, S
 use crate::domain::psp::{PspError, PspSessionId};
 
 pub trait Checkouts: Send + Sync {
-    /// Atomically: claims the idempotency record (if absent or expired), creates the checkout
-    /// with its payment orders, and counts the request against the API key when `charge` is
-    /// given.
+    /// Atomically: claims the idempotency record (if absent or expired) and creates the
+    /// checkout with its payment orders.
     fn begin_checkout(
         &self,
         record: &IdempotencyRecord,
         checkout: &Checkout,
         orders: &[PaymentOrder],
-        charge: Option<&KeyCharge>,
     ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
     fn get_checkout(

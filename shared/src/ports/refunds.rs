@@ -5,7 +5,7 @@ use std::future::Future;
 use super::idempotency::Begin;
 use super::ledger::Page;
 use super::pay_in::Applied;
-use super::{KeyCharge, StoreError};
+use super::StoreError;
 use crate::domain::idempotency::IdempotencyRecord;
 use crate::domain::ids::{AccountId, PaymentOrderId, RefundId};
 use crate::domain::outbox::OutboxEvent;
@@ -30,14 +30,13 @@ pub trait Refunds: Send + Sync {
     /// Atomically: claims the idempotency record, creates the refund (`PENDING`), reserves its
     /// amount on the order (on condition that the order is `SUCCESS` and the reservation stays
     /// within its amount), moves the seller's part to held in their wallet, writes the
-    /// `REFUND_REQUESTED` outbox record, and counts the request against the API key when
-    /// `charge` is given. `Begin::Refused` when the order no longer has the amount to refund.
+    /// `REFUND_REQUESTED` outbox record. `Begin::Refused` when the order no longer has the
+    /// amount to refund.
     fn begin_refund(
         &self,
         record: &IdempotencyRecord,
         refund: &Refund,
         outbox: &OutboxEvent,
-        charge: Option<&KeyCharge>,
     ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
     fn get_refund(&self, id: &RefundId) -> impl Future<Output = Result<Option<Refund>, StoreError>> + Send;

@@ -3,55 +3,25 @@
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
-use super::codec::{built, get_s, n, opt_n, opt_s, parse, s, unavailable, Item};
+use super::codec::{get_s, n, opt_n, opt_s, parse, s, unavailable, Item};
 use super::DynamoStore;
 use crate::app::auth::hash_api_key;
 use crate::domain::ids::{AccountId, ApiKeyId};
 use crate::domain::rate_limit::RateLimit;
-use crate::ports::{ApiKeyRecord, ApiKeys, Consume, KeyCharge, StoreError};
+use crate::ports::{ApiKeyRecord, ApiKeys, Consume, StoreError};
 
 const ACTIVE: &str = "ACTIVE";
 /// An idle key's charge: one request counted (`tat = now + interval`), only if the key is
-/// active and idle. The same update alone is `consume_idle`; inside a POST's claim transaction
-/// it is the key's check for that POST.
+/// active and idle.
 const IDLE_UPDATE: &str = "SET tat_us = if_not_exists(rl_interval_us, :dflt) + :now";
 const IDLE_CONDITION: &str = "key_status = :active AND (attribute_not_exists(tat_us) OR tat_us < :now)";
 
 /// Within the burst: one more request counted on top of the others.
 const BUSY_UPDATE: &str = "SET tat_us = tat_us + if_not_exists(rl_interval_us, :dflt)";
 const BUSY_CONDITION: &str = "key_status = :active AND tat_us BETWEEN :now AND :limit";
-
-/// The charge as one item of a transaction: the idle or the busy update, the key as it was
-/// returned if its condition fails.
-pub fn charge_update(table: &str, c: &KeyCharge) -> Result<TransactWriteItem, StoreError> {
-    let mut update = Update::builder()
-        .table_name(table)
-        .key("key_hash", s(&c.key_hash))
-        .expression_attribute_values(":dflt", n(c.default_interval_us))
-        .expression_attribute_values(":now", n(c.now_us))
-        .expression_attribute_values(":active", s(ACTIVE))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    update = match c.busy_limit_us {
-        None => update
-            .update_expression(IDLE_UPDATE)
-            .condition_expression(IDLE_CONDITION),
-        Some(limit_us) => update
-            .update_expression(BUSY_UPDATE)
-            .condition_expression(BUSY_CONDITION)
-            .expression_attribute_values(":limit", n(limit_us)),
-    };
-    Ok(TransactWriteItem::builder()
-        .update(built(update.build())?)
-        .build())
-}
-
-/// The key as a refused condition returned it.
-pub fn refused_key(old: Option<&Item>) -> Result<Option<ApiKeyRecord>, StoreError> {
-    old.map(record).transpose()
-}
 
 impl ApiKeys for DynamoStore {
     async fn consume_idle(

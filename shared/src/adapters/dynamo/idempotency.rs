@@ -15,12 +15,11 @@ use std::time::Duration;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
-use super::api_keys::{charge_update, refused_key};
 use super::codec::{built, get_n, get_s, n, opt_n, opt_s, s, unavailable, Item};
 use super::tx::{transact, Cancelled};
 use super::DynamoStore;
 use crate::domain::idempotency::{IdempotencyRecord, RecordState, ResourceKind, ResourceRef};
-use crate::ports::{Begin, Claims, Completion, KeyCharge, Refusal, StoreError};
+use crate::ports::{Begin, Claims, Completion, Refusal, StoreError};
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
@@ -107,13 +106,11 @@ pub fn completion_update(table: &str, c: &Completion<'_>) -> Result<TransactWrit
 }
 
 impl DynamoStore {
-    /// Writes the claim (first), `resource` (the new resource's items) and, when given, the
-    /// API key's charge (last), in one transaction.
+    /// Writes the claim (first) and `resource` (the new resource's items) in one transaction.
     pub(crate) async fn begin_with_claim(
         &self,
         record: &IdempotencyRecord,
         resource: Vec<TransactWriteItem>,
-        charge: Option<&KeyCharge>,
         refuse: impl Fn(&Cancelled) -> Option<Refusal>,
     ) -> Result<Begin, StoreError> {
         let claim = built(
@@ -127,13 +124,6 @@ impl DynamoStore {
         )?;
         let mut items = vec![TransactWriteItem::builder().put(claim).build()];
         items.extend(resource);
-        let charge_at = match charge {
-            Some(c) => {
-                items.push(charge_update(&self.tables.api_keys, c)?);
-                Some(items.len() - 1)
-            }
-            None => None,
-        };
         let op = "TransactWriteItems claim";
         // The lease token is unique: it makes the SDK's own retries of this call idempotent.
         let mut cancelled = match transact(&self.client, items.clone(), record.lease_token(), op).await? {
@@ -153,9 +143,6 @@ impl DynamoStore {
                 Ok(()) => return Ok(Begin::Created),
                 Err(c) => c,
             };
-        }
-        if let Some(i) = charge_at.filter(|i| cancelled.condition_failed(*i)) {
-            return Ok(Begin::KeyRefused(refused_key(cancelled.old_item(i))?));
         }
         if cancelled.conflict() {
             return Ok(Begin::Contended);

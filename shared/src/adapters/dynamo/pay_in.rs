@@ -17,7 +17,7 @@ use crate::domain::ids::{AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId
 use crate::domain::pay_in::{CheckoutForm, OrderRefunds};
 use crate::domain::psp::{PaymentIntentId, PspSessionId};
 use crate::domain::{Checkout, Currency, Money, PaymentOrder, PaymentStatus};
-use crate::ports::{Begin, Checkouts, Completion, KeyCharge, StoreError};
+use crate::ports::{Begin, Checkouts, Completion, StoreError};
 
 /// BatchGetItem may leave keys unprocessed under load; retry them a bounded number of times.
 const BATCH_GET_ROUNDS_MAX: usize = 5;
@@ -205,13 +205,12 @@ impl Checkouts for DynamoStore {
         record: &IdempotencyRecord,
         checkout: &Checkout,
         orders: &[PaymentOrder],
-        charge: Option<&KeyCharge>,
     ) -> Result<Begin, StoreError> {
         let mut items = vec![put_if_absent(&self.tables.payments, checkout_item(checkout))?];
         for order in orders {
             items.push(put_if_absent(&self.tables.payments, payment_order_item(order))?);
         }
-        self.begin_with_claim(record, items, charge, |_| None).await
+        self.begin_with_claim(record, items, |_| None).await
     }
 
     async fn get_checkout(

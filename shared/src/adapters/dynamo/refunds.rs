@@ -28,9 +28,7 @@ use crate::domain::pay_in::{OrderRefunds, PaymentStatus};
 use crate::domain::psp::{PaymentIntentId, PspRefundId};
 use crate::domain::refunds::{FeePolicy, Refund, RefundReason, RefundRefusal, RefundStatus, Split};
 use crate::domain::time::format_time;
-use crate::ports::{
-    Applied, Begin, KeyCharge, Page, RefundReader, RefundWrite, Refunds, Refusal, StoreError,
-};
+use crate::ports::{Applied, Begin, Page, RefundReader, RefundWrite, Refunds, Refusal, StoreError};
 
 /// The sparse index from a parent (`PO#<id>`) to its children (`RF#<id>`), oldest first.
 pub const PARENT_INDEX: &str = "by_parent";
@@ -283,7 +281,6 @@ impl Refunds for DynamoStore {
         record: &IdempotencyRecord,
         refund: &Refund,
         outbox: &OutboxEvent,
-        charge: Option<&KeyCharge>,
     ) -> Result<Begin, StoreError> {
         let items = vec![
             put_if_absent(&self.tables.payments, refund_item(refund))?,
@@ -299,8 +296,7 @@ impl Refunds for DynamoStore {
             )?,
             put_if_absent(&self.tables.payments, outbox_item(outbox))?,
         ];
-        self.begin_with_claim(record, items, charge, |c| refusal(refund, c))
-            .await
+        self.begin_with_claim(record, items, |c| refusal(refund, c)).await
     }
 
     async fn get_refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {

@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 
 use crate::api::pay_in::{checkout_view, parse_checkout_request};
 use crate::api::ApiError;
-use crate::app::auth::{Authority, Outcome};
+use crate::app::auth::Authority;
 use crate::app::idempotent::{self, Claim, Command, Lease};
 use crate::app::Reply;
 use crate::domain::idempotency::{is_storable, ResourceKind, ResourceRef};
 use crate::domain::ids::CheckoutId;
 use crate::domain::pay_in::{Checkout, PaymentEvent, PaymentOrder, PaymentStatus, SessionRequest};
 use crate::domain::psp::PspError;
-use crate::ports::{Begin, Checkouts, Claims, Completion, KeyCharge, Psp, StoreError};
+use crate::ports::{Begin, Checkouts, Claims, Completion, Psp, StoreError};
 
 pub struct CreatePayment<'a> {
     /// The raw `Idempotency-Key` header's bytes, if any.
@@ -31,7 +31,7 @@ pub async fn create_payment<S: Checkouts + Claims, P: Psp>(
     psp: &P,
     authority: Authority,
     input: CreatePayment<'_>,
-) -> Outcome {
+) -> Result<Reply, ApiError> {
     let parsed = Claim::parse(
         input.idempotency_key,
         input.body,
@@ -40,10 +40,7 @@ pub async fn create_payment<S: Checkouts + Claims, P: Psp>(
         input.now.timestamp_millis(),
         input.deadline_ms,
     );
-    let (claim, request) = match parsed {
-        Ok(p) => p,
-        Err(e) => return authority.refuse(e),
-    };
+    let (claim, request) = parsed?;
     let opened = Checkout::open(&request, &authority.caller().account_id, input.now);
     let command = OpenCheckout {
         store,
@@ -73,15 +70,10 @@ impl<S: Checkouts + Claims, P: Psp> Command for OpenCheckout<'_, S, P> {
         &self,
         record: &crate::domain::idempotency::IdempotencyRecord,
         (checkout, orders): &Self::Resource,
-        charge: Option<&KeyCharge>,
     ) -> Result<Begin, StoreError> {
-        let begun = self
-            .store
-            .begin_checkout(record, checkout, orders, charge)
-            .await?;
+        let begun = self.store.begin_checkout(record, checkout, orders).await?;
         if begun == Begin::Created {
-            let key_checked_in_claim = charge.is_some();
-            tracing::info!(checkout_id = %checkout.id, orders = orders.len(), key_checked_in_claim, "checkout created");
+            tracing::info!(checkout_id = %checkout.id, orders = orders.len(), "checkout created");
         }
         Ok(begun)
     }
@@ -202,12 +194,7 @@ pub(crate) async fn create_checked<S: Checkouts + Claims, P: Psp>(
     caller: &crate::app::Caller,
     input: CreatePayment<'_>,
 ) -> Result<Reply, ApiError> {
-    match create_payment(store, psp, Authority::Checked(caller.clone()), input).await {
-        Outcome::Answered(answer) => answer,
-        Outcome::Authenticate | Outcome::KeyRefused(_) => {
-            panic!("a checked caller is never sent to authenticate")
-        }
-    }
+    create_payment(store, psp, Authority::Checked(caller.clone()), input).await
 }
 
 #[cfg(test)]
@@ -329,10 +316,7 @@ mod tests {
             now_ms,
             now_ms + 60_000,
         );
-        store
-            .begin_checkout(&live, &checkout, &orders, None)
-            .await
-            .unwrap();
+        store.begin_checkout(&live, &checkout, &orders).await.unwrap();
 
         let e = create_checked(&store, &psp, &c, input(Some("k"), BODY))
             .await
@@ -355,11 +339,11 @@ mod tests {
 }
 
 #[cfg(test)]
-mod in_claim_tests {
+mod known_key_tests {
     use super::*;
-    use crate::app::auth::hash_api_key;
+    use crate::app::auth::{authenticated_post, CallerCache};
     use crate::app::memory::{FakePsp, Memory};
-    use crate::app::Caller;
+    use crate::domain::rate_limit::RateLimit;
 
     const BODY: &[u8] =
         br#"{"buyer_id":"b1","seller_id":"s1","amount":"10.00","currency":"USD","order_id":"o1"}"#;
@@ -375,57 +359,35 @@ mod in_claim_tests {
         }
     }
 
+    /// A key this instance knows is checked while the command reads; a key that fails the
+    /// check gets its 401 or 429 and nothing is written, nor sent to the PSP.
     #[tokio::test]
-    async fn a_known_key_is_checked_and_counted_inside_the_claim() {
+    async fn a_known_key_that_fails_its_check_writes_nothing() {
         let (store, psp) = (Memory::default(), FakePsp::default());
-        let account_id = store.add_key("raw-key-1", None);
-        let caller = Caller {
-            account_id,
-            key_id: store.key("raw-key-1").unwrap().key_id,
-        };
-        let in_claim = |now_us: i64| Authority::InClaim {
-            caller: caller.clone(),
-            charge: KeyCharge {
-                key_hash: hash_api_key("raw-key-1"),
+        store.add_key("raw-key-1", Some(RateLimit::new(1, 1).unwrap()));
+        let callers = CallerCache::default();
+        let post = |now_us: i64, key: &'static str| {
+            let (store, psp, callers) = (&store, &psp, &callers);
+            authenticated_post(
+                store,
+                callers,
+                Some(b"Bearer raw-key-1".as_slice()),
+                RateLimit::new(50, 100).unwrap(),
                 now_us,
-                default_interval_us: 20_000,
-                busy_limit_us: None,
-            },
+                move |authority| create_payment(store, psp, authority, input(key, BODY)),
+            )
         };
-        let Outcome::Answered(Ok(r)) = create_payment(&store, &psp, in_claim(1_000), input("k", BODY)).await
-        else {
-            panic!("created in the claim")
-        };
-        assert_eq!((r.status, r.replayed), (201, false));
-        assert_eq!(
-            store.key("raw-key-1").unwrap().tat_us,
-            Some(21_000),
-            "counted once"
-        );
-        // Busy (within its interval) charged as if idle: refused, with the key as it is, so
-        // it can be charged again within its burst.
-        let outcome = create_payment(&store, &psp, in_claim(10_000), input("k2", BODY)).await;
-        assert!(
-            matches!(&outcome, Outcome::KeyRefused(Some(k)) if k.tat_us == Some(21_000)),
-            "{outcome:?}"
-        );
-        // A replay and a bad body: nothing is written and the request is authenticated the
-        // ordinary way first.
-        for (now_us, key, body) in [(50_000, "k", BODY), (90_000, "k3", b"{".as_slice())] {
-            let outcome = create_payment(&store, &psp, in_claim(now_us), input(key, body)).await;
-            assert!(
-                matches!(outcome, Outcome::Authenticate),
-                "{now_us} {key}: {outcome:?}"
-            );
-        }
+        assert_eq!(post(1_000_000, "k1").await.unwrap().status, 201);
+        // Known now; within the same second the limit (one a second) refuses it.
+        let e = post(1_000_001, "k2").await.unwrap_err();
+        assert_eq!(e.status, 429);
+        // Known, and checked alongside: counted and created.
+        assert_eq!(post(2_000_001, "k3").await.unwrap().status, 201);
+        assert_eq!(store.key("raw-key-1").unwrap().tat_us, Some(3_000_001));
         store.revoke_key("raw-key-1");
-        let outcome = create_payment(&store, &psp, in_claim(900_000), input("k4", BODY)).await;
-        assert!(
-            matches!(&outcome, Outcome::KeyRefused(Some(k)) if !k.active),
-            "{outcome:?}"
-        );
-        assert_eq!(store.checkout_count(), 1);
-        assert_eq!(psp.calls.lock().unwrap().len(), 1);
+        assert_eq!(post(9_000_000, "k4").await.unwrap_err().status, 401);
+        assert_eq!(store.checkout_count(), 2);
+        assert_eq!(psp.calls.lock().unwrap().len(), 2);
     }
 }
 

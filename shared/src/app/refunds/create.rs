@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 
 use crate::api::refunds::{parse_refund_request, refund_view};
 use crate::api::ApiError;
-use crate::app::auth::{Authority, Outcome};
+use crate::app::auth::Authority;
 use crate::app::idempotent::{self, Claim, Command, Lease};
 use crate::app::Reply;
 use crate::domain::idempotency::{IdempotencyRecord, ResourceKind, ResourceRef};
@@ -18,7 +18,7 @@ use crate::domain::money::Money;
 use crate::domain::outbox::OutboxEvent;
 use crate::domain::pay_in::PaymentOrder;
 use crate::domain::refunds::{FeePolicy, Refund, RefundRefusal, Refundable};
-use crate::ports::{Begin, Checkouts, Claims, KeyCharge, Refunds, Refusal, StoreError};
+use crate::ports::{Begin, Checkouts, Claims, Refunds, Refusal, StoreError};
 
 pub struct CreateRefund<'a> {
     /// The raw `Idempotency-Key` header's bytes, if any.
@@ -40,7 +40,7 @@ pub async fn create_refund<S: Refunds + Checkouts + Claims>(
     store: &S,
     authority: Authority,
     input: CreateRefund<'_>,
-) -> Outcome {
+) -> Result<Reply, ApiError> {
     let parsed = Claim::parse(
         input.idempotency_key,
         input.body,
@@ -49,19 +49,10 @@ pub async fn create_refund<S: Refunds + Checkouts + Claims>(
         input.now.timestamp_millis(),
         input.deadline_ms,
     );
-    let (claim, request) = match parsed {
-        Ok(p) => p,
-        Err(e) => return authority.refuse(e),
-    };
+    let (claim, request) = parsed?;
     // The order: unknown and another account's are the same 404.
-    let order = match load_order(store, &request.payment_order_id, &authority).await {
-        Ok(order) => order,
-        Err(e) => return authority.refuse(e),
-    };
-    let target = match refundable(store, &order, input.fee_rate).await {
-        Ok(t) => t,
-        Err(e) => return authority.refuse(e),
-    };
+    let order = load_order(store, &request.payment_order_id, &authority).await?;
+    let target = refundable(store, &order, input.fee_rate).await?;
     let refund = match Refund::open(RefundId::generate(), &target, &request, input.policy, input.now) {
         Ok(r) => r,
         // Nothing left, as read: if this is a retry of a request that took it all, its answer
@@ -69,7 +60,7 @@ pub async fn create_refund<S: Refunds + Checkouts + Claims>(
         Err(refusal @ RefundRefusal::NothingLeft { .. }) => {
             return answer_or_refuse(store, &authority, claim, refusal).await
         }
-        Err(refusal) => return authority.refuse(Refusal::from(refusal).into()),
+        Err(refusal) => return Err(Refusal::from(refusal).into()),
     };
     if let Err(why) = (input.psp_carries)(refund.amount) {
         let e = ApiError::invalid_param(
@@ -77,7 +68,7 @@ pub async fn create_refund<S: Refunds + Checkouts + Claims>(
             "amount_not_supported",
             format!("amount {} {}: {why}", refund.amount, refund.amount.currency()),
         );
-        return authority.refuse(e);
+        return Err(e);
     }
     let command = OpenRefund {
         store,
@@ -146,21 +137,19 @@ async fn answer_or_refuse<S: Claims>(
     authority: &Authority,
     claim: Claim,
     refusal: RefundRefusal,
-) -> Outcome {
+) -> Result<Reply, ApiError> {
     let record_id = claim.key.record_id(&authority.caller().key_id);
     match store.get_record(&record_id).await {
         Ok(Some(existing)) => match existing.decide(&claim.request_hash, claim.now_ms) {
             crate::domain::idempotency::Decision::Replay { status, body } => {
-                Outcome::Answered(Ok(Reply::stored(status, body, true)))
+                Ok(Reply::stored(status, body, true))
             }
-            crate::domain::idempotency::Decision::Mismatch => {
-                Outcome::Answered(Err(ApiError::idempotency_mismatch()))
-            }
+            crate::domain::idempotency::Decision::Mismatch => Err(ApiError::idempotency_mismatch()),
             // Refund records are written completed; anything else is still being answered.
-            _ => Outcome::Answered(Err(ApiError::conflict_in_flight())),
+            _ => Err(ApiError::conflict_in_flight()),
         },
-        Ok(None) => authority.refuse(Refusal::from(refusal).into()),
-        Err(e) => authority.refuse(e.into()),
+        Ok(None) => Err(Refusal::from(refusal).into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -181,14 +170,9 @@ impl<S: Refunds + Claims> Command for OpenRefund<'_, S> {
         Some(Reply::json(201, &refund_view(refund)))
     }
 
-    async fn begin(
-        &self,
-        record: &IdempotencyRecord,
-        refund: &Refund,
-        charge: Option<&KeyCharge>,
-    ) -> Result<Begin, StoreError> {
+    async fn begin(&self, record: &IdempotencyRecord, refund: &Refund) -> Result<Begin, StoreError> {
         let outbox = OutboxEvent::refund(refund, None, "request", self.now);
-        let begun = self.store.begin_refund(record, refund, &outbox, charge).await?;
+        let begun = self.store.begin_refund(record, refund, &outbox).await?;
         if begun == Begin::Created {
             tracing::info!(refund_id = %refund.id, payment_order_id = %refund.payment_order_id, amount = %refund.amount, "refund created");
         }

@@ -74,20 +74,21 @@ impl<S: Refunds, P: RefundPsp> Consumer for RefundExecutor<S, P> {
                 return Err(Failure::Retryable(format!("PSP unavailable: {why}")))
             }
         };
-        match settle(&self.store, &refund.id, &word, None, Utc::now()).await? {
+        let id = refund.id.clone();
+        match settle(&self.store, refund, &word, None, Utc::now()).await? {
             Settled::Moved(_) => Ok(Written::Written),
             Settled::Unchanged(RefundStatus::Pending) => {
-                tracing::info!(refund_id = %refund.id, "refund pending at the PSP; its webhook finishes it");
+                tracing::info!(refund_id = %id, "refund pending at the PSP; its webhook finishes it");
                 Ok(Written::Written)
             }
             Settled::Unchanged(_) | Settled::Duplicate => Ok(Written::AlreadyApplied),
             Settled::Illegal(illegal) => {
                 // The PSP's answer contradicts what a webhook already moved it to: nothing
                 // moves; reconciliation compares with the PSP's settlement file.
-                tracing::error!(refund_id = %refund.id, error = %illegal, "PSP answer contradicts the refund's state");
+                tracing::error!(refund_id = %id, error = %illegal, "PSP answer contradicts the refund's state");
                 Ok(Written::AlreadyApplied)
             }
-            Settled::Unknown => Err(Failure::Poison(format!("unknown refund {}", refund.id))),
+            Settled::Unknown => Err(Failure::Poison(format!("unknown refund {id}"))),
         }
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::RefundId;
 use crate::domain::outbox::OutboxEvent;
 use crate::domain::psp::PspRefundId;
 use crate::domain::refunds::{
@@ -44,18 +43,25 @@ pub enum Settled {
     Unknown,
 }
 
-/// Applies `word` to refund `id`. `psp_event_id`: the webhook's event (its marker is written
-/// with the move), or `None` for the executor's own answer.
+/// Applies `word` to `read`, the refund as the caller just read it (consistently); a move that
+/// meets another writer reads it again. `psp_event_id`: the webhook's event (its marker is
+/// written with the move), or `None` for the executor's own answer.
 pub async fn settle<S: Refunds>(
     store: &S,
-    id: &RefundId,
+    read: Refund,
     word: &PspWord,
     psp_event_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Settled, StoreError> {
+    let id = &read.id.clone();
+    let mut fresh = Some(read);
     for attempt in 0..MOVE_ATTEMPTS {
-        let Some(mut refund) = store.get_refund(id).await? else {
-            return Ok(Settled::Unknown);
+        let mut refund = match fresh.take() {
+            Some(r) => r,
+            None => match store.get_refund(id).await? {
+                Some(r) => r,
+                None => return Ok(Settled::Unknown),
+            },
         };
         let noted = note(&mut refund, word);
         let Some(event) = word.event else {

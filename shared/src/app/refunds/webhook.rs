@@ -85,12 +85,13 @@ async fn apply_one<S: Refunds + Webhooks>(
             (r, message)
         }),
     };
-    Ok(match settle(store, &refund.id, &word, Some(marker), now).await? {
+    let (id, checkout_id) = (refund.id.clone(), refund.checkout_id.clone());
+    Ok(match settle(store, refund, &word, Some(marker), now).await? {
         Settled::Moved(_) => "applied",
         Settled::Duplicate => "duplicate",
         Settled::Unchanged(_) if !single => "unchanged",
         Settled::Unchanged(status) => {
-            let note = format!("refund {} {status}: nothing to move", refund.id);
+            let note = format!("refund {id} {status}: nothing to move");
             if store.mark_event(marker, &note).await? {
                 "unchanged"
             } else {
@@ -98,20 +99,20 @@ async fn apply_one<S: Refunds + Webhooks>(
             }
         }
         Settled::Illegal(illegal) => {
-            let detail = format!("{illegal} (refund {}, PSP refund {})", refund.id, n.refund.id);
+            let detail = format!("{illegal} (refund {id}, PSP refund {})", n.refund.id);
             anomaly(
                 store,
                 marker,
                 "illegal_transition",
                 detail,
-                Some(&refund.checkout_id),
+                Some(&checkout_id),
                 now,
             )
             .await?;
             "illegal_transition"
         }
         Settled::Unknown => {
-            let detail = format!("refund {} vanished", refund.id);
+            let detail = format!("refund {id} vanished");
             anomaly(store, marker, "unknown_refund", detail, None, now).await?;
             "unknown_refund"
         }

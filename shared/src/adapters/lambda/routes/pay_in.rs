@@ -27,9 +27,7 @@ pub async fn handle_create_payment(env: &PaymentsEnv, req: Request) -> Response<
             env.api.rate_limit,
             now_us(),
             |authority| async move {
-                if let Err(e) = check_json_content_type(req) {
-                    return authority.refuse(e);
-                }
+                check_json_content_type(req)?;
                 create_payment(
                     &env.api.store,
                     &env.psp,

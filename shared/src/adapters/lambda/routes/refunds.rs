@@ -23,9 +23,7 @@ pub async fn handle_create_refund(env: &RefundsEnv, req: Request) -> Response<Bo
             env.api.rate_limit,
             now_us(),
             |authority| async move {
-                if let Err(e) = check_json_content_type(req) {
-                    return authority.refuse(e);
-                }
+                check_json_content_type(req)?;
                 create_refund(
                     &env.api.store,
                     authority,
