@@ -34,23 +34,21 @@ pub async fn apply_refund_notices<S: Refunds + Webhooks>(
         } else {
             format!("{}:{}", event.as_str(), n.refund.id)
         };
-        outcome = apply_one(store, &marker, n, single, now).await?;
-    }
-    if !single {
-        store.mark_event(event.as_str(), "charge refunds applied").await?;
+        outcome = apply_one(store, &marker, n, now).await?;
     }
     Ok(ack(if single { outcome } else { "applied" }))
 }
 
-/// `single`: the event describes this refund alone, so its marker is the event's. A refund
-/// listed in a `charge.refunded` (which lists every refund of the charge, so a charge refunded
-/// in many parts is listed again and again) is marked only when it moves or is an anomaly:
-/// one that is already where the PSP says costs a read, not a write.
+/// `marker`: the event's (it describes this refund alone) or the event's and the refund's (a
+/// `charge.refunded` lists every refund of the charge, so a charge refunded in many parts is
+/// listed again and again). It is written only with a move or an anomaly: a refund already
+/// where the PSP says costs a read, not a write (the executor has usually moved it before the
+/// PSP's `refund.created` and `charge.refunded` arrive), and a redelivery of such an event is
+/// the same read again.
 async fn apply_one<S: Refunds + Webhooks>(
     store: &S,
     marker: &str,
     n: &PspRefundNotice,
-    single: bool,
     now: DateTime<Utc>,
 ) -> Result<&'static str, ApiError> {
     let Some(refund) = find(store, n).await? else {
@@ -89,15 +87,7 @@ async fn apply_one<S: Refunds + Webhooks>(
     Ok(match settle(store, refund, &word, Some(marker), now).await? {
         Settled::Moved(_) => "applied",
         Settled::Duplicate => "duplicate",
-        Settled::Unchanged(_) if !single => "unchanged",
-        Settled::Unchanged(status) => {
-            let note = format!("refund {id} {status}: nothing to move");
-            if store.mark_event(marker, &note).await? {
-                "unchanged"
-            } else {
-                "duplicate"
-            }
-        }
+        Settled::Unchanged(_) => "unchanged",
         Settled::Illegal(illegal) => {
             let detail = format!("{illegal} (refund {id}, PSP refund {})", n.refund.id);
             anomaly(
