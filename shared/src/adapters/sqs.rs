@@ -25,6 +25,7 @@ pub struct SqsPublisher {
     pub ledger_queue_url: String,
     pub wallet_queue_url: String,
     pub refund_queue_url: String,
+    pub payout_queue_url: String,
 }
 
 impl SqsPublisher {
@@ -33,6 +34,7 @@ impl SqsPublisher {
             Destination::Ledger => &self.ledger_queue_url,
             Destination::Wallet => &self.wallet_queue_url,
             Destination::Refund => &self.refund_queue_url,
+            Destination::Payout => &self.payout_queue_url,
         }
     }
 }

@@ -53,6 +53,7 @@ pub fn transaction_view(tx: &LedgerTransaction) -> Value {
         "event_id": tx.event_id,
         "payment_order_id": tx.payment_order_id,
         "refund_id": tx.refund_id,
+        "payout_id": tx.payout_id,
         "created_at": tx.created_at,
         "entries": tx.entries.iter().map(|e| json!({
             "account": e.account.to_string(),

@@ -30,6 +30,17 @@ pub fn destinations(body: &OutboxBody) -> &'static [Destination] {
         }
         // Nothing moved: only the hold is released.
         OutboxBody::RefundFailed(_) => &[Destination::Wallet],
+        // The executor sends it.
+        OutboxBody::PayoutRequested(_) => &[Destination::Payout],
+        // Nothing was sent: only the hold is released.
+        OutboxBody::PayoutCanceled(_) | OutboxBody::PayoutFailed(_) => &[Destination::Wallet],
+        // The transfer posts, and the hold becomes a debit of the balance.
+        OutboxBody::PayoutSent(_) => &[Destination::Ledger, Destination::Wallet],
+        // The bank has it: nothing moves on our books.
+        OutboxBody::PayoutPaid(_) => &[],
+        // The executor reverses the transfer; its reversal posts and the money is available
+        // again.
+        OutboxBody::PayoutReturned(_) => &[Destination::Payout, Destination::Ledger, Destination::Wallet],
     }
 }
 

@@ -115,6 +115,10 @@ minted_id!(
     RefundId, "rf_", "refund"
 );
 minted_id!(
+    /// One payout of a seller's balance to their bank; the PSP's idempotency keys derive from it.
+    PayoutId, "pout_", "payout"
+);
+minted_id!(
     /// An API key's public id (the key itself is never stored).
     ApiKeyId, "key_", "API key"
 );

@@ -257,7 +257,13 @@ impl Checker {
             | OutboxBody::RefundRequested(_)
             | OutboxBody::RefundSucceeded(_)
             | OutboxBody::RefundFailed(_)
-            | OutboxBody::RefundReversed(_) => {}
+            | OutboxBody::RefundReversed(_)
+            | OutboxBody::PayoutRequested(_)
+            | OutboxBody::PayoutCanceled(_)
+            | OutboxBody::PayoutFailed(_)
+            | OutboxBody::PayoutSent(_)
+            | OutboxBody::PayoutPaid(_)
+            | OutboxBody::PayoutReturned(_) => {}
         }
     }
 

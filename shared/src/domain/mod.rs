@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod money;
 pub mod outbox;
 pub mod pay_in;
+pub mod payouts;
 pub mod psp;
 pub mod rate_limit;
 pub mod refunds;

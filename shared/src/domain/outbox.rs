@@ -10,9 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::currency::Currency;
-use super::ids::{AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId, RefundId, SellerId, SubOrderId};
+use super::ids::{
+    AccountId, BuyerId, CheckoutId, OrderId, PaymentOrderId, PayoutId, RefundId, SellerId, SubOrderId,
+};
 use super::pay_in::{Checkout, PaymentOrder, PaymentStatus};
-use super::psp::{PaymentIntentId, PspSessionId};
+use super::payouts::{Payout, PayoutMove, PayoutStatus};
+use super::psp::{PaymentIntentId, PspAccountId, PspSessionId, PspTransferId};
 use super::refunds::{Refund, RefundMove};
 use super::time::format_time;
 
@@ -53,6 +56,20 @@ pub enum OutboxBody {
     /// It failed after it had succeeded: the correcting transaction posts and the seller's
     /// part comes back.
     RefundReversed(RefundNotice),
+    /// A payout was created (`PENDING`, its amount held): the payout executor sends it.
+    PayoutRequested(PayoutNotice),
+    /// Canceled before it was sent: the hold returns to available.
+    PayoutCanceled(PayoutNotice),
+    /// The PSP refused it before anything was sent: the hold returns to available.
+    PayoutFailed(PayoutNotice),
+    /// The transfer to the seller's connected account is made and its payout created
+    /// (`IN_TRANSIT`): the transfer posts, and the hold becomes a debit of the balance.
+    PayoutSent(PayoutNotice),
+    /// The seller's bank has it (`PAID`): nothing moves on our books.
+    PayoutPaid(PayoutNotice),
+    /// It failed after it was sent (`IN_TRANSIT` or `PAID` → `FAILED`): the executor reverses
+    /// the transfer, the reversal posts, and the money is the seller's available again.
+    PayoutReturned(PayoutNotice),
 }
 
 impl OutboxBody {
@@ -65,6 +82,12 @@ impl OutboxBody {
             OutboxBody::RefundSucceeded(_) => "REFUND_SUCCEEDED",
             OutboxBody::RefundFailed(_) => "REFUND_FAILED",
             OutboxBody::RefundReversed(_) => "REFUND_REVERSED",
+            OutboxBody::PayoutRequested(_) => "PAYOUT_REQUESTED",
+            OutboxBody::PayoutCanceled(_) => "PAYOUT_CANCELED",
+            OutboxBody::PayoutFailed(_) => "PAYOUT_FAILED",
+            OutboxBody::PayoutSent(_) => "PAYOUT_SENT",
+            OutboxBody::PayoutPaid(_) => "PAYOUT_PAID",
+            OutboxBody::PayoutReturned(_) => "PAYOUT_RETURNED",
         }
     }
 }
@@ -98,6 +121,37 @@ pub struct OutboxOrder {
     /// fees were fixed there: the consumers' configured rate applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fee_minor: Option<i64>,
+}
+
+/// A payout as its consumers need it: exact minor units, where it goes, and what the PSP made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutNotice {
+    pub payout_id: PayoutId,
+    pub seller_id: SellerId,
+    pub amount_minor: i64,
+    /// The same amount as a decimal string, for people reading queues and DLQs.
+    pub amount: String,
+    pub currency: Currency,
+    pub automatic: bool,
+    /// The seller's connected account.
+    pub destination: PspAccountId,
+    pub psp_transfer: Option<PspTransferId>,
+}
+
+impl PayoutNotice {
+    pub fn of(payout: &Payout) -> Self {
+        PayoutNotice {
+            payout_id: payout.id.clone(),
+            seller_id: payout.seller_id.clone(),
+            amount_minor: payout.amount.minor(),
+            amount: payout.amount.to_string(),
+            currency: payout.amount.currency(),
+            automatic: payout.automatic,
+            destination: payout.destination.clone(),
+            psp_transfer: payout.psp_transfer.clone(),
+        }
+    }
 }
 
 /// A refund as its consumers need it: exact minor units, and its split once it succeeded.
@@ -199,6 +253,32 @@ impl OutboxEvent {
             header: OutboxHeader {
                 event_id: format!("obx_{}_{suffix}", refund.id),
                 account_id: refund.account_id.clone(),
+                occurred_at: format_time(now),
+                cause: cause.to_owned(),
+            },
+            body,
+        }
+    }
+
+    /// The event a payout's move announces: `PAYOUT_REQUESTED` when it was created, then one
+    /// per transition, its id derived from the payout and the status it reached (each is
+    /// reached at most once).
+    pub fn payout(payout: &Payout, moved: Option<PayoutMove>, cause: &str, now: DateTime<Utc>) -> Self {
+        let notice = PayoutNotice::of(payout);
+        let (suffix, body) = match (moved, payout.status) {
+            (None, _) => ("requested", OutboxBody::PayoutRequested(notice)),
+            (Some(PayoutMove::Released), PayoutStatus::Canceled) => {
+                ("canceled", OutboxBody::PayoutCanceled(notice))
+            }
+            (Some(PayoutMove::Released), _) => ("failed", OutboxBody::PayoutFailed(notice)),
+            (Some(PayoutMove::Transferred), _) => ("sent", OutboxBody::PayoutSent(notice)),
+            (Some(PayoutMove::Paid), _) => ("paid", OutboxBody::PayoutPaid(notice)),
+            (Some(PayoutMove::Returned), _) => ("returned", OutboxBody::PayoutReturned(notice)),
+        };
+        OutboxEvent {
+            header: OutboxHeader {
+                event_id: format!("obx_{}_{suffix}", payout.id),
+                account_id: payout.account_id.clone(),
                 occurred_at: format_time(now),
                 cause: cause.to_owned(),
             },

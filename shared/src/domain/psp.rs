@@ -71,6 +71,10 @@ psp_id!(
     /// A payout from a connected account to its bank (`po_…`).
     PspPayoutId, "po_", "payout"
 );
+psp_id!(
+    /// A seller's connected account (`acct_…`): their balance at the PSP, and their bank.
+    PspAccountId, "acct_", "connected account"
+);
 
 /// Any PSP object we keep a record of: the key of the `psp_ref` index, which leads from a
 /// PSP id back to our entity.

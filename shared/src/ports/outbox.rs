@@ -10,10 +10,17 @@ pub enum Destination {
     Wallet,
     /// The refund executor's queue.
     Refund,
+    /// The payout executor's queue.
+    Payout,
 }
 
 impl Destination {
-    pub const ALL: [Destination; 3] = [Destination::Ledger, Destination::Wallet, Destination::Refund];
+    pub const ALL: [Destination; 4] = [
+        Destination::Ledger,
+        Destination::Wallet,
+        Destination::Refund,
+        Destination::Payout,
+    ];
 }
 
 /// One event as published: its body verbatim, and the attributes consumers and operators

@@ -21,7 +21,7 @@ use super::codec::{built, from_item, get_n, get_s, n, opt_n, opt_s, s, unavailab
 use super::cursor::Cursors;
 use super::tx::{put_if_absent, transact};
 use crate::domain::currency::Currency;
-use crate::domain::ids::{AccountId, PaymentOrderId, RefundId, SellerId};
+use crate::domain::ids::{AccountId, PaymentOrderId, PayoutId, RefundId, SellerId};
 use crate::domain::ledger::balances::{deltas, shard_count, sum_shards, Totals};
 use crate::domain::ledger::{Direction, Entry, LedgerAccount, LedgerTransaction, WalletFigures};
 use crate::domain::money::Money;
@@ -90,8 +90,12 @@ pub fn transaction_from(item: &Item) -> Result<LedgerTransaction, StoreError> {
     )
     .map_err(|e| StoreError::Corrupt(e.to_string()))
     .and_then(|tx| {
-        Ok(match opt_s(item, "refund_id")? {
+        let tx = match opt_s(item, "refund_id")? {
             Some(id) => tx.for_refund(RefundId::parse(id).map_err(corrupt)?),
+            None => tx,
+        };
+        Ok(match opt_s(item, "payout_id")? {
+            Some(id) => tx.for_payout(PayoutId::parse(id).map_err(corrupt)?),
             None => tx,
         })
     })
@@ -132,6 +136,9 @@ pub fn ledger_items(tx: &LedgerTransaction) -> Vec<Item> {
     }
     if let Some(rf) = &tx.refund_id {
         header.insert("refund_id".into(), s(rf.as_str()));
+    }
+    if let Some(p) = &tx.payout_id {
+        header.insert("payout_id".into(), s(p.as_str()));
     }
     let mut items = vec![header];
     for (i, e) in tx.entries.iter().enumerate() {
@@ -383,5 +390,45 @@ impl LedgerReader for LedgerReads {
             data,
             next_cursor: self.cursors.seal(&scope, out.last_evaluated_key.as_ref()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::currency::Currency;
+
+    #[test]
+    fn a_transaction_header_reads_back_with_its_refund_or_payout() {
+        let usd = Currency::parse("USD").unwrap();
+        let entries = vec![
+            Entry {
+                account: LedgerAccount::SellerPayable(SellerId::parse("s1").unwrap()),
+                direction: Direction::Debit,
+                amount: Money::from_minor(500, usd),
+            },
+            Entry {
+                account: LedgerAccount::PspReceivable,
+                direction: Direction::Credit,
+                amount: Money::from_minor(500, usd),
+            },
+        ];
+        let base = LedgerTransaction::new(
+            "ltx_1".into(),
+            "obx_1".into(),
+            AccountId::parse("acct_a").unwrap(),
+            None,
+            "2026-12-01T00:00:00.000Z".into(),
+            entries,
+        )
+        .unwrap();
+        for tx in [
+            base.clone(),
+            base.clone().for_refund(RefundId::generate()),
+            base.clone().for_payout(PayoutId::generate()),
+        ] {
+            let header = &ledger_items(&tx)[0];
+            assert_eq!(transaction_from(header).unwrap(), tx);
+        }
     }
 }

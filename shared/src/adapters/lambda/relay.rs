@@ -24,6 +24,7 @@ impl FromEnv for RelayEnv {
                 ledger_queue_url: var("LEDGER_QUEUE_URL")?,
                 wallet_queue_url: var("WALLET_QUEUE_URL")?,
                 refund_queue_url: var("REFUND_QUEUE_URL")?,
+                payout_queue_url: var("PAYOUT_QUEUE_URL")?,
             },
         })
     }

@@ -25,7 +25,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::ids::{AccountId, PaymentOrderId, RefundId, SellerId};
+use super::ids::{AccountId, PaymentOrderId, PayoutId, RefundId, SellerId};
 use super::money::{Money, MoneyError};
 
 pub use postings::{platform_fee, postings, wallet_changes, WalletChange, WalletFigures};
@@ -156,6 +156,8 @@ pub struct LedgerTransaction {
     pub payment_order_id: Option<PaymentOrderId>,
     /// The refund it books, for a refund's reversal or its correction.
     pub refund_id: Option<RefundId>,
+    /// The payout it books, for a payout's transfer or its return.
+    pub payout_id: Option<PayoutId>,
     pub created_at: String,
     pub entries: Vec<Entry>,
 }
@@ -175,6 +177,7 @@ impl LedgerTransaction {
             account_id,
             payment_order_id,
             refund_id: None,
+            payout_id: None,
             created_at,
             entries,
         };
@@ -185,6 +188,11 @@ impl LedgerTransaction {
     /// The same transaction, booking `refund`.
     pub fn for_refund(mut self, refund: RefundId) -> Self {
         self.refund_id = Some(refund);
+        self
+    }
+
+    pub fn for_payout(mut self, payout: PayoutId) -> Self {
+        self.payout_id = Some(payout);
         self
     }
 

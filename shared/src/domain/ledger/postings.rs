@@ -9,7 +9,9 @@ use super::{Direction, Entry, LedgerAccount, LedgerTransaction, PostingError};
 use crate::domain::currency::Currency;
 use crate::domain::ids::SellerId;
 use crate::domain::money::Money;
-use crate::domain::outbox::{OutboxBody, OutboxEvent, OutboxHeader, RefundNotice, SettledPayment};
+use crate::domain::outbox::{
+    OutboxBody, OutboxEvent, OutboxHeader, PayoutNotice, RefundNotice, SettledPayment,
+};
 
 /// The platform fee on one payment order: `rate` of the amount, half-even to the minor unit.
 pub fn platform_fee(amount: Money, rate: Decimal) -> Result<Money, PostingError> {
@@ -21,16 +23,23 @@ pub fn platform_fee(amount: Money, rate: Decimal) -> Result<Money, PostingError>
 
 /// Posting rules: one balanced transaction per payment order of a succeeded payment; one per
 /// succeeded refund (its reversal) and one per refund that failed after it succeeded (the
-/// correction); nothing for the rest, where no money moved.
+/// correction); one per payout sent (its transfer) and one per payout that failed after it
+/// was sent (the transfer's reversal); nothing for the rest, where no money moved.
 pub fn postings(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<LedgerTransaction>, PostingError> {
     match &event.body {
         OutboxBody::PaymentSucceeded(payment) => payment_postings(&event.header, payment, fee_rate),
         OutboxBody::RefundSucceeded(refund) => Ok(vec![refund_posting(&event.header, refund, false)?]),
         OutboxBody::RefundReversed(refund) => Ok(vec![refund_posting(&event.header, refund, true)?]),
-        // Nothing was charged or refunded: nothing to book.
-        OutboxBody::PaymentFailed(_) | OutboxBody::RefundRequested(_) | OutboxBody::RefundFailed(_) => {
-            Ok(Vec::new())
-        }
+        OutboxBody::PayoutSent(payout) => Ok(vec![payout_posting(&event.header, payout, false)?]),
+        OutboxBody::PayoutReturned(payout) => Ok(vec![payout_posting(&event.header, payout, true)?]),
+        // Nothing was charged, refunded or sent: nothing to book.
+        OutboxBody::PaymentFailed(_)
+        | OutboxBody::RefundRequested(_)
+        | OutboxBody::RefundFailed(_)
+        | OutboxBody::PayoutRequested(_)
+        | OutboxBody::PayoutCanceled(_)
+        | OutboxBody::PayoutFailed(_)
+        | OutboxBody::PayoutPaid(_) => Ok(Vec::new()),
     }
 }
 
@@ -96,6 +105,46 @@ fn refund_posting(
         entries,
     )?
     .for_refund(r.refund_id.clone()))
+}
+
+/// A payout of A sent (its transfer made): we owe the seller A less (`seller_payable` debited)
+/// and our balance at the PSP is A less (`psp_receivable` credited). Its return (the payout
+/// failed and the transfer was reversed) is the mirror image. Ids derive from the payout:
+/// `ltx_<payout_id>_transfer` and `ltx_<payout_id>_returned`.
+fn payout_posting(
+    header: &OutboxHeader,
+    p: &PayoutNotice,
+    returned: bool,
+) -> Result<LedgerTransaction, PostingError> {
+    let amount = Money::from_minor(p.amount_minor, p.currency);
+    amount.check_charge()?;
+    let (seller, psp) = if returned {
+        (Direction::Credit, Direction::Debit)
+    } else {
+        (Direction::Debit, Direction::Credit)
+    };
+    let entries = vec![
+        Entry {
+            account: LedgerAccount::SellerPayable(p.seller_id.clone()),
+            direction: seller,
+            amount,
+        },
+        Entry {
+            account: LedgerAccount::PspReceivable,
+            direction: psp,
+            amount,
+        },
+    ];
+    let suffix = if returned { "returned" } else { "transfer" };
+    Ok(LedgerTransaction::new(
+        format!("ltx_{}_{suffix}", p.payout_id),
+        header.event_id.clone(),
+        header.account_id.clone(),
+        None,
+        header.occurred_at.clone(),
+        entries,
+    )?
+    .for_payout(p.payout_id.clone()))
 }
 
 fn payment_postings(
@@ -180,7 +229,8 @@ impl WalletFigures {
 
 /// What the wallet consumer applies for an event. The balance moves are derived from the
 /// ledger's own postings (every `seller_payable` entry), so wallets equal `seller_payable` by
-/// construction for every kind of event; the held moves release what creating a refund held.
+/// construction for every kind of event; the held moves release what creating a refund or a
+/// payout held.
 pub fn wallet_changes(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<WalletChange>, PostingError> {
     let mut changes: BTreeMap<(SellerId, Currency), (i64, i64)> = BTreeMap::new();
     let overflow = || PostingError::Invalid("wallet change overflows".into());
@@ -197,21 +247,30 @@ pub fn wallet_changes(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<Wall
         }
     }
     let released = match &event.body {
-        OutboxBody::RefundSucceeded(r) | OutboxBody::RefundFailed(r) => Some(r),
+        OutboxBody::RefundSucceeded(r) | OutboxBody::RefundFailed(r) => Some((
+            &r.seller_id,
+            r.currency,
+            r.seller_held_minor,
+            r.refund_id.as_str(),
+        )),
+        // The whole amount was held when the payout was created.
+        OutboxBody::PayoutCanceled(p) | OutboxBody::PayoutFailed(p) | OutboxBody::PayoutSent(p) => {
+            Some((&p.seller_id, p.currency, p.amount_minor, p.payout_id.as_str()))
+        }
         OutboxBody::PaymentSucceeded(_)
         | OutboxBody::PaymentFailed(_)
         | OutboxBody::RefundRequested(_)
-        | OutboxBody::RefundReversed(_) => None,
+        | OutboxBody::RefundReversed(_)
+        | OutboxBody::PayoutRequested(_)
+        | OutboxBody::PayoutPaid(_)
+        | OutboxBody::PayoutReturned(_) => None,
     };
-    if let Some(r) = released {
-        if r.seller_held_minor < 0 {
-            return Err(PostingError::Invalid(format!(
-                "refund {}: negative hold",
-                r.refund_id
-            )));
+    if let Some((seller, currency, held, what)) = released {
+        if held < 0 {
+            return Err(PostingError::Invalid(format!("{what}: negative hold")));
         }
-        let slot = changes.entry((r.seller_id.clone(), r.currency)).or_default();
-        slot.1 = slot.1.checked_sub(r.seller_held_minor).ok_or_else(overflow)?;
+        let slot = changes.entry((seller.clone(), currency)).or_default();
+        slot.1 = slot.1.checked_sub(held).ok_or_else(overflow)?;
     }
     Ok(changes
         .into_iter()
@@ -278,6 +337,116 @@ mod tests {
 
     fn rate() -> Decimal {
         Decimal::new(25, 3)
+    }
+
+    /// A payout of 100.00 USD moved through each step, and what each books and moves.
+    #[test]
+    fn a_payout_books_its_transfer_and_its_return_and_releases_its_hold_once() {
+        use crate::domain::ids::PayoutId;
+        use crate::domain::payouts::{Available, Payout, PayoutEvent, PayoutRequest};
+        use crate::domain::psp::{PspAccountId, PspTransferId};
+        let usd = Currency::parse("USD").unwrap();
+        let now = chrono::Utc::now();
+        let request = PayoutRequest::new(SellerId::parse("s1").unwrap(), Decimal::new(100, 0), usd).unwrap();
+        let wallet = Available {
+            balance: Money::from_minor(50_000, usd),
+            held: Money::from_minor(0, usd),
+        };
+        let mut p = Payout::open(
+            PayoutId::generate(),
+            AccountId::parse("acct_1").unwrap(),
+            &request,
+            Some(PspAccountId::parse("acct_1S").unwrap()),
+            Some(wallet),
+            false,
+            now,
+        )
+        .unwrap();
+        let requested = OutboxEvent::payout(&p, None, "request", now);
+        assert_eq!(requested.body.event_type(), "PAYOUT_REQUESTED");
+        assert!(postings(&requested, rate()).unwrap().is_empty());
+        assert!(
+            wallet_changes(&requested, rate()).unwrap().is_empty(),
+            "held at creation, by the API"
+        );
+
+        let sent_move = p.apply(PayoutEvent::Sent, now).unwrap();
+        p.psp_transfer = Some(PspTransferId::parse("tr_1").unwrap());
+        let sent = OutboxEvent::payout(&p, Some(sent_move), "psp_response", now);
+        assert_eq!(sent.event_id(), format!("obx_{}_sent", p.id));
+        let txs = postings(&sent, rate()).unwrap();
+        assert_eq!(txs.len(), 1);
+        assert_eq!(txs[0].id, format!("ltx_{}_transfer", p.id));
+        assert_eq!(txs[0].payout_id.as_ref(), Some(&p.id));
+        let lines: Vec<(String, Direction, i64)> = txs[0]
+            .entries
+            .iter()
+            .map(|e| (e.account.to_string(), e.direction, e.amount.minor()))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("seller_payable:s1".to_owned(), Direction::Debit, 10_000),
+                ("psp_receivable".to_owned(), Direction::Credit, 10_000),
+            ]
+        );
+        let w = wallet_changes(&sent, rate()).unwrap();
+        assert_eq!((w[0].balance_minor, w[0].held_minor), (-10_000, -10_000));
+
+        let paid_move = p.apply(PayoutEvent::PspPaid, now).unwrap();
+        let paid = OutboxEvent::payout(&p, Some(paid_move), "evt_paid", now);
+        assert!(postings(&paid, rate()).unwrap().is_empty());
+        assert!(wallet_changes(&paid, rate()).unwrap().is_empty());
+
+        let failed_move = p.apply(PayoutEvent::PspFailed, now).unwrap();
+        let returned = OutboxEvent::payout(&p, Some(failed_move), "evt_failed", now);
+        assert_eq!(returned.body.event_type(), "PAYOUT_RETURNED");
+        let txs = postings(&returned, rate()).unwrap();
+        assert_eq!(txs[0].id, format!("ltx_{}_returned", p.id));
+        assert_eq!(
+            txs[0].entries[0].direction,
+            Direction::Credit,
+            "seller_payable back up"
+        );
+        let w = wallet_changes(&returned, rate()).unwrap();
+        assert_eq!((w[0].balance_minor, w[0].held_minor), (10_000, 0));
+        let back = OutboxEvent::from_json(&returned.to_json()).unwrap();
+        assert_eq!(back, returned);
+    }
+
+    #[test]
+    fn a_canceled_or_refused_payout_releases_its_hold_and_books_nothing() {
+        use crate::domain::ids::PayoutId;
+        use crate::domain::payouts::{Available, Payout, PayoutEvent, PayoutRequest};
+        use crate::domain::psp::PspAccountId;
+        let usd = Currency::parse("USD").unwrap();
+        let now = chrono::Utc::now();
+        for (event, kind) in [
+            (PayoutEvent::Cancel, "PAYOUT_CANCELED"),
+            (PayoutEvent::Refused, "PAYOUT_FAILED"),
+        ] {
+            let request =
+                PayoutRequest::new(SellerId::parse("s1").unwrap(), Decimal::new(2_5, 1), usd).unwrap();
+            let mut p = Payout::open(
+                PayoutId::generate(),
+                AccountId::parse("acct_1").unwrap(),
+                &request,
+                Some(PspAccountId::parse("acct_1S").unwrap()),
+                Some(Available {
+                    balance: Money::from_minor(250, usd),
+                    held: Money::from_minor(0, usd),
+                }),
+                true,
+                now,
+            )
+            .unwrap();
+            let moved = p.apply(event, now).unwrap();
+            let e = OutboxEvent::payout(&p, Some(moved), "request", now);
+            assert_eq!(e.body.event_type(), kind);
+            assert!(postings(&e, rate()).unwrap().is_empty());
+            let w = wallet_changes(&e, rate()).unwrap();
+            assert_eq!((w[0].balance_minor, w[0].held_minor), (0, -250), "{kind}");
+        }
     }
 
     #[test]

@@ -1,0 +1,359 @@
+//! Payouts (design §4, §5 `POST /v1/payouts`, §13, §14): a seller's available balance sent to
+//! their bank. At the PSP (Stripe Connect) that is two objects: a **transfer** from the
+//! platform's balance to the seller's connected account, then a **payout** from that account to
+//! its bank. A payout is its own record with its own machine; its money moves as a hold in the
+//! wallet while it waits, and as ledger entries once it is sent.
+//!
+//! What each step does to the seller's wallet and the ledger:
+//!
+//! | step | wallet | ledger |
+//! |---|---|---|
+//! | created (`PENDING`) | `held += A` (on condition `available ≥ A`) | nothing: the money is still owed |
+//! | canceled or refused (`PENDING → CANCELED/FAILED`) | `held −= A` | nothing |
+//! | transfer made (`→ IN_TRANSIT`) | `held −= A`, `balance −= A` | `ltx_<payout>_transfer`: debit `seller_payable:<s>` A, credit `psp_receivable` A |
+//! | paid (`→ PAID`) | nothing | nothing |
+//! | failed after the transfer (`IN_TRANSIT/PAID → FAILED`; the transfer is reversed) | `balance += A` | `ltx_<payout>_returned`: debit `psp_receivable` A, credit `seller_payable:<s>` A |
+//!
+//! So `balance` stays equal to `seller_payable:<s>`, `held` is pending refunds' parts plus
+//! pending payouts, and a payout in transit is out of both (its transfer has left the
+//! platform's PSP balance, as the settlement file will show).
+
+pub mod status;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+pub use status::{IllegalPayoutTransition, PayoutEvent, PayoutMove, PayoutStatus};
+
+use crate::domain::currency::Currency;
+use crate::domain::ids::{AccountId, PayoutId, SellerId};
+use crate::domain::money::{Money, MoneyError};
+use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId};
+
+/// A validated `POST /v1/payouts` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutRequest {
+    pub seller_id: SellerId,
+    pub amount: Money,
+}
+
+impl PayoutRequest {
+    /// `amount` exact in `currency` (no more decimals than it has), and positive.
+    pub fn new(seller_id: SellerId, amount: Decimal, currency: Currency) -> Result<Self, PayoutRefusal> {
+        let amount = Money::from_decimal(amount, currency).map_err(PayoutRefusal::Amount)?;
+        amount.check_charge().map_err(PayoutRefusal::Amount)?;
+        Ok(PayoutRequest { seller_id, amount })
+    }
+
+    /// SHA-256 of the request's canonical form (`10`, `"10.00"` and `10.0` are one amount).
+    pub fn fingerprint(&self) -> String {
+        let text = format!(
+            "payout\n{}\n{}\n{}",
+            self.seller_id,
+            self.amount.currency().code(),
+            self.amount.minor()
+        );
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+}
+
+/// Why a payout cannot be made. Each is a `400` with its code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayoutRefusal {
+    #[error(
+        "seller {seller} has no payout account: record one with PUT /v1/sellers/{seller}/payout_account"
+    )]
+    AccountMissing { seller: SellerId },
+    #[error("seller {seller} has no {currency} balance")]
+    NoWallet { seller: SellerId, currency: Currency },
+    #[error("amount {requested} {currency} exceeds the available balance of {available} {currency}", currency = .available.currency())]
+    BalanceInsufficient { requested: Money, available: Money },
+    #[error("amount {0}")]
+    Amount(MoneyError),
+}
+
+impl PayoutRefusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            PayoutRefusal::AccountMissing { .. } => "payout_account_missing",
+            PayoutRefusal::NoWallet { .. } | PayoutRefusal::BalanceInsufficient { .. } => {
+                "balance_insufficient"
+            }
+            PayoutRefusal::Amount(MoneyError::TooPrecise { .. }) => "amount_too_precise",
+            PayoutRefusal::Amount(MoneyError::NotPositive) => "amount_not_positive",
+            PayoutRefusal::Amount(MoneyError::TooLarge { .. } | MoneyError::Overflow) => "amount_too_large",
+            PayoutRefusal::Amount(_) => "amount_invalid",
+        }
+    }
+
+    /// The request parameter it is about.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            PayoutRefusal::AccountMissing { .. } => Some("seller_id"),
+            PayoutRefusal::NoWallet { .. } => Some("currency"),
+            _ => Some("amount"),
+        }
+    }
+}
+
+/// A seller's wallet in one currency as read: what a payout may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Available {
+    pub balance: Money,
+    pub held: Money,
+}
+
+impl Available {
+    /// `balance − held`: never negative in a consistent wallet.
+    pub fn amount(&self) -> Result<Money, MoneyError> {
+        self.balance.checked_sub(self.held)
+    }
+}
+
+/// One payout of one seller's balance in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    pub id: PayoutId,
+    pub account_id: AccountId,
+    pub seller_id: SellerId,
+    pub amount: Money,
+    pub status: PayoutStatus,
+    /// Made by the schedule (the whole available balance), not by a request.
+    pub automatic: bool,
+    /// The seller's connected account when it was created: where the transfer goes.
+    pub destination: PspAccountId,
+    pub psp_transfer: Option<PspTransferId>,
+    pub psp_payout: Option<PspPayoutId>,
+    /// When the PSP expects the bank to have it.
+    pub arrival_date: Option<NaiveDate>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Payout {
+    /// A new `PENDING` payout of `request` from the wallet as read. The store re-checks
+    /// `available ≥ amount` in the same write that holds it.
+    pub fn open(
+        id: PayoutId,
+        account_id: AccountId,
+        request: &PayoutRequest,
+        destination: Option<PspAccountId>,
+        wallet: Option<Available>,
+        automatic: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Payout, PayoutRefusal> {
+        let destination = destination.ok_or_else(|| PayoutRefusal::AccountMissing {
+            seller: request.seller_id.clone(),
+        })?;
+        let currency = request.amount.currency();
+        let wallet = wallet.ok_or_else(|| PayoutRefusal::NoWallet {
+            seller: request.seller_id.clone(),
+            currency,
+        })?;
+        let available = wallet.amount().map_err(PayoutRefusal::Amount)?;
+        if available.currency() != currency {
+            return Err(PayoutRefusal::Amount(MoneyError::CurrencyMismatch(
+                available.currency(),
+                currency,
+            )));
+        }
+        if request.amount.minor() > available.minor() {
+            return Err(PayoutRefusal::BalanceInsufficient {
+                requested: request.amount,
+                available,
+            });
+        }
+        Ok(Payout {
+            id,
+            account_id,
+            seller_id: request.seller_id.clone(),
+            amount: request.amount,
+            status: PayoutStatus::Pending,
+            automatic,
+            destination,
+            psp_transfer: None,
+            psp_payout: None,
+            arrival_date: None,
+            failure_code: None,
+            failure_message: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Moves it by `event`; an illegal move changes nothing.
+    pub fn apply(
+        &mut self,
+        event: PayoutEvent,
+        now: DateTime<Utc>,
+    ) -> Result<PayoutMove, IllegalPayoutTransition> {
+        let (to, moved) = self.status.apply(event)?;
+        self.status = to;
+        self.updated_at = now;
+        Ok(moved)
+    }
+
+    /// What this payout has moved from the seller's available balance into held, now.
+    pub fn held_minor(&self) -> i64 {
+        if self.status.holds() {
+            self.amount.minor()
+        } else {
+            0
+        }
+    }
+
+    /// What a move does to the seller's wallet: `(balance, held)` deltas in minor units.
+    pub fn wallet_delta(&self, moved: PayoutMove) -> (i64, i64) {
+        let a = self.amount.minor();
+        match moved {
+            PayoutMove::Released => (0, -a),
+            PayoutMove::Transferred => (-a, -a),
+            PayoutMove::Paid => (0, 0),
+            PayoutMove::Returned => (a, 0),
+        }
+    }
+
+    /// The PSP's idempotency keys, derived from the payout id: however often the executor
+    /// comes back (a retry, a redrive, a crash between the calls), one transfer, one payout and
+    /// one reversal.
+    pub fn transfer_key(&self) -> String {
+        format!("{}-transfer", self.id)
+    }
+
+    pub fn psp_payout_key(&self) -> String {
+        format!("{}-payout", self.id)
+    }
+
+    pub fn reversal_key(&self) -> String {
+        format!("{}-reversal", self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::parse("USD").unwrap())
+    }
+
+    fn request(amount: &str) -> Result<PayoutRequest, PayoutRefusal> {
+        PayoutRequest::new(
+            SellerId::parse("s1").unwrap(),
+            amount.parse().unwrap(),
+            Currency::parse("USD").unwrap(),
+        )
+    }
+
+    fn open(amount: &str, balance: i64, held: i64) -> Result<Payout, PayoutRefusal> {
+        Payout::open(
+            PayoutId::generate(),
+            AccountId::parse("acct_a").unwrap(),
+            &request(amount)?,
+            Some(PspAccountId::parse("acct_1Seller").unwrap()),
+            Some(Available {
+                balance: usd(balance),
+                held: usd(held),
+            }),
+            false,
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn held_money_is_never_available() {
+        // 100.00 of which 30.00 is held by a pending refund: 70.00 can go, 70.01 cannot.
+        assert_eq!(open("70.00", 10_000, 3_000).unwrap().amount, usd(7_000));
+        match open("70.01", 10_000, 3_000) {
+            Err(e @ PayoutRefusal::BalanceInsufficient { .. }) => {
+                assert_eq!(e.code(), "balance_insufficient");
+                assert!(e.to_string().contains("available balance of 70.00 USD"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_amounts_and_missing_accounts_are_refused_with_their_codes() {
+        for (amount, code) in [
+            ("0", "amount_not_positive"),
+            ("-1", "amount_not_positive"),
+            ("1.001", "amount_too_precise"),
+        ] {
+            assert_eq!(request(amount).unwrap_err().code(), code, "{amount}");
+        }
+        let req = request("1.00").unwrap();
+        let no_account = Payout::open(
+            PayoutId::generate(),
+            AccountId::parse("acct_a").unwrap(),
+            &req,
+            None,
+            None,
+            false,
+            Utc::now(),
+        );
+        assert_eq!(no_account.unwrap_err().code(), "payout_account_missing");
+        let no_wallet = Payout::open(
+            PayoutId::generate(),
+            AccountId::parse("acct_a").unwrap(),
+            &req,
+            Some(PspAccountId::parse("acct_1").unwrap()),
+            None,
+            false,
+            Utc::now(),
+        );
+        assert_eq!(no_wallet.unwrap_err().param(), Some("currency"));
+    }
+
+    #[test]
+    fn one_amount_one_fingerprint() {
+        assert_eq!(
+            request("10").unwrap().fingerprint(),
+            request("10.00").unwrap().fingerprint()
+        );
+        assert_ne!(
+            request("10").unwrap().fingerprint(),
+            request("10.01").unwrap().fingerprint()
+        );
+    }
+
+    /// Every path through the machine leaves the wallet where the table in the module's
+    /// documentation says: the hold always released, the balance down only while sent.
+    #[test]
+    fn every_path_releases_the_hold_and_the_balance_follows_the_transfer() {
+        use PayoutEvent as E;
+        let paths: [(&[E], i64); 5] = [
+            (&[E::Cancel], 0),
+            (&[E::Refused], 0),
+            (&[E::Sent, E::PspPaid], -10_000),
+            (&[E::Sent, E::PspFailed], 0),
+            (&[E::Sent, E::PspPaid, E::PspFailed], 0),
+        ];
+        for (events, balance_after) in paths {
+            let mut p = open("100.00", 10_000, 0).unwrap();
+            // Creating it held the amount.
+            let (mut balance, mut held) = (0i64, p.held_minor());
+            assert_eq!(held, 10_000);
+            for e in events {
+                let moved = p.apply(*e, Utc::now()).unwrap();
+                let (b, h) = p.wallet_delta(moved);
+                balance += b;
+                held += h;
+                assert_eq!(held, p.held_minor(), "{events:?}: held follows the status");
+            }
+            assert_eq!((balance, held), (balance_after, 0), "{events:?}");
+        }
+    }
+
+    #[test]
+    fn an_illegal_move_changes_nothing() {
+        let mut p = open("1.00", 100, 0).unwrap();
+        p.apply(PayoutEvent::Cancel, Utc::now()).unwrap();
+        let before = p.clone();
+        assert!(p.apply(PayoutEvent::Sent, Utc::now()).is_err());
+        assert_eq!(p, before);
+    }
+}
