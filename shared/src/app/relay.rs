@@ -33,14 +33,16 @@ pub fn destinations(body: &OutboxBody) -> &'static [Destination] {
         // The executor sends it.
         OutboxBody::PayoutRequested(_) => &[Destination::Payout],
         // Nothing was sent: only the hold is released.
-        OutboxBody::PayoutCanceled(_) | OutboxBody::PayoutFailed(_) => &[Destination::Wallet],
+        OutboxBody::PayoutCanceled(_) | OutboxBody::PayoutRefused(_) => &[Destination::Wallet],
         // The transfer posts, and the hold becomes a debit of the balance.
         OutboxBody::PayoutSent(_) => &[Destination::Ledger, Destination::Wallet],
         // The bank has it: nothing moves on our books.
         OutboxBody::PayoutPaid(_) => &[],
-        // The executor reverses the transfer; its reversal posts and the money is available
-        // again.
-        OutboxBody::PayoutReturned(_) => &[Destination::Payout, Destination::Ledger, Destination::Wallet],
+        // The bank sent it back to the seller's connected account: the executor reverses the
+        // transfer.
+        OutboxBody::PayoutFailed(_) => &[Destination::Payout],
+        // The transfer is reversed: the reversal posts, and the money is available again.
+        OutboxBody::PayoutReturned(_) => &[Destination::Ledger, Destination::Wallet],
     }
 }
 

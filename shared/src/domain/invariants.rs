@@ -260,6 +260,7 @@ impl Checker {
             | OutboxBody::RefundReversed(_)
             | OutboxBody::PayoutRequested(_)
             | OutboxBody::PayoutCanceled(_)
+            | OutboxBody::PayoutRefused(_)
             | OutboxBody::PayoutFailed(_)
             | OutboxBody::PayoutSent(_)
             | OutboxBody::PayoutPaid(_)

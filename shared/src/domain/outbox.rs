@@ -15,7 +15,7 @@ use super::ids::{
 };
 use super::pay_in::{Checkout, PaymentOrder, PaymentStatus};
 use super::payouts::{Payout, PayoutMove, PayoutStatus};
-use super::psp::{PaymentIntentId, PspAccountId, PspSessionId, PspTransferId};
+use super::psp::{PaymentIntentId, PspAccountId, PspSessionId, PspTransferId, PspTransferReversalId};
 use super::refunds::{Refund, RefundMove};
 use super::time::format_time;
 
@@ -60,15 +60,19 @@ pub enum OutboxBody {
     PayoutRequested(PayoutNotice),
     /// Canceled before it was sent: the hold returns to available.
     PayoutCanceled(PayoutNotice),
-    /// The PSP refused it before anything was sent: the hold returns to available.
-    PayoutFailed(PayoutNotice),
+    /// The PSP refused it before anything was sent (`PENDING → FAILED`): the hold returns to
+    /// available.
+    PayoutRefused(PayoutNotice),
     /// The transfer to the seller's connected account is made and its payout created
     /// (`IN_TRANSIT`): the transfer posts, and the hold becomes a debit of the balance.
     PayoutSent(PayoutNotice),
     /// The seller's bank has it (`PAID`): nothing moves on our books.
     PayoutPaid(PayoutNotice),
-    /// It failed after it was sent (`IN_TRANSIT` or `PAID` → `FAILED`): the executor reverses
-    /// the transfer, the reversal posts, and the money is the seller's available again.
+    /// It failed after it was sent (`IN_TRANSIT` or `PAID` → `FAILED`): the money is back in
+    /// the seller's connected account, and the executor reverses the transfer.
+    PayoutFailed(PayoutNotice),
+    /// The failed payout's transfer is reversed: the reversal posts, and the money is the
+    /// seller's available again.
     PayoutReturned(PayoutNotice),
 }
 
@@ -84,6 +88,7 @@ impl OutboxBody {
             OutboxBody::RefundReversed(_) => "REFUND_REVERSED",
             OutboxBody::PayoutRequested(_) => "PAYOUT_REQUESTED",
             OutboxBody::PayoutCanceled(_) => "PAYOUT_CANCELED",
+            OutboxBody::PayoutRefused(_) => "PAYOUT_REFUSED",
             OutboxBody::PayoutFailed(_) => "PAYOUT_FAILED",
             OutboxBody::PayoutSent(_) => "PAYOUT_SENT",
             OutboxBody::PayoutPaid(_) => "PAYOUT_PAID",
@@ -137,6 +142,7 @@ pub struct PayoutNotice {
     /// The seller's connected account.
     pub destination: PspAccountId,
     pub psp_transfer: Option<PspTransferId>,
+    pub psp_reversal: Option<PspTransferReversalId>,
 }
 
 impl PayoutNotice {
@@ -150,6 +156,7 @@ impl PayoutNotice {
             automatic: payout.automatic,
             destination: payout.destination.clone(),
             psp_transfer: payout.psp_transfer.clone(),
+            psp_reversal: payout.psp_reversal.clone(),
         }
     }
 }
@@ -261,8 +268,8 @@ impl OutboxEvent {
     }
 
     /// The event a payout's move announces: `PAYOUT_REQUESTED` when it was created, then one
-    /// per transition, its id derived from the payout and the status it reached (each is
-    /// reached at most once).
+    /// per transition, its id derived from the payout and the step (each happens at most
+    /// once per payout).
     pub fn payout(payout: &Payout, moved: Option<PayoutMove>, cause: &str, now: DateTime<Utc>) -> Self {
         let notice = PayoutNotice::of(payout);
         let (suffix, body) = match (moved, payout.status) {
@@ -270,11 +277,27 @@ impl OutboxEvent {
             (Some(PayoutMove::Released), PayoutStatus::Canceled) => {
                 ("canceled", OutboxBody::PayoutCanceled(notice))
             }
-            (Some(PayoutMove::Released), _) => ("failed", OutboxBody::PayoutFailed(notice)),
+            (Some(PayoutMove::Released), _) => ("refused", OutboxBody::PayoutRefused(notice)),
             (Some(PayoutMove::Transferred), _) => ("sent", OutboxBody::PayoutSent(notice)),
             (Some(PayoutMove::Paid), _) => ("paid", OutboxBody::PayoutPaid(notice)),
-            (Some(PayoutMove::Returned), _) => ("returned", OutboxBody::PayoutReturned(notice)),
+            (Some(PayoutMove::Bounced), _) => ("failed", OutboxBody::PayoutFailed(notice)),
         };
+        Self::payout_event(payout, suffix, body, cause, now)
+    }
+
+    /// The event a bounced payout's transfer reversal announces (`PAYOUT_RETURNED`).
+    pub fn payout_returned(payout: &Payout, cause: &str, now: DateTime<Utc>) -> Self {
+        let body = OutboxBody::PayoutReturned(PayoutNotice::of(payout));
+        Self::payout_event(payout, "returned", body, cause, now)
+    }
+
+    fn payout_event(
+        payout: &Payout,
+        suffix: &str,
+        body: OutboxBody,
+        cause: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
         OutboxEvent {
             header: OutboxHeader {
                 event_id: format!("obx_{}_{suffix}", payout.id),

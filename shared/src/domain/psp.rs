@@ -72,6 +72,10 @@ psp_id!(
     PspPayoutId, "po_", "payout"
 );
 psp_id!(
+    /// The reversal of a transfer (`trr_…`): a payout that failed brings its money back.
+    PspTransferReversalId, "trr_", "transfer reversal"
+);
+psp_id!(
     /// A seller's connected account (`acct_…`): their balance at the PSP, and their bank.
     PspAccountId, "acct_", "connected account"
 );

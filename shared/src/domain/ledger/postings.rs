@@ -38,8 +38,9 @@ pub fn postings(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<LedgerTran
         | OutboxBody::RefundFailed(_)
         | OutboxBody::PayoutRequested(_)
         | OutboxBody::PayoutCanceled(_)
-        | OutboxBody::PayoutFailed(_)
-        | OutboxBody::PayoutPaid(_) => Ok(Vec::new()),
+        | OutboxBody::PayoutRefused(_)
+        | OutboxBody::PayoutPaid(_)
+        | OutboxBody::PayoutFailed(_) => Ok(Vec::new()),
     }
 }
 
@@ -109,7 +110,7 @@ fn refund_posting(
 
 /// A payout of A sent (its transfer made): we owe the seller A less (`seller_payable` debited)
 /// and our balance at the PSP is A less (`psp_receivable` credited). Its return (the payout
-/// failed and the transfer was reversed) is the mirror image. Ids derive from the payout:
+/// failed and its transfer was reversed) is the mirror image. Ids derive from the payout:
 /// `ltx_<payout_id>_transfer` and `ltx_<payout_id>_returned`.
 fn payout_posting(
     header: &OutboxHeader,
@@ -254,7 +255,7 @@ pub fn wallet_changes(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<Wall
             r.refund_id.as_str(),
         )),
         // The whole amount was held when the payout was created.
-        OutboxBody::PayoutCanceled(p) | OutboxBody::PayoutFailed(p) | OutboxBody::PayoutSent(p) => {
+        OutboxBody::PayoutCanceled(p) | OutboxBody::PayoutRefused(p) | OutboxBody::PayoutSent(p) => {
             Some((&p.seller_id, p.currency, p.amount_minor, p.payout_id.as_str()))
         }
         OutboxBody::PaymentSucceeded(_)
@@ -263,6 +264,7 @@ pub fn wallet_changes(event: &OutboxEvent, fee_rate: Decimal) -> Result<Vec<Wall
         | OutboxBody::RefundReversed(_)
         | OutboxBody::PayoutRequested(_)
         | OutboxBody::PayoutPaid(_)
+        | OutboxBody::PayoutFailed(_)
         | OutboxBody::PayoutReturned(_) => None,
     };
     if let Some((seller, currency, held, what)) = released {
@@ -398,8 +400,19 @@ mod tests {
         assert!(postings(&paid, rate()).unwrap().is_empty());
         assert!(wallet_changes(&paid, rate()).unwrap().is_empty());
 
+        // The bank sends it back: nothing moves on our books until the transfer is reversed.
         let failed_move = p.apply(PayoutEvent::PspFailed, now).unwrap();
-        let returned = OutboxEvent::payout(&p, Some(failed_move), "evt_failed", now);
+        let failed = OutboxEvent::payout(&p, Some(failed_move), "evt_failed", now);
+        assert_eq!(failed.body.event_type(), "PAYOUT_FAILED");
+        assert!(postings(&failed, rate()).unwrap().is_empty());
+        assert!(wallet_changes(&failed, rate()).unwrap().is_empty());
+        assert!(p
+            .reversed(
+                crate::domain::psp::PspTransferReversalId::parse("trr_1").unwrap(),
+                now
+            )
+            .unwrap());
+        let returned = OutboxEvent::payout_returned(&p, "psp_response", now);
         assert_eq!(returned.body.event_type(), "PAYOUT_RETURNED");
         let txs = postings(&returned, rate()).unwrap();
         assert_eq!(txs[0].id, format!("ltx_{}_returned", p.id));
@@ -423,7 +436,7 @@ mod tests {
         let now = chrono::Utc::now();
         for (event, kind) in [
             (PayoutEvent::Cancel, "PAYOUT_CANCELED"),
-            (PayoutEvent::Refused, "PAYOUT_FAILED"),
+            (PayoutEvent::Refused, "PAYOUT_REFUSED"),
         ] {
             let request =
                 PayoutRequest::new(SellerId::parse("s1").unwrap(), Decimal::new(2_5, 1), usd).unwrap();

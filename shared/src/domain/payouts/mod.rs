@@ -6,17 +6,21 @@
 //!
 //! What each step does to the seller's wallet and the ledger:
 //!
-//! | step | wallet | ledger |
-//! |---|---|---|
-//! | created (`PENDING`) | `held += A` (on condition `available ≥ A`) | nothing: the money is still owed |
-//! | canceled or refused (`PENDING → CANCELED/FAILED`) | `held −= A` | nothing |
-//! | transfer made (`→ IN_TRANSIT`) | `held −= A`, `balance −= A` | `ltx_<payout>_transfer`: debit `seller_payable:<s>` A, credit `psp_receivable` A |
-//! | paid (`→ PAID`) | nothing | nothing |
-//! | failed after the transfer (`IN_TRANSIT/PAID → FAILED`; the transfer is reversed) | `balance += A` | `ltx_<payout>_returned`: debit `psp_receivable` A, credit `seller_payable:<s>` A |
+//! | step | event | wallet | ledger |
+//! |---|---|---|---|
+//! | created (`PENDING`) | `PAYOUT_REQUESTED` | `held += A` (on condition `available ≥ A`) | nothing: the money is still owed |
+//! | canceled (`→ CANCELED`) | `PAYOUT_CANCELED` | `held −= A` | nothing |
+//! | refused before anything was sent (`PENDING → FAILED`) | `PAYOUT_REFUSED` | `held −= A` | nothing |
+//! | transfer made (`→ IN_TRANSIT`) | `PAYOUT_SENT` | `held −= A`, `balance −= A` | `ltx_<payout>_transfer`: debit `seller_payable:<s>` A, credit `psp_receivable` A |
+//! | paid (`→ PAID`) | `PAYOUT_PAID` | nothing | nothing |
+//! | failed after the transfer (`IN_TRANSIT/PAID → FAILED`) | `PAYOUT_FAILED` | nothing yet: the money is in the seller's connected account | nothing yet; the executor reverses the transfer |
+//! | the transfer reversed (status stays `FAILED`) | `PAYOUT_RETURNED` | `balance += A` | `ltx_<payout>_returned`: debit `psp_receivable` A, credit `seller_payable:<s>` A |
 //!
-//! So `balance` stays equal to `seller_payable:<s>`, `held` is pending refunds' parts plus
-//! pending payouts, and a payout in transit is out of both (its transfer has left the
-//! platform's PSP balance, as the settlement file will show).
+//! So `balance` always equals `seller_payable:<s>`, `held` is pending refunds' parts plus
+//! pending payouts, and `psp_receivable` follows the platform's balance at the PSP step by step
+//! (the transfer and its reversal are rows of the settlement file). `seller_payout_clearing` is
+//! not needed: a Stripe transfer leaves the platform's balance at once, and nothing of ours is
+//! in flight between the calls.
 
 pub mod status;
 
@@ -29,7 +33,7 @@ pub use status::{IllegalPayoutTransition, PayoutEvent, PayoutMove, PayoutStatus}
 use crate::domain::currency::Currency;
 use crate::domain::ids::{AccountId, PayoutId, SellerId};
 use crate::domain::money::{Money, MoneyError};
-use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId};
+use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId, PspTransferReversalId};
 
 /// A validated `POST /v1/payouts` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,14 @@ impl PayoutRequest {
         );
         hex::encode(Sha256::digest(text.as_bytes()))
     }
+}
+
+/// Only a payout that failed after its transfer was made can have the transfer reversed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payout {id} is {status} without a transfer to reverse")]
+pub struct NotReversible {
+    pub id: PayoutId,
+    pub status: PayoutStatus,
 }
 
 /// Why a payout cannot be made. Each is a `400` with its code.
@@ -125,6 +137,8 @@ pub struct Payout {
     pub destination: PspAccountId,
     pub psp_transfer: Option<PspTransferId>,
     pub psp_payout: Option<PspPayoutId>,
+    /// Once a payout that failed after it was sent has had its transfer reversed.
+    pub psp_reversal: Option<PspTransferReversalId>,
     /// When the PSP expects the bank to have it.
     pub arrival_date: Option<NaiveDate>,
     pub failure_code: Option<String>,
@@ -176,6 +190,7 @@ impl Payout {
             destination,
             psp_transfer: None,
             psp_payout: None,
+            psp_reversal: None,
             arrival_date: None,
             failure_code: None,
             failure_message: None,
@@ -196,6 +211,27 @@ impl Payout {
         Ok(moved)
     }
 
+    /// Records the reversal of a bounced payout's transfer: the money is the platform's again
+    /// and the seller's available. `Ok(false)` if it was recorded before (nothing to do).
+    pub fn reversed(
+        &mut self,
+        reversal: PspTransferReversalId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, NotReversible> {
+        if self.status != PayoutStatus::Failed || self.psp_transfer.is_none() {
+            return Err(NotReversible {
+                id: self.id.clone(),
+                status: self.status,
+            });
+        }
+        if self.psp_reversal.is_some() {
+            return Ok(false);
+        }
+        self.psp_reversal = Some(reversal);
+        self.updated_at = now;
+        Ok(true)
+    }
+
     /// What this payout has moved from the seller's available balance into held, now.
     pub fn held_minor(&self) -> i64 {
         if self.status.holds() {
@@ -205,14 +241,14 @@ impl Payout {
         }
     }
 
-    /// What a move does to the seller's wallet: `(balance, held)` deltas in minor units.
+    /// What a move does to the seller's wallet: `(balance, held)` deltas in minor units. (The
+    /// transfer's reversal, after a bounce, is `(A, 0)`.)
     pub fn wallet_delta(&self, moved: PayoutMove) -> (i64, i64) {
         let a = self.amount.minor();
         match moved {
             PayoutMove::Released => (0, -a),
             PayoutMove::Transferred => (-a, -a),
-            PayoutMove::Paid => (0, 0),
-            PayoutMove::Returned => (a, 0),
+            PayoutMove::Paid | PayoutMove::Bounced => (0, 0),
         }
     }
 
@@ -325,26 +361,44 @@ mod tests {
     #[test]
     fn every_path_releases_the_hold_and_the_balance_follows_the_transfer() {
         use PayoutEvent as E;
-        let paths: [(&[E], i64); 5] = [
-            (&[E::Cancel], 0),
-            (&[E::Refused], 0),
-            (&[E::Sent, E::PspPaid], -10_000),
-            (&[E::Sent, E::PspFailed], 0),
-            (&[E::Sent, E::PspPaid, E::PspFailed], 0),
+        // The last figure: the balance once a bounced payout's transfer is reversed.
+        let paths: [(&[E], i64, i64); 5] = [
+            (&[E::Cancel], 0, 0),
+            (&[E::Refused], 0, 0),
+            (&[E::Sent, E::PspPaid], -10_000, -10_000),
+            (&[E::Sent, E::PspFailed], -10_000, 0),
+            (&[E::Sent, E::PspPaid, E::PspFailed], -10_000, 0),
         ];
-        for (events, balance_after) in paths {
+        for (events, balance_after, balance_reversed) in paths {
             let mut p = open("100.00", 10_000, 0).unwrap();
             // Creating it held the amount.
             let (mut balance, mut held) = (0i64, p.held_minor());
             assert_eq!(held, 10_000);
             for e in events {
                 let moved = p.apply(*e, Utc::now()).unwrap();
+                if moved == PayoutMove::Transferred {
+                    p.psp_transfer = Some(PspTransferId::parse("tr_1").unwrap());
+                }
                 let (b, h) = p.wallet_delta(moved);
                 balance += b;
                 held += h;
                 assert_eq!(held, p.held_minor(), "{events:?}: held follows the status");
             }
             assert_eq!((balance, held), (balance_after, 0), "{events:?}");
+            let reversal = PspTransferReversalId::parse("trr_1").unwrap();
+            match p.reversed(reversal.clone(), Utc::now()) {
+                Ok(true) => {
+                    balance += p.amount.minor();
+                    assert_eq!(p.reversed(reversal, Utc::now()), Ok(false), "once");
+                }
+                Ok(false) => panic!("{events:?}: reversed before"),
+                // Nothing to reverse: not failed, or failed before any transfer was made.
+                Err(e) => assert!(
+                    p.status != PayoutStatus::Failed || p.psp_transfer.is_none(),
+                    "{e}"
+                ),
+            }
+            assert_eq!(balance, balance_reversed, "{events:?}");
         }
     }
 

@@ -9,7 +9,8 @@
 //!                     FAILED ◀───────────────────────────────┴─────────────────────┘  payout can fail)
 //! ```
 //! CANCELED and FAILED are final. A payout that fails after it was sent keeps its history: the
-//! transfer is reversed at the PSP and the ledger gets a correcting transaction, never an edit.
+//! executor then reverses the transfer at the PSP, and only when that reversal is made does
+//! the money come back on our books (a correcting transaction, never an edit).
 
 use std::fmt;
 use std::str::FromStr;
@@ -58,9 +59,10 @@ pub enum PayoutMove {
     Transferred,
     /// IN_TRANSIT → PAID: the seller's bank has it; no money moves on our books.
     Paid,
-    /// IN_TRANSIT or PAID → FAILED: the transfer is reversed; the money is the seller's to
-    /// pay out again, and the reversal posts.
-    Returned,
+    /// IN_TRANSIT or PAID → FAILED: the bank sent it back to the seller's connected account;
+    /// the executor reverses the transfer, and its reversal (not this move) brings the money
+    /// back onto our books.
+    Bounced,
 }
 
 impl PayoutStatus {
@@ -72,7 +74,7 @@ impl PayoutStatus {
             (S::Pending, E::Refused) => Ok((S::Failed, PayoutMove::Released)),
             (S::Pending, E::Sent) => Ok((S::InTransit, PayoutMove::Transferred)),
             (S::InTransit, E::PspPaid) => Ok((S::Paid, PayoutMove::Paid)),
-            (S::InTransit | S::Paid, E::PspFailed) => Ok((S::Failed, PayoutMove::Returned)),
+            (S::InTransit | S::Paid, E::PspFailed) => Ok((S::Failed, PayoutMove::Bounced)),
             (from, event) => Err(IllegalPayoutTransition { from, event }),
         }
     }
@@ -136,8 +138,8 @@ mod tests {
                 (S::Pending, E::Sent, S::InTransit, PayoutMove::Transferred),
                 (S::Pending, E::Refused, S::Failed, PayoutMove::Released),
                 (S::InTransit, E::PspPaid, S::Paid, PayoutMove::Paid),
-                (S::InTransit, E::PspFailed, S::Failed, PayoutMove::Returned),
-                (S::Paid, E::PspFailed, S::Failed, PayoutMove::Returned),
+                (S::InTransit, E::PspFailed, S::Failed, PayoutMove::Bounced),
+                (S::Paid, E::PspFailed, S::Failed, PayoutMove::Bounced),
             ]
         );
     }
