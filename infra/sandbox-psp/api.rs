@@ -2,6 +2,7 @@
 //! events, webhook endpoints, balance transactions. Auth, API fault injection, idempotency and
 //! the request log wrap every call.
 
+use crate::connect;
 use crate::form::{self, Node};
 use crate::refunds::Refund;
 use crate::store::{self, Cause, Endpoint, LineItem, PaymentIntent, Session, SessionStatus, State};
@@ -481,6 +482,8 @@ fn dispatch(st: &mut State, ctx: &Ctx, req: &Req, pairs: &[(String, String)]) ->
         (["refunds"], true, _) => create_refund(st, ctx, &root),
         (["refunds"], _, true) => list_refunds(st, &root),
         (["refunds", id], _, true) => retrieve_refund(st, &root, id),
+        (["accounts"], true, _) => create_account(st, &root),
+        (["accounts", id], _, true) => retrieve_account(st, &root, id),
         (["events"], _, true) => list_events(st, &root),
         (["events", id], _, true) => retrieve_event(st, &root, id),
         (["webhook_endpoints"], true, _) => create_endpoint(st, &root),
@@ -1246,6 +1249,124 @@ fn valid_event_type(t: &str) -> bool {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.'))
 }
 
+const ACCOUNT_PARAMS: &[&str] = &[
+    "type",
+    "country",
+    "email",
+    "default_currency",
+    "business_type",
+    "metadata",
+    "external_account",
+    "expand",
+];
+const BANK_PARAMS: &[&str] = &[
+    "object",
+    "country",
+    "currency",
+    "routing_number",
+    "account_number",
+    "account_holder_name",
+    "account_holder_type",
+];
+
+/// `POST /v1/accounts`: a custom connected account with its bank account, which must be one of
+/// Stripe's documented test numbers (they decide what its payouts do).
+fn create_account(st: &mut State, root: &Node) -> Out {
+    only(root, ACCOUNT_PARAMS, "")?;
+    expand(root, &[])?;
+    match string(root.get("type"), "type")? {
+        None | Some("custom") | Some("express") => {}
+        Some(t) => {
+            return Err(invalid(
+                &format!("Invalid type: {t}. The sandbox PSP makes custom and express accounts."),
+                Some("type"),
+            ))
+        }
+    }
+    let country = string(root.get("country"), "country")?.unwrap_or("US");
+    if country != "US" {
+        return Err(invalid(
+            "The sandbox PSP makes US accounts only (Stripe's US test bank numbers).",
+            Some("country"),
+        ));
+    }
+    let currency = string(root.get("default_currency"), "default_currency")?
+        .filter(|c| !c.is_empty())
+        .unwrap_or("usd")
+        .to_ascii_lowercase();
+    let email = string(root.get("email"), "email")?
+        .filter(|e| !e.is_empty())
+        .map(str::to_string);
+    let bank = root
+        .get("external_account")
+        .ok_or_else(|| missing("external_account"))?;
+    only(bank, BANK_PARAMS, "external_account")?;
+    if string(bank.get("object"), "external_account[object]")? != Some("bank_account") {
+        return Err(invalid(
+            "Invalid external_account[object]: must be bank_account",
+            Some("external_account[object]"),
+        ));
+    }
+    let routing = required(bank.get("routing_number"), "external_account[routing_number]")?;
+    if routing != connect::TEST_ROUTING_NUMBER {
+        return Err(invalid(
+            &format!(
+                "Invalid routing number: use Stripe's test routing number {} in the sandbox.",
+                connect::TEST_ROUTING_NUMBER
+            ),
+            Some("external_account[routing_number]"),
+        ));
+    }
+    let number = required(bank.get("account_number"), "external_account[account_number]")?;
+    let outcome = connect::outcome_of(number).ok_or_else(|| {
+        invalid(
+            "Invalid account number: use one of Stripe's test bank account numbers for Connect \
+             (000123456789 pays out; 000111111116, 000111111113, 000222222227, 000333333335 and \
+             000444444440 fail).",
+            Some("external_account[account_number]"),
+        )
+    })?;
+    let bank_currency = string(bank.get("currency"), "external_account[currency]")?
+        .filter(|c| !c.is_empty())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_else(|| currency.clone());
+    let id = store::new_id("acct_", 16);
+    let account = connect::Account {
+        id: id.clone(),
+        created: store::now(),
+        country: country.to_string(),
+        default_currency: currency,
+        email,
+        bank: connect::BankAccount {
+            id: store::new_id("ba_", 24),
+            country: country.to_string(),
+            currency: bank_currency,
+            routing_number: routing.to_string(),
+            last4: number[number.len() - 4..].to_string(),
+            outcome,
+        },
+        metadata: metadata(root.get("metadata"), "metadata")?,
+    };
+    let body = account.json();
+    if st.account_order.len() >= store::RECORDS_MAX {
+        if let Some(old) = st.account_order.pop_front() {
+            st.accounts.remove(&old);
+        }
+    }
+    st.account_order.push_back(id.clone());
+    st.accounts.insert(id, account);
+    Ok(Resp::json(200, &body))
+}
+
+fn retrieve_account(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    let a = st
+        .accounts
+        .get(id)
+        .ok_or_else(|| no_such("account", id, "account"))?;
+    Ok(Resp::json(200, &a.json()))
+}
+
 fn create_endpoint(st: &mut State, root: &Node) -> Out {
     only(
         root,
@@ -1445,6 +1566,98 @@ mod tests {
         let resp = execute(st, &ctx, KEY, r);
         let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         (resp, v)
+    }
+
+    #[test]
+    fn a_connected_account_is_made_with_a_test_bank_account_and_read_back() {
+        let mut st = State::new("whsec_unit".into());
+        let body = "type=custom&country=US&email=s1%40example.com&metadata[seller_id]=s1\
+                    &external_account[object]=bank_account&external_account[country]=US\
+                    &external_account[currency]=usd&external_account[routing_number]=110000000\
+                    &external_account[account_number]=000111111113";
+        let (resp, a) = call(&mut st, &req(hyper::Method::POST, "/v1/accounts", body, None));
+        assert_eq!(resp.status, 200, "{a}");
+        let id = a["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("acct_"), "{id}");
+        assert_eq!(a["metadata"]["seller_id"], "s1");
+        let bank = &a["external_accounts"]["data"][0];
+        assert_eq!(
+            (bank["last4"].as_str(), bank["routing_number"].as_str()),
+            (Some("1113"), Some("110000000"))
+        );
+        assert!(
+            !a.to_string().contains("000111111113"),
+            "the full number is never shown"
+        );
+        assert_eq!(
+            st.accounts[&id].bank.outcome,
+            connect::PayoutOutcome::Fails("account_closed")
+        );
+        let (resp, back) = call(
+            &mut st,
+            &req(hyper::Method::GET, &format!("/v1/accounts/{id}"), "", None),
+        );
+        assert_eq!((resp.status, &back), (200, &a));
+        let (resp, e) = call(
+            &mut st,
+            &req(hyper::Method::GET, "/v1/accounts/acct_nope", "", None),
+        );
+        assert_eq!(
+            (resp.status, e["error"]["code"].as_str()),
+            (404, Some("resource_missing"))
+        );
+    }
+
+    #[test]
+    fn an_account_needs_a_documented_test_bank_account() {
+        let mut st = State::new("whsec_unit".into());
+        let bank = |routing: &str, number: &str| {
+            format!(
+                "external_account[object]=bank_account&external_account[routing_number]={routing}\
+                 &external_account[account_number]={number}"
+            )
+        };
+        for (body, param) in [
+            ("type=custom".to_owned(), "external_account"),
+            (
+                bank("021000021", "000123456789"),
+                "external_account[routing_number]",
+            ),
+            (
+                bank("110000000", "123456789012"),
+                "external_account[account_number]",
+            ),
+            (
+                format!("country=FR&{}", bank("110000000", "000123456789")),
+                "country",
+            ),
+            (
+                format!("{}&external_account[iban]=x", bank("110000000", "000123456789")),
+                "external_account[iban]",
+            ),
+        ] {
+            let (resp, e) = call(&mut st, &req(hyper::Method::POST, "/v1/accounts", &body, None));
+            assert_eq!(
+                (resp.status, e["error"]["param"].as_str()),
+                (400, Some(param)),
+                "{body}: {e}"
+            );
+        }
+        assert!(st.accounts.is_empty());
+        let (resp, _) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                "/v1/accounts",
+                &bank("110000000", "000123456789"),
+                None,
+            ),
+        );
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            st.accounts.values().next().unwrap().bank.outcome,
+            connect::PayoutOutcome::Succeeds
+        );
     }
 
     const BODY: &str =

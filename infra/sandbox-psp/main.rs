@@ -10,6 +10,7 @@
 
 mod admin;
 mod api;
+mod connect;
 mod faults;
 mod form;
 mod page;

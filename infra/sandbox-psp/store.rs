@@ -2,6 +2,7 @@
 //! endpoints, idempotency records, balance transactions, and the admin logs. One `Mutex<State>` (it is a sandbox);
 //! nothing holds the lock across an `.await`. Every list is bounded: the oldest entries go first.
 
+use crate::connect::Account;
 use crate::faults::Faults;
 use crate::refunds::{Charge, Refund, RefundFlow};
 use crate::webhooks::Job;
@@ -297,6 +298,9 @@ pub struct State {
     pub refund_timers: BTreeSet<(i64, String)>,
     /// How long after creation a scheduled refund move happens (`SANDBOX_REFUND_SETTLE_MS`).
     pub refund_settle_ms: i64,
+    /// Connected accounts by id (Connect), and their ids oldest first.
+    pub accounts: HashMap<String, Account>,
+    pub account_order: VecDeque<String>,
 }
 
 /// Default of `SANDBOX_REFUND_SETTLE_MS`.
@@ -333,6 +337,8 @@ impl State {
             refunds: HashMap::new(),
             refund_order: VecDeque::new(),
             refund_timers: BTreeSet::new(),
+            accounts: HashMap::new(),
+            account_order: VecDeque::new(),
             refund_settle_ms: REFUND_SETTLE_MS_DEFAULT as i64,
         }
     }
