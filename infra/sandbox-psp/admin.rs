@@ -264,7 +264,7 @@ pub fn async_payment(st: &mut State, id: &str, outcome: &str, public_url: &str) 
                 .get(&pi_id)
                 .and_then(|p| p.payment_method.clone())
                 .unwrap_or_default();
-            st.record_success(id, &pm, RefundFlow::Immediate);
+            st.record_success(id, &pm, RefundFlow::Immediate, crate::store::Funds::Pending);
             st.session_event("checkout.session.async_payment_succeeded", id, public_url, &cause);
         }
         "failed" => {
@@ -477,7 +477,9 @@ mod tests {
             client_secret: "pi_1_secret_x".into(),
         };
         st.insert_session(session, intent);
-        let charge = st.record_success("cs_test_1", "pm_1", flow).expect("charge");
+        let charge = st
+            .record_success("cs_test_1", "pm_1", flow, crate::store::Funds::Pending)
+            .expect("charge");
         let r = st
             .create_refund(&charge, 1000, None, BTreeMap::new(), &Cause::default())
             .expect("refund");

@@ -484,6 +484,9 @@ fn dispatch(st: &mut State, ctx: &Ctx, req: &Req, pairs: &[(String, String)]) ->
         (["refunds", id], _, true) => retrieve_refund(st, &root, id),
         (["accounts"], true, _) => create_account(st, &root),
         (["accounts", id], _, true) => retrieve_account(st, &root, id),
+        (["transfers"], true, _) => create_transfer(st, ctx, &root),
+        (["transfers", id], _, true) => retrieve_transfer(st, &root, id),
+        (["transfers", id, "reversals"], true, _) => create_reversal(st, ctx, &root, id),
         (["events"], _, true) => list_events(st, &root),
         (["events", id], _, true) => retrieve_event(st, &root, id),
         (["webhook_endpoints"], true, _) => create_endpoint(st, &root),
@@ -1346,6 +1349,7 @@ fn create_account(st: &mut State, root: &Node) -> Out {
             outcome,
         },
         metadata: metadata(root.get("metadata"), "metadata")?,
+        balance: BTreeMap::new(),
     };
     let body = account.json();
     if st.account_order.len() >= store::RECORDS_MAX {
@@ -1365,6 +1369,170 @@ fn retrieve_account(st: &mut State, root: &Node, id: &str) -> Out {
         .get(id)
         .ok_or_else(|| no_such("account", id, "account"))?;
     Ok(Resp::json(200, &a.json()))
+}
+
+fn positive_amount(root: &Node) -> Result<i64, Resp> {
+    match integer(required(root.get("amount"), "amount")?, "amount")? {
+        v if v >= 1 => Ok(v),
+        _ => Err(invalid("Invalid positive integer", Some("amount"))),
+    }
+}
+
+fn balance_insufficient(message: &str) -> Resp {
+    stripe_error(
+        400,
+        "invalid_request_error",
+        Some("balance_insufficient"),
+        message,
+        None,
+    )
+}
+
+/// `POST /v1/transfers`: from the platform's available balance to a connected account.
+fn create_transfer(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
+    only(
+        root,
+        &[
+            "amount",
+            "currency",
+            "destination",
+            "transfer_group",
+            "description",
+            "metadata",
+            "expand",
+        ],
+        "",
+    )?;
+    expand(root, &[])?;
+    let amount = positive_amount(root)?;
+    let currency = required(root.get("currency"), "currency")?.to_ascii_lowercase();
+    let destination = required(root.get("destination"), "destination")?;
+    if !st.accounts.contains_key(destination) {
+        return Err(no_such("destination", destination, "destination"));
+    }
+    let available = st.platform_available(&currency);
+    if amount > available {
+        return Err(balance_insufficient(&format!(
+            "You have insufficient available funds in your Stripe account ({} available). Try adding \
+             funds directly to your available balance by creating Charges using the 4000000000000077 \
+             test card.",
+            money(available, &currency)
+        )));
+    }
+    let transfer_group = string(root.get("transfer_group"), "transfer_group")?
+        .filter(|g| !g.is_empty())
+        .map(str::to_string);
+    let description = string(root.get("description"), "description")?
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let md = metadata(root.get("metadata"), "metadata")?;
+    let id = store::new_id("tr_", 24);
+    let txn = st.transfer_txn(store::TXN_TRANSFER, &id, -amount, &currency, &md);
+    let transfer = connect::Transfer {
+        id: id.clone(),
+        created: store::now(),
+        amount,
+        currency: currency.clone(),
+        destination: destination.to_string(),
+        transfer_group,
+        description,
+        metadata: md,
+        balance_transaction: txn,
+        reversals: Vec::new(),
+    };
+    if let Some(a) = st.accounts.get_mut(destination) {
+        *a.balance.entry(currency).or_default() += amount;
+    }
+    let body = transfer.json();
+    if st.transfer_order.len() >= store::RECORDS_MAX {
+        if let Some(old) = st.transfer_order.pop_front() {
+            st.transfers.remove(&old);
+        }
+    }
+    st.transfer_order.push_back(id.clone());
+    st.transfers.insert(id, transfer);
+    st.emit("transfer.created", body.clone(), ctx.api_version, &ctx.cause());
+    Ok(Resp::json(200, &body))
+}
+
+fn retrieve_transfer(st: &mut State, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    let t = st
+        .transfers
+        .get(id)
+        .ok_or_else(|| no_such("transfer", id, "id"))?;
+    Ok(Resp::json(200, &t.json()))
+}
+
+/// `POST /v1/transfers/{id}/reversals`: takes back (part of) a transfer from the connected
+/// account's balance to the platform's.
+fn create_reversal(st: &mut State, ctx: &Ctx, root: &Node, id: &str) -> Out {
+    only(
+        root,
+        &[
+            "amount",
+            "description",
+            "metadata",
+            "refund_application_fee",
+            "expand",
+        ],
+        "",
+    )?;
+    expand(root, &[])?;
+    let t = st
+        .transfers
+        .get(id)
+        .ok_or_else(|| no_such("transfer", id, "id"))?;
+    let left = t.amount - t.amount_reversed();
+    let amount = match string(root.get("amount"), "amount")? {
+        None | Some("") => left,
+        Some(_) => positive_amount(root)?,
+    };
+    if left <= 0 || amount > left {
+        return Err(invalid(
+            &format!(
+                "You have already reversed {} of this transfer; at most {} can be reversed.",
+                money(t.amount_reversed(), &t.currency),
+                money(left.max(0), &t.currency)
+            ),
+            Some("amount"),
+        ));
+    }
+    let (currency, destination) = (t.currency.clone(), t.destination.clone());
+    let held = st
+        .accounts
+        .get(&destination)
+        .and_then(|a| a.balance.get(&currency).copied())
+        .unwrap_or(0);
+    if amount > held {
+        return Err(balance_insufficient(&format!(
+            "The connected account {destination} has {} available: the reversal cannot take {}.",
+            money(held, &currency),
+            money(amount, &currency)
+        )));
+    }
+    let md = metadata(root.get("metadata"), "metadata")?;
+    let reversal_id = store::new_id("trr_", 24);
+    let txn = st.transfer_txn(store::TXN_TRANSFER_REVERSAL, &reversal_id, amount, &currency, &md);
+    if let Some(a) = st.accounts.get_mut(&destination) {
+        *a.balance.entry(currency).or_default() -= amount;
+    }
+    let t = st
+        .transfers
+        .get_mut(id)
+        .ok_or_else(|| no_such("transfer", id, "id"))?;
+    let reversal = connect::Reversal {
+        id: reversal_id,
+        amount,
+        created: store::now(),
+        balance_transaction: txn,
+        metadata: md,
+    };
+    let body = t.reversal_json(&reversal);
+    t.reversals.push(reversal);
+    let transfer = t.json();
+    st.emit("transfer.reversed", transfer, ctx.api_version, &ctx.cause());
+    Ok(Resp::json(200, &body))
 }
 
 fn create_endpoint(st: &mut State, root: &Node) -> Out {
@@ -1899,11 +2067,122 @@ mod tests {
 
     /// A session paid on the page with a card of the given refund flow; its PaymentIntent id.
     fn paid(st: &mut State, flow: RefundFlow) -> String {
+        paid_with(st, flow, store::Funds::Pending)
+    }
+
+    fn paid_with(st: &mut State, flow: RefundFlow, funds: store::Funds) -> String {
         let (_, v) = call(st, &req(hyper::Method::POST, "/v1/checkout/sessions", BODY, None));
         let id = v["id"].as_str().expect("session id").to_string();
-        let resp = crate::page::pay(st, &id, CardOutcome::Success(flow), "http://127.0.0.1:4000");
+        let resp = crate::page::pay(
+            st,
+            &id,
+            CardOutcome::Success(flow, funds),
+            "http://127.0.0.1:4000",
+        );
         assert_eq!(resp.status, 303);
         v["payment_intent"].as_str().expect("pi").to_string()
+    }
+
+    fn account(st: &mut State) -> String {
+        let body = "external_account[object]=bank_account&external_account[routing_number]=110000000\
+                    &external_account[account_number]=000123456789";
+        let (resp, a) = call(st, &req(hyper::Method::POST, "/v1/accounts", body, None));
+        assert_eq!(resp.status, 200, "{a}");
+        a["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Transfers draw on the platform's available balance only: a charge paid with 4242 is
+    /// pending for two days, one paid with 0077 is available at once. A reversal takes the money
+    /// back from the connected account; each leaves its balance transaction and its event.
+    #[test]
+    fn transfers_draw_on_the_available_balance_and_reversals_take_it_back() {
+        let mut st = State::new("whsec_unit".into());
+        let acct = account(&mut st);
+        paid(&mut st, RefundFlow::Immediate);
+        let transfer = |st: &mut State, amount: i64, idem: Option<&str>| {
+            let body = format!(
+                "amount={amount}&currency=usd&destination={acct}&transfer_group=pout_1&metadata[payout_id]=pout_1"
+            );
+            call(st, &req(hyper::Method::POST, "/v1/transfers", &body, idem))
+        };
+        let (resp, e) = transfer(&mut st, 100, None);
+        assert_eq!(
+            (resp.status, e["error"]["code"].as_str()),
+            (400, Some("balance_insufficient")),
+            "{e}"
+        );
+        // BODY's session is 2 × 49.99 USD; the fee comes off (net available).
+        paid_with(&mut st, RefundFlow::Immediate, store::Funds::Available);
+        let available = st.platform_available("usd");
+        assert!(available > 1500 && available < 9998, "{available}");
+        let (resp, e) = transfer(&mut st, available + 1, None);
+        assert_eq!(resp.status, 400, "{e}");
+        let (resp, t) = transfer(&mut st, 1500, Some("pout_1-transfer"));
+        assert_eq!(resp.status, 200, "{t}");
+        assert_eq!(
+            (t["destination"].as_str(), t["transfer_group"].as_str()),
+            (Some(acct.as_str()), Some("pout_1"))
+        );
+        assert_eq!(t["metadata"]["payout_id"], "pout_1");
+        // The same key: the same transfer, not a second one.
+        let (_, again) = transfer(&mut st, 1500, Some("pout_1-transfer"));
+        assert_eq!(again["id"], t["id"]);
+        assert_eq!(st.transfers.len(), 1);
+        assert_eq!(st.platform_available("usd"), available - 1500);
+        assert_eq!(st.accounts[&acct].balance["usd"], 1500);
+        let tr = t["id"].as_str().unwrap();
+        assert_eq!(get(&mut st, &format!("/v1/transfers/{tr}")), t);
+
+        let (resp, r) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                &format!("/v1/transfers/{tr}/reversals"),
+                "metadata[payout_id]=pout_1",
+                None,
+            ),
+        );
+        assert_eq!(resp.status, 200, "{r}");
+        assert_eq!(
+            (r["object"].as_str(), r["amount"].as_i64()),
+            (Some("transfer_reversal"), Some(1500))
+        );
+        assert_eq!(st.platform_available("usd"), available);
+        assert_eq!(st.accounts[&acct].balance["usd"], 0);
+        let back = get(&mut st, &format!("/v1/transfers/{tr}"));
+        assert_eq!(
+            (back["reversed"].as_bool(), back["amount_reversed"].as_i64()),
+            (Some(true), Some(1500))
+        );
+        let (resp, _) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                &format!("/v1/transfers/{tr}/reversals"),
+                "",
+                None,
+            ),
+        );
+        assert_eq!(resp.status, 400, "nothing left to reverse");
+        let kinds: Vec<&str> = st.balance_txns.iter().map(|t| t.kind).collect();
+        assert!(kinds.ends_with(&["transfer", "transfer_reversal"]), "{kinds:?}");
+        let types: Vec<&str> = st.events.values().map(|e| e.event_type.as_str()).collect();
+        for t in ["transfer.created", "transfer.reversed"] {
+            assert!(types.contains(&t), "{t}: {types:?}");
+        }
+        let (resp, e) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                "/v1/transfers",
+                "amount=1&currency=usd&destination=acct_nope",
+                None,
+            ),
+        );
+        assert_eq!(
+            (resp.status, e["error"]["param"].as_str()),
+            (404, Some("destination"))
+        );
     }
 
     fn refund(st: &mut State, body: &str, idem: Option<&str>) -> (Resp, Value) {

@@ -1,7 +1,9 @@
 //! Connect: the sellers' connected accounts (Stripe's `account` object, `type=custom`), each
 //! with one external bank account. The bank account numbers are the ones Stripe documents for
 //! testing Connect payouts (`docs/connect/testing`): one pays out, the others fail with their
-//! codes. Transfers to these accounts and their payouts come next (issue 11).
+//! codes. The platform moves money to an account with a **transfer** (from its available
+//! balance, a `transfer` balance transaction) and can take it back with a **reversal** (a
+//! `transfer_reversal` one). The accounts' payouts come next (issue 11).
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -53,6 +55,8 @@ pub struct Account {
     pub email: Option<String>,
     pub bank: BankAccount,
     pub metadata: BTreeMap<String, String>,
+    /// The account's own available balance by currency: transfers in, reversals out.
+    pub balance: BTreeMap<String, i64>,
 }
 
 impl Account {
@@ -76,6 +80,66 @@ impl Account {
                                   "total_count": 1,
                                   "url": format!("/v1/accounts/{}/external_accounts", self.id)},
             "settings": {"payouts": {"schedule": {"interval": "manual"}}},
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reversal {
+    pub id: String,
+    pub amount: i64,
+    pub created: i64,
+    pub balance_transaction: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    pub id: String,
+    pub created: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub destination: String,
+    pub transfer_group: Option<String>,
+    pub description: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub balance_transaction: String,
+    pub reversals: Vec<Reversal>,
+}
+
+impl Transfer {
+    pub fn amount_reversed(&self) -> i64 {
+        self.reversals.iter().map(|r| r.amount).sum()
+    }
+
+    pub fn reversal_json(&self, r: &Reversal) -> Value {
+        json!({
+            "id": r.id, "object": "transfer_reversal", "amount": r.amount,
+            "currency": self.currency, "created": r.created, "transfer": self.id,
+            "balance_transaction": r.balance_transaction, "metadata": r.metadata,
+            "destination_payment_refund": null, "source_refund": null,
+        })
+    }
+
+    /// Stripe's `transfer` object, its reversals newest first.
+    pub fn json(&self) -> Value {
+        let reversals: Vec<Value> = self
+            .reversals
+            .iter()
+            .rev()
+            .map(|r| self.reversal_json(r))
+            .collect();
+        json!({
+            "id": self.id, "object": "transfer", "amount": self.amount,
+            "amount_reversed": self.amount_reversed(), "currency": self.currency,
+            "created": self.created, "destination": self.destination,
+            "balance_transaction": self.balance_transaction,
+            "description": self.description, "metadata": self.metadata,
+            "reversed": self.amount_reversed() == self.amount,
+            "transfer_group": self.transfer_group, "livemode": false,
+            "reversals": {"object": "list", "data": reversals, "has_more": false,
+                          "total_count": self.reversals.len(),
+                          "url": format!("/v1/transfers/{}/reversals", self.id)},
         })
     }
 }

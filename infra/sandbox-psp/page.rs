@@ -4,14 +4,15 @@
 
 use crate::api::expire_if_due;
 use crate::refunds::RefundFlow;
-use crate::store::{self, format_minor, Cause, Session, SessionStatus, State};
+use crate::store::{self, format_minor, Cause, Funds, Session, SessionStatus, State};
 use crate::{App, Req, Resp};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardOutcome {
-    /// Paid; the charge's refunds will follow the flow (the card is remembered only as that).
-    Success(RefundFlow),
+    /// Paid; the charge's refunds will follow the flow, and its funds become available as
+    /// `Funds` says (the card is remembered only as those two).
+    Success(RefundFlow, Funds),
     Declined {
         decline_code: &'static str,
         message: &'static str,
@@ -24,9 +25,12 @@ pub enum CardOutcome {
 pub fn card_outcome(input: &str) -> CardOutcome {
     let digits: String = input.chars().filter(|c| *c != ' ').collect();
     match digits.as_str() {
-        "4242424242424242" => CardOutcome::Success(RefundFlow::Immediate),
-        "4000000000007726" => CardOutcome::Success(RefundFlow::PendingThenSucceeded),
-        "4000000000005126" => CardOutcome::Success(RefundFlow::SucceededThenFailed),
+        "4242424242424242" => CardOutcome::Success(RefundFlow::Immediate, Funds::Pending),
+        "4000000000007726" => CardOutcome::Success(RefundFlow::PendingThenSucceeded, Funds::Pending),
+        "4000000000005126" => CardOutcome::Success(RefundFlow::SucceededThenFailed, Funds::Pending),
+        // Stripe: "the charge succeeds and funds are added directly to your available balance,
+        // bypassing your pending balance" (what a platform needs to transfer at once).
+        "4000000000000077" => CardOutcome::Success(RefundFlow::Immediate, Funds::Available),
         "4000000000000002" => CardOutcome::Declined {
             decline_code: "generic_decline",
             message: "Your card was declined.",
@@ -214,10 +218,10 @@ pub fn pay(st: &mut State, id: &str, outcome: CardOutcome, public_url: &str) -> 
                 )),
             ),
         ),
-        CardOutcome::Success(flow) => {
+        CardOutcome::Success(flow, funds) => {
             let success_url = s.success_url.replace("{CHECKOUT_SESSION_ID}", id);
             let pm = store::new_id("pm_", 24);
-            if st.record_success(id, &pm, flow).is_none() {
+            if st.record_success(id, &pm, flow, funds).is_none() {
                 return not_found();
             }
             st.session_event("checkout.session.completed", id, public_url, &Cause::default());
@@ -331,12 +335,17 @@ mod tests {
     #[test]
     fn test_cards() {
         assert_eq!(
+            card_outcome("4000 0000 0000 0077"),
+            CardOutcome::Success(RefundFlow::Immediate, Funds::Available),
+            "available at once"
+        );
+        assert_eq!(
             card_outcome("4242 4242 4242 4242"),
-            CardOutcome::Success(RefundFlow::Immediate)
+            CardOutcome::Success(RefundFlow::Immediate, Funds::Pending)
         );
         assert_eq!(
             card_outcome("4242424242424242"),
-            CardOutcome::Success(RefundFlow::Immediate)
+            CardOutcome::Success(RefundFlow::Immediate, Funds::Pending)
         );
         assert!(matches!(
             card_outcome("4000 0000 0000 0002"),
@@ -354,11 +363,11 @@ mod tests {
         ));
         assert_eq!(
             card_outcome("4000 0000 0000 7726"),
-            CardOutcome::Success(RefundFlow::PendingThenSucceeded)
+            CardOutcome::Success(RefundFlow::PendingThenSucceeded, Funds::Pending)
         );
         assert_eq!(
             card_outcome("4000000000005126"),
-            CardOutcome::Success(RefundFlow::SucceededThenFailed)
+            CardOutcome::Success(RefundFlow::SucceededThenFailed, Funds::Pending)
         );
         assert_eq!(card_outcome("4111111111111111"), CardOutcome::NotATestCard);
         assert_eq!(card_outcome(""), CardOutcome::NotATestCard);
@@ -371,7 +380,7 @@ mod tests {
         let resp = pay(
             &mut st,
             "cs_test_1",
-            CardOutcome::Success(RefundFlow::Immediate),
+            CardOutcome::Success(RefundFlow::Immediate, Funds::Pending),
             "http://x",
         );
         assert_eq!(resp.status, 303);
@@ -395,7 +404,7 @@ mod tests {
             pay(
                 &mut st,
                 "cs_test_1",
-                CardOutcome::Success(RefundFlow::Immediate),
+                CardOutcome::Success(RefundFlow::Immediate, Funds::Pending),
                 "http://x"
             )
             .status,
@@ -429,7 +438,7 @@ mod tests {
             pay(
                 &mut st,
                 "cs_test_1",
-                CardOutcome::Success(RefundFlow::Immediate),
+                CardOutcome::Success(RefundFlow::Immediate, Funds::Pending),
                 "http://x"
             )
             .status,
@@ -450,7 +459,7 @@ mod tests {
             pay(
                 &mut st,
                 "cs_test_1",
-                CardOutcome::Success(RefundFlow::Immediate),
+                CardOutcome::Success(RefundFlow::Immediate, Funds::Pending),
                 "http://x"
             )
             .status,
@@ -462,7 +471,7 @@ mod tests {
             pay(
                 &mut st,
                 "cs_test_nope",
-                CardOutcome::Success(RefundFlow::Immediate),
+                CardOutcome::Success(RefundFlow::Immediate, Funds::Pending),
                 "http://x"
             )
             .status,

@@ -2,7 +2,7 @@
 //! endpoints, idempotency records, balance transactions, and the admin logs. One `Mutex<State>` (it is a sandbox);
 //! nothing holds the lock across an `.await`. Every list is bounded: the oldest entries go first.
 
-use crate::connect::Account;
+use crate::connect::{Account, Transfer};
 use crate::faults::Faults;
 use crate::refunds::{Charge, Refund, RefundFlow};
 use crate::webhooks::Job;
@@ -262,6 +262,8 @@ pub struct IdemRecord {
 pub const TXN_CHARGE: &str = "charge";
 pub const TXN_REFUND: &str = "refund";
 pub const TXN_REFUND_FAILURE: &str = "refund_failure";
+pub const TXN_TRANSFER: &str = "transfer";
+pub const TXN_TRANSFER_REVERSAL: &str = "transfer_reversal";
 
 /// Who caused a state change: the API request (`request.id`, `request.idempotency_key` of the
 /// event), or nobody (the hosted page, the expiry sweep: both `null`, as at Stripe).
@@ -301,6 +303,9 @@ pub struct State {
     /// Connected accounts by id (Connect), and their ids oldest first.
     pub accounts: HashMap<String, Account>,
     pub account_order: VecDeque<String>,
+    /// Transfers to connected accounts by id, and their ids oldest first.
+    pub transfers: HashMap<String, Transfer>,
+    pub transfer_order: VecDeque<String>,
 }
 
 /// Default of `SANDBOX_REFUND_SETTLE_MS`.
@@ -339,6 +344,8 @@ impl State {
             refund_timers: BTreeSet::new(),
             accounts: HashMap::new(),
             account_order: VecDeque::new(),
+            transfers: HashMap::new(),
+            transfer_order: VecDeque::new(),
             refund_settle_ms: REFUND_SETTLE_MS_DEFAULT as i64,
         }
     }
@@ -495,6 +502,51 @@ impl State {
         })
     }
 
+    /// The platform's available balance in `currency`: every balance transaction whose funds
+    /// are available by now (charges net of fees once available, refunds, transfers and their
+    /// reversals at once).
+    pub fn platform_available(&self, currency: &str) -> i64 {
+        let now = now();
+        self.balance_txns
+            .iter()
+            .filter(|t| t.currency == currency && t.available_on <= now)
+            .map(|t| t.net)
+            .sum()
+    }
+
+    /// The platform's balance transaction of a transfer (`amount` negative) or of its reversal
+    /// (positive): no fee, available at once. Returns its id.
+    pub fn transfer_txn(
+        &mut self,
+        kind: &'static str,
+        source: &str,
+        amount: i64,
+        currency: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> String {
+        let created = now();
+        let txn = BalanceTxn {
+            id: new_id("txn_", 24),
+            kind,
+            source: source.to_string(),
+            amount,
+            fee: 0,
+            net: amount,
+            currency: currency.to_string(),
+            created,
+            available_on: created,
+            charge_id: String::new(),
+            payment_intent_id: String::new(),
+            session_id: String::new(),
+            client_reference_id: None,
+            metadata: metadata.clone(),
+            description: None,
+        };
+        let id = txn.id.clone();
+        push_bounded(&mut self.balance_txns, txn);
+        id
+    }
+
     // --- events ----------------------------------------------------------------------------------
 
     /// Record an event and queue one delivery job per endpoint that wants it.
@@ -611,6 +663,7 @@ impl State {
         session_id: &str,
         payment_method: &str,
         flow: RefundFlow,
+        funds: Funds,
     ) -> Option<String> {
         let s = self.sessions.get_mut(session_id)?;
         s.status = SessionStatus::Complete;
@@ -634,7 +687,10 @@ impl State {
             net: pi.amount - fee,
             currency: pi.currency.clone(),
             created,
-            available_on: available_on(created),
+            available_on: match funds {
+                Funds::Pending => available_on(created),
+                Funds::Available => created,
+            },
             charge_id: charge_id.clone(),
             payment_intent_id: pi.id.clone(),
             session_id: session.id.clone(),
@@ -663,6 +719,15 @@ impl State {
         self.charges.insert(charge_id.clone(), charge);
         Some(charge_id)
     }
+}
+
+/// When a charge's funds join the available balance (the test card decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Funds {
+    /// Two days later ([`available_on`]), as for most cards.
+    Pending,
+    /// At once (Stripe's `4000000000000077`).
+    Available,
 }
 
 /// Funds become available two days after the charge, at 00:00 UTC (Stripe's standard rolling
