@@ -133,6 +133,13 @@ pub fn handle(app: &App, req: &Req) -> Resp {
                 .collect();
             Resp::json(200, &json!({"object": "list", "data": data}))
         }
+        (["payouts", id, "settle"], _, true) => {
+            let body = match json_body(req) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            app.with_state(|st| settle_payout(st, id, &body))
+        }
         (["refunds", id, "settle"], _, true) => {
             let body = match json_body(req) {
                 Ok(v) => v,
@@ -158,6 +165,41 @@ pub fn handle(app: &App, req: &Req) -> Resp {
             )
         }
         _ => unrecognized(req),
+    }
+}
+
+/// `POST /__sandbox/payouts/{id}/settle` `{"status": "in_transit"|"paid"|"failed",
+/// "failure_code"?}`: a payout's next move now, including Stripe's "paid, then failed"
+/// (`failed` on a `paid` payout). Without `failure_code` a failure takes its bank account's.
+fn settle_payout(st: &mut State, id: &str, body: &Value) -> Resp {
+    use crate::connect::{PayoutError, PayoutOutcome, PayoutStatus, TEST_ACCOUNT_NUMBERS};
+    let to = match body["status"].as_str() {
+        Some("in_transit") => PayoutStatus::InTransit,
+        Some("paid") => PayoutStatus::Paid,
+        Some("failed") => PayoutStatus::Failed,
+        _ => return bad("status must be in_transit, paid or failed"),
+    };
+    let code = match body["failure_code"].as_str() {
+        None => None,
+        Some(c) => match TEST_ACCOUNT_NUMBERS.iter().find_map(|(_, o)| match o {
+            PayoutOutcome::Fails(k) if *k == c => Some(*k),
+            _ => None,
+        }) {
+            Some(k) => Some(k),
+            None if c == "could_not_process" => Some("could_not_process"),
+            None => return bad("failure_code must be one of Stripe's payout failure codes the test accounts use, or could_not_process"),
+        },
+    };
+    match st.move_payout(id, to, code, &Cause::default()) {
+        Ok(v) => Resp::json(200, &v),
+        Err(PayoutError::NoPayout) => stripe_error(
+            404,
+            "invalid_request_error",
+            Some("resource_missing"),
+            "No such payout",
+            None,
+        ),
+        Err(e) => bad(&format!("cannot move the payout: {e:?}")),
     }
 }
 
@@ -574,6 +616,79 @@ mod tests {
         assert_eq!(
             admin_refund_json(&st.refunds[&id])["sandbox"]["scheduled_status"],
             Value::Null
+        );
+    }
+
+    /// The admin's payout moves: the next one now, a chosen failure code, "paid, then failed".
+    #[test]
+    fn payouts_move_on_the_admins_word() {
+        let mut st = State::new("whsec_unit".into());
+        st.payout_settle_ms = 3_600_000;
+        let bank = crate::connect::BankAccount {
+            id: "ba_1".into(),
+            country: "US".into(),
+            currency: "usd".into(),
+            routing_number: "110000000".into(),
+            last4: "6789".into(),
+            outcome: crate::connect::PayoutOutcome::Succeeds,
+        };
+        st.accounts.insert(
+            "acct_1".into(),
+            crate::connect::Account {
+                id: "acct_1".into(),
+                created: 0,
+                country: "US".into(),
+                default_currency: "usd".into(),
+                email: None,
+                bank,
+                metadata: BTreeMap::new(),
+                balance: BTreeMap::from([("usd".to_string(), 500)]),
+            },
+        );
+        let new = crate::connect::NewPayout {
+            account: "acct_1",
+            amount: 500,
+            currency: "usd",
+            metadata: BTreeMap::new(),
+            description: None,
+        };
+        let p = st
+            .create_payout(new, &Cause::default(), "2024-06-20")
+            .expect("payout");
+        let id = p["id"].as_str().expect("id").to_string();
+        let status = |st: &mut State, body: Value| {
+            let resp = settle_payout(st, &id, &body);
+            let v: Value = serde_json::from_slice(&resp.body).expect("json");
+            (resp.status, v["status"].as_str().unwrap_or("").to_string())
+        };
+        assert_eq!(
+            status(&mut st, json!({"status": "paid"})).0,
+            400,
+            "pending cannot be paid"
+        );
+        assert_eq!(status(&mut st, json!({"status": "later"})).0, 400);
+        assert_eq!(
+            status(&mut st, json!({"status": "in_transit"})),
+            (200, "in_transit".into())
+        );
+        assert_eq!(status(&mut st, json!({"status": "paid"})), (200, "paid".into()));
+        assert_eq!(st.accounts["acct_1"].balance["usd"], 0);
+        assert_eq!(
+            status(&mut st, json!({"status": "failed", "failure_code": "made_up"})).0,
+            400
+        );
+        assert_eq!(
+            status(
+                &mut st,
+                json!({"status": "failed", "failure_code": "account_closed"})
+            ),
+            (200, "failed".into())
+        );
+        assert_eq!(st.payouts[&id].failure_code, Some("account_closed"));
+        assert_eq!(st.accounts["acct_1"].balance["usd"], 500, "back in the account");
+        assert_eq!(
+            settle_payout(&mut st, "po_nope", &json!({"status": "paid"})).status,
+            404
         );
     }
 }

@@ -487,6 +487,8 @@ fn dispatch(st: &mut State, ctx: &Ctx, req: &Req, pairs: &[(String, String)]) ->
         (["transfers"], true, _) => create_transfer(st, ctx, &root),
         (["transfers", id], _, true) => retrieve_transfer(st, &root, id),
         (["transfers", id, "reversals"], true, _) => create_reversal(st, ctx, &root, id),
+        (["payouts"], true, _) => create_payout(st, ctx, req, &root),
+        (["payouts", id], _, true) => retrieve_payout(st, req, &root, id),
         (["events"], _, true) => list_events(st, &root),
         (["events", id], _, true) => retrieve_event(st, &root, id),
         (["webhook_endpoints"], true, _) => create_endpoint(st, &root),
@@ -892,6 +894,7 @@ const REFUND_REASONS: &[&str] = &["duplicate", "fraudulent", "requested_by_custo
 /// the settle time (the background tick would within 50 ms).
 fn settle_due(st: &mut State) {
     st.settle_due_refunds(store::now_ms());
+    st.settle_due_payouts(store::now_ms());
 }
 
 /// `1.50 USD`: how refusal messages show an amount.
@@ -1535,6 +1538,93 @@ fn create_reversal(st: &mut State, ctx: &Ctx, root: &Node, id: &str) -> Out {
     Ok(Resp::json(200, &body))
 }
 
+/// The connected account a Connect call acts as (`Stripe-Account`), which must exist.
+fn acting_account<'r>(st: &State, req: &'r Req) -> Result<&'r str, Resp> {
+    let account = req
+        .header("stripe-account")
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "The sandbox PSP pays out connected accounts only: send the Stripe-Account header \
+             naming one.",
+                None,
+            )
+        })?;
+    if !st.accounts.contains_key(account) {
+        return Err(stripe_error(
+            403,
+            "invalid_request_error",
+            Some("account_invalid"),
+            &format!("The provided key does not have access to account '{account}' (or that account does not exist)."),
+            None,
+        ));
+    }
+    Ok(account)
+}
+
+/// `POST /v1/payouts` as a connected account: its balance to its bank account.
+fn create_payout(st: &mut State, ctx: &Ctx, req: &Req, root: &Node) -> Out {
+    only(
+        root,
+        &[
+            "amount",
+            "currency",
+            "description",
+            "metadata",
+            "method",
+            "destination",
+            "expand",
+        ],
+        "",
+    )?;
+    expand(root, &[])?;
+    let account = acting_account(st, req)?;
+    let amount = positive_amount(root)?;
+    let currency = required(root.get("currency"), "currency")?.to_ascii_lowercase();
+    match string(root.get("method"), "method")? {
+        None | Some("") | Some("standard") => {}
+        Some(_) => {
+            return Err(invalid(
+                "The sandbox PSP makes standard payouts only.",
+                Some("method"),
+            ))
+        }
+    }
+    let description = string(root.get("description"), "description")?
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let md = metadata(root.get("metadata"), "metadata")?;
+    settle_due(st);
+    let new = connect::NewPayout {
+        account,
+        amount,
+        currency: &currency,
+        metadata: md,
+        description,
+    };
+    match st.create_payout(new, &ctx.cause(), ctx.api_version) {
+        Ok(body) => Ok(Resp::json(200, &body)),
+        Err(connect::PayoutError::Insufficient(held)) => Err(balance_insufficient(&format!(
+            "You have insufficient funds in your Stripe account for this transfer. Your available \
+             balance is {}.",
+            money(held, &currency)
+        ))),
+        Err(e) => Err(invalid(&format!("cannot pay out: {e:?}"), None)),
+    }
+}
+
+fn retrieve_payout(st: &mut State, req: &Req, root: &Node, id: &str) -> Out {
+    only(root, &["expand"], "")?;
+    let account = acting_account(st, req)?.to_string();
+    settle_due(st);
+    let p = st
+        .payouts
+        .get(id)
+        .filter(|p| p.account == account)
+        .ok_or_else(|| no_such("payout", id, "id"))?;
+    Ok(Resp::json(200, &p.json()))
+}
+
 fn create_endpoint(st: &mut State, root: &Node) -> Out {
     only(
         root,
@@ -2091,6 +2181,130 @@ mod tests {
         a["id"].as_str().unwrap().to_owned()
     }
 
+    fn account_with(st: &mut State, number: &str) -> String {
+        let body = format!(
+            "external_account[object]=bank_account&external_account[routing_number]=110000000\
+             &external_account[account_number]={number}"
+        );
+        let (resp, a) = call(st, &req(hyper::Method::POST, "/v1/accounts", &body, None));
+        assert_eq!(resp.status, 200, "{a}");
+        a["id"].as_str().unwrap().to_owned()
+    }
+
+    fn as_account(mut r: Req, account: &str) -> Req {
+        r.headers
+            .insert("stripe-account", account.parse().expect("header"));
+        r
+    }
+
+    /// A connected account funded by a transfer pays out to its bank: `pending`, `in_transit`,
+    /// then `paid` or `failed` as its test bank account decides; a failure (also after `paid`)
+    /// puts the money back in its balance. Events name the account.
+    #[test]
+    fn a_connected_account_pays_out_and_its_bank_number_decides_the_end() {
+        let mut st = State::new("whsec_unit".into());
+        // An hour: only this test's own clock moves the payouts, however slow the machine.
+        st.payout_settle_ms = 3_600_000;
+        paid_with(&mut st, RefundFlow::Immediate, store::Funds::Available);
+        let good = account_with(&mut st, "000123456789");
+        let closed = account_with(&mut st, "000111111113");
+        for acct in [&good, &closed] {
+            let body = format!("amount=1000&currency=usd&destination={acct}");
+            let (resp, t) = call(&mut st, &req(hyper::Method::POST, "/v1/transfers", &body, None));
+            assert_eq!(resp.status, 200, "{t}");
+        }
+        let payout = |st: &mut State, acct: &str, amount: i64| {
+            let body = format!("amount={amount}&currency=usd&metadata[payout_id]=pout_1");
+            call(
+                st,
+                &as_account(req(hyper::Method::POST, "/v1/payouts", &body, None), acct),
+            )
+        };
+        let (resp, e) = payout(&mut st, &good, 1001);
+        assert_eq!(
+            (resp.status, e["error"]["code"].as_str()),
+            (400, Some("balance_insufficient")),
+            "{e}"
+        );
+        let (resp, e) = call(
+            &mut st,
+            &req(hyper::Method::POST, "/v1/payouts", "amount=1&currency=usd", None),
+        );
+        assert_eq!(resp.status, 400, "no Stripe-Account: {e}");
+        let (resp, e) = payout(&mut st, "acct_nope", 1);
+        assert_eq!(
+            (resp.status, e["error"]["code"].as_str()),
+            (403, Some("account_invalid"))
+        );
+
+        let (resp, p) = payout(&mut st, &good, 1000);
+        assert_eq!((resp.status, p["status"].as_str()), (200, Some("pending")), "{p}");
+        let (_, q) = payout(&mut st, &closed, 1000);
+        assert_eq!(st.accounts[&good].balance["usd"], 0);
+        let get_as = |st: &mut State, acct: &str, id: &str| {
+            call(
+                st,
+                &as_account(
+                    req(hyper::Method::GET, &format!("/v1/payouts/{id}"), "", None),
+                    acct,
+                ),
+            )
+            .1
+        };
+        let (pid, qid) = (
+            p["id"].as_str().unwrap().to_owned(),
+            q["id"].as_str().unwrap().to_owned(),
+        );
+        let (resp, _) = call(
+            &mut st,
+            &as_account(
+                req(hyper::Method::GET, &format!("/v1/payouts/{pid}"), "", None),
+                &closed,
+            ),
+        );
+        assert_eq!(resp.status, 404, "another account's payout");
+        // The clock: in transit, then the end its bank account decides.
+        let half = st.payout_settle_ms / 2;
+        assert_eq!(st.settle_due_payouts(store::now_ms() + half), 2);
+        assert_eq!(get_as(&mut st, &good, &pid)["status"], "in_transit");
+        assert_eq!(st.settle_due_payouts(store::now_ms() + 2 * half + 1_000), 2);
+        assert_eq!(get_as(&mut st, &good, &pid)["status"], "paid");
+        let failed = get_as(&mut st, &closed, &qid);
+        assert_eq!(
+            (failed["status"].as_str(), failed["failure_code"].as_str()),
+            (Some("failed"), Some("account_closed"))
+        );
+        assert!(failed["failure_message"].as_str().unwrap().contains("closed"));
+        assert_eq!(
+            st.accounts[&closed].balance["usd"], 1000,
+            "the failed payout's money is back"
+        );
+        // Paid, then failed (Stripe warns it happens): the money is back too.
+        st.move_payout(
+            &pid,
+            connect::PayoutStatus::Failed,
+            Some("could_not_process"),
+            &store::Cause::default(),
+        )
+        .unwrap();
+        assert_eq!(st.accounts[&good].balance["usd"], 1000);
+        assert!(st
+            .move_payout(&pid, connect::PayoutStatus::Paid, None, &store::Cause::default())
+            .is_err());
+        let events: Vec<(String, Value)> = st
+            .events
+            .values()
+            .filter(|e| e.event_type.starts_with("payout."))
+            .map(|e| (e.event_type.clone(), e.json["account"].clone()))
+            .collect();
+        for t in ["payout.created", "payout.updated", "payout.paid", "payout.failed"] {
+            assert!(
+                events.iter().any(|(k, a)| k == t && a.is_string()),
+                "{t}: {events:?}"
+            );
+        }
+    }
+
     /// Transfers draw on the platform's available balance only: a charge paid with 4242 is
     /// pending for two days, one paid with 0077 is available at once. A reversal takes the money
     /// back from the connected account; each leaves its balance transaction and its event.
@@ -2638,6 +2852,7 @@ mod tests {
                 webhook_attempts_max: 1,
                 webhook_timeout_ms: 1000,
                 refund_settle_ms: 1000,
+                payout_settle_ms: 1000,
                 exit_on_stdin_eof: false,
             },
             state: std::sync::Mutex::new(st),

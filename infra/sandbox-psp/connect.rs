@@ -3,8 +3,12 @@
 //! testing Connect payouts (`docs/connect/testing`): one pays out, the others fail with their
 //! codes. The platform moves money to an account with a **transfer** (from its available
 //! balance, a `transfer` balance transaction) and can take it back with a **reversal** (a
-//! `transfer_reversal` one). The accounts' payouts come next (issue 11).
+//! `transfer_reversal` one). A connected account pays its balance out to its bank with a
+//! **payout** (`Stripe-Account` header): `pending`, then `in_transit`, then `paid` or `failed`
+//! as its bank account's test number decides, on a clock (`SANDBOX_PAYOUT_SETTLE_MS`) that the
+//! admin API can overtake, including Stripe's "paid, then failed".
 
+use crate::store::{new_id, now, now_ms, Cause, State, RECORDS_MAX};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -141,6 +145,242 @@ impl Transfer {
                           "total_count": self.reversals.len(),
                           "url": format!("/v1/transfers/{}/reversals", self.id)},
         })
+    }
+}
+
+/// Stripe's `failure_message` for the codes the test bank accounts produce.
+pub fn failure_message(code: &str) -> &'static str {
+    match code {
+        "no_account" => "The bank account details on file are probably incorrect. No bank account could be located with those details.",
+        "account_closed" => "The bank account has been closed.",
+        "insufficient_funds" => "Your Stripe account has insufficient funds to cover the payout.",
+        "debit_not_authorized" => "Debit transactions are not approved on the bank account.",
+        "invalid_currency" => "The bank was unable to process this payout because of its currency.",
+        _ => "The payout could not be processed.",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayoutStatus {
+    Pending,
+    InTransit,
+    Paid,
+    Failed,
+}
+
+impl PayoutStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutStatus::Pending => "pending",
+            PayoutStatus::InTransit => "in_transit",
+            PayoutStatus::Paid => "paid",
+            PayoutStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Payout {
+    pub id: String,
+    /// The connected account it pays out of.
+    pub account: String,
+    pub created: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub arrival_date: i64,
+    /// The account's bank account.
+    pub destination: String,
+    pub status: PayoutStatus,
+    pub failure_code: Option<&'static str>,
+    pub metadata: BTreeMap<String, String>,
+    pub description: Option<String>,
+    /// The next scheduled move: (due at, ms; to), if any.
+    pub scheduled: Option<(i64, PayoutStatus)>,
+}
+
+impl Payout {
+    pub fn json(&self) -> Value {
+        json!({
+            "id": self.id, "object": "payout", "amount": self.amount,
+            "arrival_date": self.arrival_date, "automatic": false, "created": self.created,
+            "currency": self.currency, "description": self.description,
+            "destination": self.destination, "failure_code": self.failure_code,
+            "failure_message": self.failure_code.map(failure_message),
+            "livemode": false, "metadata": self.metadata, "method": "standard",
+            "source_type": "card", "status": self.status.as_str(), "type": "bank_account",
+        })
+    }
+}
+
+/// Why a payout cannot be made or moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutError {
+    NoAccount,
+    /// The account's available balance in the currency.
+    Insufficient(i64),
+    NoPayout,
+    /// The move is not one a payout makes.
+    Illegal(PayoutStatus),
+}
+
+/// What `POST /v1/payouts` asks, as a connected account.
+#[derive(Debug, Clone)]
+pub struct NewPayout<'a> {
+    pub account: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub metadata: BTreeMap<String, String>,
+    pub description: Option<String>,
+}
+
+impl State {
+    /// A payout of `amount` out of `account`'s balance, `pending`, scheduled to move on.
+    pub fn create_payout(
+        &mut self,
+        new: NewPayout<'_>,
+        cause: &Cause,
+        api_version: &str,
+    ) -> Result<Value, PayoutError> {
+        let NewPayout {
+            account,
+            amount,
+            currency,
+            metadata,
+            description,
+        } = new;
+        let a = self.accounts.get_mut(account).ok_or(PayoutError::NoAccount)?;
+        let held = a.balance.get(currency).copied().unwrap_or(0);
+        if amount > held {
+            return Err(PayoutError::Insufficient(held));
+        }
+        *a.balance.entry(currency.to_string()).or_default() -= amount;
+        let created = now();
+        let due = now_ms() + self.payout_settle_ms / 2;
+        let p = Payout {
+            id: new_id("po_", 24),
+            account: account.to_string(),
+            created,
+            amount,
+            currency: currency.to_string(),
+            arrival_date: crate::store::available_on(created),
+            destination: a.bank.id.clone(),
+            status: PayoutStatus::Pending,
+            failure_code: None,
+            metadata,
+            description,
+            scheduled: Some((due, PayoutStatus::InTransit)),
+        };
+        let body = p.json();
+        self.payout_timers.insert((due, p.id.clone()));
+        if self.payout_order.len() >= RECORDS_MAX {
+            if let Some(old) = self.payout_order.pop_front() {
+                self.payouts.remove(&old);
+            }
+        }
+        self.payout_order.push_back(p.id.clone());
+        self.payouts.insert(p.id.clone(), p);
+        self.emit_for(Some(account), "payout.created", body.clone(), api_version, cause);
+        Ok(body)
+    }
+
+    /// Moves a payout: `in_transit` from `pending`; `paid` or `failed` from `in_transit`;
+    /// `failed` from `paid` (Stripe: a payout can fail after it showed paid). A failure puts
+    /// the amount back in the account's balance. Returns the payout.
+    pub fn move_payout(
+        &mut self,
+        id: &str,
+        to: PayoutStatus,
+        failure_code: Option<&'static str>,
+        cause: &Cause,
+    ) -> Result<Value, PayoutError> {
+        self.move_payout_at(id, to, failure_code, cause, now_ms())
+    }
+
+    /// As `move_payout`, the move happening at `at_ms` (a timer's due time): the next move is
+    /// scheduled from there.
+    fn move_payout_at(
+        &mut self,
+        id: &str,
+        to: PayoutStatus,
+        failure_code: Option<&'static str>,
+        cause: &Cause,
+        at_ms: i64,
+    ) -> Result<Value, PayoutError> {
+        let p = self.payouts.get_mut(id).ok_or(PayoutError::NoPayout)?;
+        let legal = matches!(
+            (p.status, to),
+            (PayoutStatus::Pending, PayoutStatus::InTransit)
+                | (PayoutStatus::InTransit, PayoutStatus::Paid | PayoutStatus::Failed)
+                | (PayoutStatus::Paid, PayoutStatus::Failed)
+        );
+        if !legal {
+            return Err(PayoutError::Illegal(p.status));
+        }
+        p.status = to;
+        p.scheduled = None;
+        let outcome = self
+            .accounts
+            .get(&p.account)
+            .map(|a| a.bank.outcome)
+            .unwrap_or(PayoutOutcome::Succeeds);
+        if to == PayoutStatus::InTransit {
+            let due = at_ms.saturating_add(self.payout_settle_ms / 2);
+            let next = match outcome {
+                PayoutOutcome::Succeeds => PayoutStatus::Paid,
+                PayoutOutcome::Fails(_) => PayoutStatus::Failed,
+            };
+            p.scheduled = Some((due, next));
+            self.payout_timers.insert((due, id.to_string()));
+        }
+        if to == PayoutStatus::Failed {
+            p.failure_code = Some(failure_code.unwrap_or(match outcome {
+                PayoutOutcome::Fails(code) => code,
+                PayoutOutcome::Succeeds => "could_not_process",
+            }));
+            let (account, currency, amount) = (p.account.clone(), p.currency.clone(), p.amount);
+            if let Some(a) = self.accounts.get_mut(&account) {
+                *a.balance.entry(currency).or_default() += amount;
+            }
+        }
+        let p = &self.payouts[id];
+        let (body, account) = (p.json(), p.account.clone());
+        let event = match to {
+            PayoutStatus::Paid => "payout.paid",
+            PayoutStatus::Failed => "payout.failed",
+            _ => "payout.updated",
+        };
+        self.emit_for(
+            Some(&account),
+            event,
+            body.clone(),
+            crate::store::DEFAULT_API_VERSION,
+            cause,
+        );
+        Ok(body)
+    }
+
+    /// Applies the payout moves that are due by `now_ms`; how many moved.
+    pub fn settle_due_payouts(&mut self, now_ms: i64) -> usize {
+        let mut moved = 0;
+        while let Some((at, id)) = self.payout_timers.first().cloned() {
+            if at > now_ms {
+                break;
+            }
+            self.payout_timers.pop_first();
+            // Stale if the payout was moved (or evicted) meanwhile.
+            let Some((_, to)) = self
+                .payouts
+                .get(&id)
+                .and_then(|p| p.scheduled)
+                .filter(|(due, _)| *due == at)
+            else {
+                continue;
+            };
+            if self.move_payout_at(&id, to, None, &Cause::default(), at).is_ok() {
+                moved += 1;
+            }
+        }
+        moved
     }
 }
 

@@ -48,7 +48,8 @@ environment:
   SANDBOX_WEBHOOK_RETRY_BASE_MS=1000    retry k+1 starts base x 2^(k-1) after attempt k
   SANDBOX_WEBHOOK_ATTEMPTS_MAX=8        attempts per delivery, the first included
   SANDBOX_WEBHOOK_TIMEOUT_MS=5000       an endpoint slower than this counts as failed
-  SANDBOX_REFUND_SETTLE_MS=1000         delayed refund moves (test cards 7726, 5126) happen this long after creation";
+  SANDBOX_REFUND_SETTLE_MS=1000         delayed refund moves (test cards 7726, 5126) happen this long after creation
+  SANDBOX_PAYOUT_SETTLE_MS=1000         a connected account's payout is in_transit half this long after creation, then paid or failed";
 
 const BODY_BYTES_MAX: usize = 1 << 20;
 
@@ -61,6 +62,7 @@ pub struct Config {
     pub webhook_attempts_max: u32,
     pub webhook_timeout_ms: u64,
     pub refund_settle_ms: u64,
+    pub payout_settle_ms: u64,
     pub exit_on_stdin_eof: bool,
 }
 
@@ -227,6 +229,7 @@ fn config() -> Result<Config, String> {
         webhook_attempts_max,
         webhook_timeout_ms: env_number("SANDBOX_WEBHOOK_TIMEOUT_MS", 5000)?,
         refund_settle_ms: env_number("SANDBOX_REFUND_SETTLE_MS", store::REFUND_SETTLE_MS_DEFAULT)?,
+        payout_settle_ms: env_number("SANDBOX_PAYOUT_SETTLE_MS", store::PAYOUT_SETTLE_MS_DEFAULT)?,
         exit_on_stdin_eof,
     })
 }
@@ -279,6 +282,7 @@ async fn run(cfg: Config, listener: std::net::TcpListener) -> i32 {
     let port = cfg.port;
     let mut state = State::new(cfg.webhook_secret.clone());
     state.refund_settle_ms = i64::try_from(cfg.refund_settle_ms).unwrap_or(i64::MAX);
+    state.payout_settle_ms = i64::try_from(cfg.payout_settle_ms).unwrap_or(i64::MAX);
     let app = Arc::new(App {
         state: Mutex::new(state),
         cfg,
@@ -375,7 +379,10 @@ async fn refund_settler(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tick.tick().await;
-        app.with_state(|st| st.settle_due_refunds(store::now_ms()));
+        app.with_state(|st| {
+            st.settle_due_refunds(store::now_ms());
+            st.settle_due_payouts(store::now_ms());
+        });
     }
 }
 

@@ -2,7 +2,7 @@
 //! endpoints, idempotency records, balance transactions, and the admin logs. One `Mutex<State>` (it is a sandbox);
 //! nothing holds the lock across an `.await`. Every list is bounded: the oldest entries go first.
 
-use crate::connect::{Account, Transfer};
+use crate::connect::{Account, Payout, Transfer};
 use crate::faults::Faults;
 use crate::refunds::{Charge, Refund, RefundFlow};
 use crate::webhooks::Job;
@@ -306,7 +306,18 @@ pub struct State {
     /// Transfers to connected accounts by id, and their ids oldest first.
     pub transfers: HashMap<String, Transfer>,
     pub transfer_order: VecDeque<String>,
+    /// Connected accounts' payouts by id, their ids oldest first, and their scheduled moves
+    /// (due at, ms; payout id).
+    pub payouts: HashMap<String, Payout>,
+    pub payout_order: VecDeque<String>,
+    pub payout_timers: BTreeSet<(i64, String)>,
+    /// A payout goes `in_transit` half this long after creation, and is `paid` or `failed`
+    /// (its bank account decides) this long after (`SANDBOX_PAYOUT_SETTLE_MS`).
+    pub payout_settle_ms: i64,
 }
+
+/// Default of `SANDBOX_PAYOUT_SETTLE_MS`.
+pub const PAYOUT_SETTLE_MS_DEFAULT: u64 = 1000;
 
 /// Default of `SANDBOX_REFUND_SETTLE_MS`.
 pub const REFUND_SETTLE_MS_DEFAULT: u64 = 1000;
@@ -346,6 +357,10 @@ impl State {
             account_order: VecDeque::new(),
             transfers: HashMap::new(),
             transfer_order: VecDeque::new(),
+            payouts: HashMap::new(),
+            payout_order: VecDeque::new(),
+            payout_timers: BTreeSet::new(),
+            payout_settle_ms: PAYOUT_SETTLE_MS_DEFAULT as i64,
             refund_settle_ms: REFUND_SETTLE_MS_DEFAULT as i64,
         }
     }
@@ -551,6 +566,18 @@ impl State {
 
     /// Record an event and queue one delivery job per endpoint that wants it.
     pub fn emit(&mut self, event_type: &str, object: Value, api_version: &str, cause: &Cause) -> String {
+        self.emit_for(None, event_type, object, api_version, cause)
+    }
+
+    /// An event about a connected account's object (Connect): its `account` is that account.
+    pub fn emit_for(
+        &mut self,
+        account: Option<&str>,
+        event_type: &str,
+        object: Value,
+        api_version: &str,
+        cause: &Cause,
+    ) -> String {
         let id = new_id("evt_", 24);
         let created = now();
         let targets: Vec<Endpoint> = self
@@ -560,7 +587,7 @@ impl State {
             .cloned()
             .collect();
         let json = json!({
-            "id": id, "object": "event", "account": null, "api_version": api_version,
+            "id": id, "object": "event", "account": account, "api_version": api_version,
             "created": created, "data": {"object": object}, "livemode": false,
             "pending_webhooks": targets.len(),
             "request": {"id": opt(cause.request_id.clone()),
