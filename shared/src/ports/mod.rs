@@ -7,6 +7,7 @@ pub mod invariants;
 pub mod ledger;
 pub mod outbox;
 pub mod pay_in;
+pub mod payouts;
 pub mod refunds;
 
 pub use auth::{ApiKeyRecord, ApiKeys, Consume};
@@ -15,6 +16,7 @@ pub use invariants::InvariantSource;
 pub use ledger::{LedgerReader, LedgerWriter, Page, WalletWriter, Written};
 pub use outbox::{Destination, Outgoing, Publisher};
 pub use pay_in::{Applied, Checkouts, Psp, Webhooks};
+pub use payouts::PayoutPsp;
 pub use refunds::{RefundPsp, RefundReader, RefundWrite, Refunds};
 
 #[derive(Debug, thiserror::Error)]

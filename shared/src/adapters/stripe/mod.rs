@@ -17,9 +17,15 @@ pub mod amounts;
 pub mod events;
 
 use crate::domain::pay_in::{PspSession, SessionRequest};
-use crate::domain::psp::{PspError, PspSessionId};
+use crate::domain::payouts::{
+    PspAccount, PspPayout, PspPayoutRequest, PspPayoutStatus, PspReversal, PspReversalRequest, PspTransfer,
+    PspTransferRequest,
+};
+use crate::domain::psp::{
+    PspAccountId, PspError, PspPayoutId, PspSessionId, PspTransferId, PspTransferReversalId,
+};
 use crate::domain::refunds::{PspRefund, PspRefundRequest};
-use crate::ports::{Psp, RefundPsp};
+use crate::ports::{PayoutPsp, Psp, RefundPsp};
 
 pub use amounts::{from_stripe_amount, to_stripe_amount};
 
@@ -180,6 +186,16 @@ impl StripeClient {
     /// POSTs a form with retries on transient failures only. The idempotency key makes every
     /// retry safe: the PSP answers a repeat with the first result.
     async fn post_form(&self, path: &str, form: String, idempotency_key: &str) -> Result<String, PspError> {
+        let call = Call::Post {
+            form,
+            idempotency_key,
+        };
+        self.call(call, path, None).await
+    }
+
+    /// One call with its retries: a `POST` (form body, idempotency key) or a `GET`, as the
+    /// platform or (Connect, `Stripe-Account`) as a connected account.
+    async fn call(&self, call: Call<'_>, path: &str, account: Option<&str>) -> Result<String, PspError> {
         let started = Instant::now();
         let mut last = String::new();
         for attempt in 0..self.policy.attempts_max {
@@ -190,13 +206,25 @@ impl StripeClient {
                 }
                 tokio::time::sleep(pause).await;
             }
-            let request = hyper::Request::post(format!("{}{path}", self.base_url))
-                .header(AUTHORIZATION, format!("Bearer {}", self.secret_key))
-                .header("Idempotency-Key", idempotency_key)
-                .header("Stripe-Version", STRIPE_VERSION)
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header(USER_AGENT, concat!("payment-system/", env!("CARGO_PKG_VERSION")))
-                .body(Full::new(Bytes::from(form.clone())))
+            let url = format!("{}{path}", self.base_url);
+            let mut builder = match &call {
+                Call::Post { idempotency_key, .. } => hyper::Request::post(url)
+                    .header("Idempotency-Key", *idempotency_key)
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded"),
+                Call::Get => hyper::Request::get(url),
+            }
+            .header(AUTHORIZATION, format!("Bearer {}", self.secret_key))
+            .header("Stripe-Version", STRIPE_VERSION)
+            .header(USER_AGENT, concat!("payment-system/", env!("CARGO_PKG_VERSION")));
+            if let Some(account) = account {
+                builder = builder.header("Stripe-Account", account);
+            }
+            let body = match &call {
+                Call::Post { form, .. } => Bytes::from(form.clone()),
+                Call::Get => Bytes::new(),
+            };
+            let request = builder
+                .body(Full::new(body))
                 .map_err(|e| PspError::Unavailable(format!("building the request: {e}")))?;
             // One deadline for the answer and its body.
             let exchange = async {
@@ -256,6 +284,12 @@ impl StripeClient {
     }
 }
 
+/// What a call sends.
+enum Call<'a> {
+    Post { form: String, idempotency_key: &'a str },
+    Get,
+}
+
 impl Psp for StripeClient {
     async fn create_session(&self, request: &SessionRequest) -> Result<PspSession, PspError> {
         let params = session_params(request).map_err(|message| PspError::Rejected {
@@ -313,6 +347,126 @@ impl RefundPsp for StripeClient {
         let refund: events::RefundObject = serde_json::from_str(&body)
             .map_err(|e| PspError::Unavailable(format!("unexpected refund response: {e}")))?;
         refund.refund().map_err(PspError::Unavailable)
+    }
+}
+
+/// The transfer's parameters, in a fixed order (same payout, same bytes).
+pub fn transfer_params(r: &PspTransferRequest) -> Result<Vec<(String, String)>, String> {
+    Ok(vec![
+        ("amount".into(), to_stripe_amount(r.amount)?.to_string()),
+        ("currency".into(), r.amount.currency().code().to_ascii_lowercase()),
+        ("destination".into(), r.destination.to_string()),
+        ("transfer_group".into(), r.payout_id.to_string()),
+        ("metadata[payout_id]".into(), r.payout_id.to_string()),
+    ])
+}
+
+/// The connected account's payout parameters.
+pub fn payout_params(r: &PspPayoutRequest) -> Result<Vec<(String, String)>, String> {
+    Ok(vec![
+        ("amount".into(), to_stripe_amount(r.amount)?.to_string()),
+        ("currency".into(), r.amount.currency().code().to_ascii_lowercase()),
+        ("metadata[payout_id]".into(), r.payout_id.to_string()),
+    ])
+}
+
+fn unexpected(what: &str, e: impl std::fmt::Display) -> PspError {
+    PspError::Unavailable(format!("unexpected {what} response: {e}"))
+}
+
+fn not_supported(message: String) -> PspError {
+    PspError::Rejected {
+        status: 400,
+        code: "amount_not_supported".into(),
+        message,
+    }
+}
+
+#[derive(Deserialize)]
+struct IdBody {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct AccountBody {
+    id: String,
+    #[serde(default)]
+    payouts_enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct PayoutBody {
+    id: String,
+    status: String,
+    arrival_date: Option<i64>,
+    failure_code: Option<String>,
+    failure_message: Option<String>,
+}
+
+impl PayoutPsp for StripeClient {
+    async fn account(&self, id: &PspAccountId) -> Result<Option<PspAccount>, PspError> {
+        let body = match self.call(Call::Get, &format!("/v1/accounts/{id}"), None).await {
+            Ok(body) => body,
+            Err(PspError::Rejected { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let a: AccountBody = serde_json::from_str(&body).map_err(|e| unexpected("account", e))?;
+        Ok(Some(PspAccount {
+            id: PspAccountId::parse(&a.id).map_err(|e| unexpected("account", e))?,
+            payouts_enabled: a.payouts_enabled,
+        }))
+    }
+
+    /// `POST /v1/transfers` with the payout's own transfer key.
+    async fn create_transfer(&self, request: &PspTransferRequest) -> Result<PspTransfer, PspError> {
+        let params = transfer_params(request).map_err(not_supported)?;
+        let body = self
+            .post_form("/v1/transfers", encode_form(&params), &request.idempotency_key)
+            .await?;
+        let t: IdBody = serde_json::from_str(&body).map_err(|e| unexpected("transfer", e))?;
+        Ok(PspTransfer {
+            id: PspTransferId::parse(&t.id).map_err(|e| unexpected("transfer", e))?,
+        })
+    }
+
+    /// `POST /v1/payouts` as the seller's connected account (`Stripe-Account`).
+    async fn create_payout(&self, request: &PspPayoutRequest) -> Result<PspPayout, PspError> {
+        let params = payout_params(request).map_err(not_supported)?;
+        let call = Call::Post {
+            form: encode_form(&params),
+            idempotency_key: &request.idempotency_key,
+        };
+        let body = self
+            .call(call, "/v1/payouts", Some(request.account.as_str()))
+            .await?;
+        let p: PayoutBody = serde_json::from_str(&body).map_err(|e| unexpected("payout", e))?;
+        Ok(PspPayout {
+            id: PspPayoutId::parse(&p.id).map_err(|e| unexpected("payout", e))?,
+            status: PspPayoutStatus::parse(&p.status)
+                .ok_or_else(|| unexpected("payout", format!("status {:?}", p.status)))?,
+            arrival_date: p
+                .arrival_date
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map(|d| d.date_naive()),
+            failure_code: p.failure_code,
+            failure_message: p.failure_message,
+        })
+    }
+
+    /// `POST /v1/transfers/{id}/reversals` (the whole transfer) with the payout's reversal key.
+    async fn reverse_transfer(&self, request: &PspReversalRequest) -> Result<PspReversal, PspError> {
+        let params = vec![("metadata[payout_id]".to_string(), request.payout_id.to_string())];
+        let body = self
+            .post_form(
+                &format!("/v1/transfers/{}/reversals", request.transfer),
+                encode_form(&params),
+                &request.idempotency_key,
+            )
+            .await?;
+        let r: IdBody = serde_json::from_str(&body).map_err(|e| unexpected("transfer reversal", e))?;
+        Ok(PspReversal {
+            id: PspTransferReversalId::parse(&r.id).map_err(|e| unexpected("transfer reversal", e))?,
+        })
     }
 }
 

@@ -22,12 +22,17 @@
 //! not needed: a Stripe transfer leaves the platform's balance at once, and nothing of ours is
 //! in flight between the calls.
 
+pub mod psp;
 pub mod status;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
+pub use psp::{
+    PspAccount, PspPayout, PspPayoutRequest, PspPayoutStatus, PspReversal, PspReversalRequest, PspTransfer,
+    PspTransferRequest,
+};
 pub use status::{IllegalPayoutTransition, PayoutEvent, PayoutMove, PayoutStatus};
 
 use crate::domain::currency::Currency;

@@ -1,0 +1,176 @@
+//! Payouts on the local twin (issue 11, in progress). So far: the PSP client's Connect calls
+//! against the sandbox, each idempotent by the key derived from the payout id, so a retry, a
+//! redrive or a crash between the calls never moves money twice.
+
+use chrono::Utc;
+use common::{new_key, Stack};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use shared::adapters::stripe::{RetryPolicy, StripeClient};
+use shared::domain::currency::Currency;
+use shared::domain::ids::{AccountId, PayoutId, SellerId};
+use shared::domain::money::Money;
+use shared::domain::payouts::{
+    Available, Payout, PayoutRequest, PspPayoutRequest, PspPayoutStatus, PspReversalRequest,
+    PspTransferRequest,
+};
+use shared::domain::psp::PspAccountId;
+use shared::ports::PayoutPsp;
+
+const PSP_SECRET_KEY: &str = "sk_test_sandbox_51PsysLocalDev";
+
+/// This binary's stack: the sandbox's payouts move only when a test says so.
+fn stack() -> &'static Stack {
+    common::stack_of(&common::TwinSpec {
+        label: "payouts",
+        params: &[],
+        on_disk: false,
+        env: &[("SANDBOX_PAYOUT_SETTLE_MS", "3600000")],
+    })
+}
+
+async fn sandbox(method: reqwest::Method, path: &str, form: &[(&str, &str)], account: Option<&str>) -> Value {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{}{path}", stack().psp))
+        .bearer_auth(PSP_SECRET_KEY)
+        .form(form);
+    if let Some(a) = account {
+        r = r.header("Stripe-Account", a);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+/// A checkout paid on the sandbox's hosted page with Stripe's 0077 card: its funds are
+/// available to transfer at once.
+async fn fund_the_platform() {
+    let acct = stack().new_account(None).await;
+    let body = json!({"buyer_id": "buyer_1", "seller_id": "seller_1", "amount": "50.00", "currency": "USD",
+                      "order_id": format!("order_{}", &new_key()[..8])});
+    let r = acct.create(&body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let url = r.json["psp_redirect_url"].as_str().unwrap();
+    let paid = common::no_redirects()
+        .post(url)
+        .form(&[("card_number", "4000000000000077")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
+}
+
+#[tokio::test]
+async fn the_psp_client_makes_one_transfer_one_payout_and_one_reversal_per_payout() {
+    fund_the_platform().await;
+    let connected = sandbox(
+        reqwest::Method::POST,
+        "/v1/accounts",
+        &[
+            ("type", "custom"),
+            ("external_account[object]", "bank_account"),
+            ("external_account[routing_number]", "110000000"),
+            ("external_account[account_number]", "000123456789"),
+        ],
+        None,
+    )
+    .await;
+    let destination = PspAccountId::parse(connected["id"].as_str().unwrap()).unwrap();
+    let psp = StripeClient::new(&stack().psp, PSP_SECRET_KEY, RetryPolicy::default()).unwrap();
+    let seen = psp
+        .account(&destination)
+        .await
+        .unwrap()
+        .expect("the account exists");
+    assert!(seen.payouts_enabled);
+    let nobody = PspAccountId::parse("acct_nobody").unwrap();
+    assert_eq!(
+        psp.account(&nobody).await.unwrap(),
+        None,
+        "an unknown account is None, not an error"
+    );
+
+    let usd = Currency::parse("USD").unwrap();
+    let mut payout = Payout::open(
+        PayoutId::generate(),
+        AccountId::parse("acct_bench").unwrap(),
+        &PayoutRequest::new(SellerId::parse("seller_1").unwrap(), Decimal::new(1000, 2), usd).unwrap(),
+        Some(destination.clone()),
+        Some(Available {
+            balance: Money::from_minor(1000, usd),
+            held: Money::from_minor(0, usd),
+        }),
+        false,
+        Utc::now(),
+    )
+    .unwrap();
+
+    // The transfer, twice with its key: one transfer.
+    let t1 = psp
+        .create_transfer(&PspTransferRequest::of(&payout))
+        .await
+        .unwrap();
+    let t2 = psp
+        .create_transfer(&PspTransferRequest::of(&payout))
+        .await
+        .unwrap();
+    assert_eq!(t1, t2, "the same transfer");
+    let t = sandbox(
+        reqwest::Method::GET,
+        &format!("/v1/transfers/{}", t1.id),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (t["amount"].as_i64(), t["destination"].as_str()),
+        (Some(1000), Some(destination.as_str()))
+    );
+    assert_eq!(t["transfer_group"], payout.id.as_str());
+    payout.psp_transfer = Some(t1.id.clone());
+
+    // The payout, as the connected account, twice with its key: one payout.
+    let p1 = psp.create_payout(&PspPayoutRequest::of(&payout)).await.unwrap();
+    let p2 = psp.create_payout(&PspPayoutRequest::of(&payout)).await.unwrap();
+    assert_eq!(p1.id, p2.id, "the same payout");
+    assert_eq!(p1.status, PspPayoutStatus::Pending);
+    assert!(p1.arrival_date.is_some());
+    let again = sandbox(
+        reqwest::Method::GET,
+        &format!("/v1/payouts/{}", p1.id),
+        &[],
+        Some(destination.as_str()),
+    )
+    .await;
+    assert_eq!(again["amount"].as_i64(), Some(1000));
+
+    // The bank sends it back; the transfer's reversal, twice with its key: one reversal.
+    for status in ["in_transit", "failed"] {
+        stack()
+            .sandbox_admin(
+                &format!("/__sandbox/payouts/{}/settle", p1.id),
+                Some(json!({"status": status})),
+            )
+            .await;
+    }
+    let request = PspReversalRequest::of(&payout).expect("a transfer to reverse");
+    let r1 = psp.reverse_transfer(&request).await.unwrap();
+    let r2 = psp.reverse_transfer(&request).await.unwrap();
+    assert_eq!(r1, r2, "the same reversal");
+    let t = sandbox(
+        reqwest::Method::GET,
+        &format!("/v1/transfers/{}", t1.id),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            t["amount_reversed"].as_i64(),
+            t["reversals"]["total_count"].as_i64()
+        ),
+        (Some(1000), Some(1))
+    );
+}
