@@ -63,6 +63,7 @@ mod tests {
         let w = store.wallets.lock().unwrap().first().cloned().unwrap();
         store.wallets.lock().unwrap().push(WalletBalance {
             balance_minor: w.balance_minor + 1,
+            available_minor: w.available_minor + 1,
             ..w
         });
         let v = violations(&store).await;
@@ -152,8 +153,17 @@ mod tests {
             currency: Currency::parse("EUR").unwrap(),
             balance_minor: 500,
             held_minor: 0,
+            available_minor: 500,
         });
         let v = violations(&store).await;
         assert!(v.iter().any(|v| v.contains("ghost")), "{v:?}");
+    }
+
+    #[tokio::test]
+    async fn a_wallet_whose_available_is_not_balance_less_held_is_reported() {
+        let (store, _) = settled().await;
+        store.wallets.lock().unwrap()[0].available_minor += 1;
+        let v = violations(&store).await;
+        assert!(v.iter().any(|v| v.contains("is not balance")), "{v:?}");
     }
 }

@@ -449,6 +449,7 @@ impl WalletWriter for Memory {
                 Some(w) => {
                     w.balance_minor += c.balance_minor;
                     w.held_minor += c.held_minor;
+                    w.available_minor += c.balance_minor - c.held_minor;
                 }
                 None => wallets.push(WalletBalance {
                     account_id: account_id.clone(),
@@ -456,6 +457,7 @@ impl WalletWriter for Memory {
                     currency: c.currency,
                     balance_minor: c.balance_minor,
                     held_minor: c.held_minor,
+                    available_minor: c.balance_minor - c.held_minor,
                 }),
             }
         }
@@ -479,13 +481,17 @@ impl Memory {
             .iter_mut()
             .find(|w| &w.account_id == account_id && &w.seller_id == seller && w.currency == currency)
         {
-            Some(w) => w.held_minor += held,
+            Some(w) => {
+                w.held_minor += held;
+                w.available_minor -= held;
+            }
             None => wallets.push(WalletBalance {
                 account_id: account_id.clone(),
                 seller_id: seller.clone(),
                 currency,
                 balance_minor: 0,
                 held_minor: held,
+                available_minor: -held,
             }),
         }
     }

@@ -49,6 +49,8 @@ pub struct WalletBalance {
     pub currency: Currency,
     pub balance_minor: i64,
     pub held_minor: i64,
+    /// Kept by every write as `balance − held` (what a payout may take).
+    pub available_minor: i64,
 }
 
 /// A payment order as the check needs it: its status, amount and refund counters.
@@ -224,6 +226,13 @@ impl Checker {
 
     pub fn wallet(&mut self, w: &WalletBalance) {
         self.wallets_seen += 1;
+        if w.balance_minor.checked_sub(w.held_minor) != Some(w.available_minor) {
+            let what = format!(
+                "wallet {}/{} {}: available {} is not balance {} − held {}",
+                w.account_id, w.seller_id, w.currency, w.available_minor, w.balance_minor, w.held_minor
+            );
+            self.violation(what);
+        }
         self.wallets.insert(
             (w.account_id.clone(), w.seller_id.clone(), w.currency),
             w.balance_minor,

@@ -69,6 +69,8 @@ fn wallet_from(item: Item) -> Result<WalletBalance, StoreError> {
         balance_minor: i64,
         #[serde(default)]
         held_minor: i64,
+        #[serde(default)]
+        available_minor: i64,
     }
     let w: WalletItem = from_item(item, "wallet item")?;
     let corrupt = |e: String| StoreError::Corrupt(format!("wallet item: {e}"));
@@ -78,6 +80,7 @@ fn wallet_from(item: Item) -> Result<WalletBalance, StoreError> {
         currency: Currency::parse(&w.sk).map_err(|e| corrupt(e.to_string()))?,
         balance_minor: w.balance_minor,
         held_minor: w.held_minor,
+        available_minor: w.available_minor,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Wallets table (`pk`, `sk`): one wallet per seller and currency
 //! `WALLET#<account_id>#<seller_id>`/`<currency>` with `balance_minor` (what the platform owes
-//! the seller, equal to `seller_payable`) and `held_minor` (the part held for refunds in
-//! flight; `available = balance − held`), and the applied-event markers
+//! the seller, equal to `seller_payable`), `held_minor` (the part held for refunds and payouts
+//! in flight) and `available_minor` (`balance − held`, kept by every write so that a payout's
+//! hold can be conditional on it: a condition cannot subtract), and the applied-event markers
 //! `APPLIED#<event_id>`/`APPLIED` that make every change happen once.
 
 use std::collections::HashMap;
@@ -21,7 +22,8 @@ pub fn wallet_key(account_id: &AccountId, seller_id: &SellerId) -> String {
 }
 
 /// The update that adds `balance` and `held` to a seller's wallet in `currency` (creating it
-/// if it is new). Also used by the refund's creation transaction to hold the seller's part.
+/// if it is new), and `balance − held` to its `available_minor`. Also used by the refund's
+/// creation transaction to hold the seller's part.
 pub fn wallet_update(
     table: &str,
     account_id: &AccountId,
@@ -31,14 +33,18 @@ pub fn wallet_update(
     held_minor: i64,
     now: &str,
 ) -> Result<TransactWriteItem, StoreError> {
+    let available = balance_minor.checked_sub(held_minor).ok_or_else(|| {
+        StoreError::Corrupt(format!("wallet change {balance_minor} − {held_minor} overflows"))
+    })?;
     let update = built(
         Update::builder()
             .table_name(table)
             .key("pk", s(wallet_key(account_id, seller)))
             .key("sk", s(currency.code()))
             .update_expression(
-                "ADD balance_minor :balance, held_minor :held SET entity = :wallet, seller_id = :seller, account_id = :account, updated_at = :now",
+                "ADD balance_minor :balance, held_minor :held, available_minor :available SET entity = :wallet, seller_id = :seller, account_id = :account, updated_at = :now",
             )
+            .expression_attribute_values(":available", n(available))
             .expression_attribute_values(":balance", n(balance_minor))
             .expression_attribute_values(":held", n(held_minor))
             .expression_attribute_values(":wallet", s("wallet"))
