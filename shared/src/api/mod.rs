@@ -5,6 +5,7 @@ pub mod error;
 pub mod json;
 pub mod ledger;
 pub mod pay_in;
+pub mod payouts;
 pub mod refunds;
 
 pub use error::ApiError;
