@@ -7,7 +7,9 @@
 //! - The PSP unavailable: `503 psp_unavailable`; refused: `402 psp_rejected`.
 
 use crate::api::ApiError;
+use crate::domain::payouts::PayoutRefusal;
 use crate::domain::psp::PspError;
+use crate::domain::refunds::RefundRefusal;
 use crate::ports::{Refusal, StoreError};
 
 impl From<StoreError> for ApiError {
@@ -33,6 +35,26 @@ impl From<StoreError> for ApiError {
 }
 
 /// 400: the write found the request impossible (a refund beyond what is left).
+impl From<RefundRefusal> for Refusal {
+    fn from(r: RefundRefusal) -> Self {
+        Refusal {
+            code: r.code(),
+            param: r.param(),
+            message: r.to_string(),
+        }
+    }
+}
+
+impl From<PayoutRefusal> for Refusal {
+    fn from(r: PayoutRefusal) -> Self {
+        Refusal {
+            code: r.code(),
+            param: r.param(),
+            message: r.to_string(),
+        }
+    }
+}
+
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let e = ApiError::invalid(r.code, r.message);

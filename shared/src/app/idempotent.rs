@@ -177,6 +177,27 @@ pub async fn run<S: Claims, C: Command>(
     decide(claims, command, &claim, lease, existing).await
 }
 
+/// For a request refused on what it read before writing anything (the order has nothing
+/// left to refund, the wallet nothing available), when the refusal may be the consequence of
+/// this key's own earlier success: the stored answer for the key if it has one (replayed, or
+/// `422` for another body, `409` while in flight); else `refusal`.
+pub async fn stored_answer_or<S: Claims>(
+    claims: &S,
+    authority: &Authority,
+    claim: &Claim,
+    refusal: ApiError,
+) -> Result<Reply, ApiError> {
+    let record_id = claim.key.record_id(&authority.caller().key_id);
+    match claims.get_record(&record_id).await? {
+        Some(existing) => match existing.decide(&claim.request_hash, claim.now_ms) {
+            Decision::Replay { status, body } => Ok(Reply::stored(status, body, true)),
+            Decision::Mismatch => Err(ApiError::idempotency_mismatch()),
+            Decision::InFlight | Decision::TakeOver { .. } => Err(ApiError::conflict_in_flight()),
+        },
+        None => Err(refusal),
+    }
+}
+
 async fn decide<S: Claims, C: Command>(
     claims: &S,
     command: &C,

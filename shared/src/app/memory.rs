@@ -8,21 +8,25 @@ use std::sync::Mutex;
 use crate::app::auth::hash_api_key;
 use crate::domain::currency::Currency;
 use crate::domain::idempotency::{IdempotencyRecord, RecordState};
-use crate::domain::ids::{AccountId, ApiKeyId, CheckoutId, OrderId, PaymentOrderId, RefundId, SellerId};
+use crate::domain::ids::{
+    AccountId, ApiKeyId, CheckoutId, OrderId, PaymentOrderId, PayoutId, RefundId, SellerId,
+};
 use crate::domain::invariants::{BalanceShard, Checker, OrderFacts, WalletBalance};
 use crate::domain::ledger::balances::{deltas, Totals};
 use crate::domain::ledger::{Entry, LedgerAccount, LedgerTransaction, WalletChange, WalletFigures};
+use crate::domain::money::Money;
 use crate::domain::outbox::{Anomaly, OutboxBody, OutboxEvent, OutboxHeader, OutboxOrder, SettledPayment};
 use crate::domain::pay_in::{
     Checkout, OrderRefunds, PaymentOrder, PaymentStatus, PspSession, SessionRequest,
 };
-use crate::domain::psp::{PspError, PspRefundId, PspSessionId};
+use crate::domain::payouts::{Available, Payout};
+use crate::domain::psp::{PspAccountId, PspError, PspRefundId, PspSessionId};
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::refunds::{Refund, RefundStatus};
 use crate::ports::{
     ApiKeyRecord, ApiKeys, Applied, Begin, Checkouts, Claims, Completion, Consume, Destination,
-    InvariantSource, LedgerReader, LedgerWriter, Outgoing, Page, Psp, Publisher, RefundWrite, Refunds,
-    StoreError, WalletWriter, Webhooks, Written,
+    InvariantSource, LedgerReader, LedgerWriter, Outgoing, Page, Payouts, Psp, Publisher, RefundWrite,
+    Refunds, StoreError, WalletWriter, Webhooks, Written,
 };
 
 #[derive(Default)]
@@ -45,6 +49,8 @@ pub struct Memory {
     /// Per destination: the index, within one publish call, of the first message that fails.
     pub fail_publish_at: Mutex<HashMap<Destination, usize>>,
     pub refunds: Mutex<HashMap<RefundId, Refund>>,
+    pub payout_accounts: Mutex<HashMap<(AccountId, SellerId), PspAccountId>>,
+    pub payouts: Mutex<HashMap<PayoutId, Payout>>,
     /// While set, ledger and wallet writes and checkout reads fail as an unavailable store would.
     pub unavailable: AtomicBool,
 }
@@ -494,6 +500,106 @@ impl Memory {
                 available_minor: -held,
             }),
         }
+    }
+}
+
+/// Payouts as DynamoDB keeps them: the hold checked against `available` and made in one step.
+impl Payouts for Memory {
+    async fn payout_account(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+    ) -> Result<Option<PspAccountId>, StoreError> {
+        self.check_available()?;
+        Ok(self
+            .payout_accounts
+            .lock()
+            .unwrap()
+            .get(&(account_id.clone(), seller.clone()))
+            .cloned())
+    }
+
+    async fn put_payout_account(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+        psp_account: &PspAccountId,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.check_available()?;
+        self.payout_accounts
+            .lock()
+            .unwrap()
+            .insert((account_id.clone(), seller.clone()), psp_account.clone());
+        Ok(())
+    }
+
+    async fn wallet_available(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+        currency: Currency,
+    ) -> Result<Option<Available>, StoreError> {
+        self.check_available()?;
+        Ok(self
+            .wallets
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|w| &w.account_id == account_id && &w.seller_id == seller && w.currency == currency)
+            .map(|w| Available {
+                balance: Money::from_minor(w.balance_minor, currency),
+                held: Money::from_minor(w.held_minor, currency),
+            }))
+    }
+
+    async fn begin_payout(
+        &self,
+        record: &IdempotencyRecord,
+        payout: &Payout,
+        outbox: &OutboxEvent,
+    ) -> Result<Begin, StoreError> {
+        self.check_available()?;
+        let mut records = self.records.lock().unwrap();
+        if let Some(existing) = records.get(&record.record_id) {
+            return Ok(Begin::Exists(existing.clone()));
+        }
+        let currency = payout.amount.currency();
+        let available = self
+            .wallets
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|w| {
+                w.account_id == payout.account_id && w.seller_id == payout.seller_id && w.currency == currency
+            })
+            .map_or(0, |w| w.available_minor);
+        if available < payout.amount.minor() {
+            return Ok(Begin::Refused(crate::ports::Refusal {
+                code: "balance_insufficient",
+                param: Some("amount"),
+                message: format!("available balance is {}", Money::from_minor(available, currency)),
+            }));
+        }
+        records.insert(record.record_id.clone(), record.clone());
+        drop(records);
+        self.hold(
+            &payout.account_id,
+            &payout.seller_id,
+            currency,
+            payout.amount.minor(),
+        );
+        self.payouts
+            .lock()
+            .unwrap()
+            .insert(payout.id.clone(), payout.clone());
+        self.outbox.lock().unwrap().push(outbox.clone());
+        Ok(Begin::Created)
+    }
+
+    async fn get_payout(&self, id: &PayoutId) -> Result<Option<Payout>, StoreError> {
+        self.check_available()?;
+        Ok(self.payouts.lock().unwrap().get(id).cloned())
     }
 }
 

@@ -15,6 +15,7 @@ pub mod ledger;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod pay_in;
+pub mod payouts;
 pub mod refunds;
 pub mod relay;
 

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::ids::{ApiKeyId, CheckoutId, RefundId};
+use super::ids::{ApiKeyId, CheckoutId, PayoutId, RefundId};
 
 pub const KEY_LEN_MAX: usize = 255;
 /// Records are kept for replay this long (DynamoDB TTL deletes them afterwards).
@@ -74,6 +74,7 @@ impl std::fmt::Debug for IdempotencyKey {
 pub enum ResourceKind {
     Checkout,
     Refund,
+    Payout,
 }
 
 impl ResourceKind {
@@ -81,6 +82,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Checkout => "checkout",
             ResourceKind::Refund => "refund",
+            ResourceKind::Payout => "payout",
         }
     }
 
@@ -88,6 +90,7 @@ impl ResourceKind {
         match s {
             "checkout" => Some(ResourceKind::Checkout),
             "refund" => Some(ResourceKind::Refund),
+            "payout" => Some(ResourceKind::Payout),
             _ => None,
         }
     }
@@ -113,6 +116,15 @@ impl ResourceRef {
     pub fn refund(id: &RefundId) -> Self {
         ResourceRef {
             kind: ResourceKind::Refund,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl ResourceRef {
+    pub fn payout(id: &PayoutId) -> Self {
+        ResourceRef {
+            kind: ResourceKind::Payout,
             id: id.to_string(),
         }
     }

@@ -1,13 +1,60 @@
-//! Payouts' view of the PSP (Connect): the seller's connected account, the transfer to it, its
-//! payout to the bank, and the reversal of a bounced payout's transfer. Each call is
-//! idempotent by the key its request carries.
+//! Payout storage (the sellers' payout accounts, their wallets as a payout reads them, the
+//! payouts), and payouts' view of the PSP (Connect): the seller's connected account, the
+//! transfer to it, its payout to the bank, and the reversal of a bounced payout's transfer.
+//! Each PSP call is idempotent by the key its request carries.
 
 use std::future::Future;
 
+use super::idempotency::Begin;
+use super::StoreError;
+use crate::domain::currency::Currency;
+use crate::domain::idempotency::IdempotencyRecord;
+use crate::domain::ids::{AccountId, PayoutId, SellerId};
+use crate::domain::outbox::OutboxEvent;
 use crate::domain::payouts::{
-    PspAccount, PspPayout, PspPayoutRequest, PspReversal, PspReversalRequest, PspTransfer, PspTransferRequest,
+    Available, Payout, PspAccount, PspPayout, PspPayoutRequest, PspReversal, PspReversalRequest, PspTransfer,
+    PspTransferRequest,
 };
 use crate::domain::psp::{PspAccountId, PspError};
+
+pub trait Payouts: Send + Sync {
+    /// The seller's connected account at the PSP, if one was recorded.
+    fn payout_account(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+    ) -> impl Future<Output = Result<Option<PspAccountId>, StoreError>> + Send;
+
+    /// Records (or replaces) the seller's connected account.
+    fn put_payout_account(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+        psp_account: &PspAccountId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The seller's wallet in `currency` as it is now, if it has one.
+    fn wallet_available(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+        currency: Currency,
+    ) -> impl Future<Output = Result<Option<Available>, StoreError>> + Send;
+
+    /// Atomically: claims the idempotency record, creates the payout (`PENDING`), moves its
+    /// amount from the wallet's available to held on condition that `available ≥ amount`, and
+    /// writes the `PAYOUT_REQUESTED` outbox record. `Begin::Refused` (`balance_insufficient`,
+    /// naming what is available) when the wallet no longer has it.
+    fn begin_payout(
+        &self,
+        record: &IdempotencyRecord,
+        payout: &Payout,
+        outbox: &OutboxEvent,
+    ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+
+    fn get_payout(&self, id: &PayoutId) -> impl Future<Output = Result<Option<Payout>, StoreError>> + Send;
+}
 
 pub trait PayoutPsp: Send + Sync {
     /// The connected account, or `None` if the PSP has no such account.

@@ -145,16 +145,6 @@ pub fn refund_from(item: &Item) -> Result<Refund, StoreError> {
     })
 }
 
-impl From<RefundRefusal> for Refusal {
-    fn from(r: RefundRefusal) -> Self {
-        Refusal {
-            code: r.code(),
-            param: r.param(),
-            message: r.to_string(),
-        }
-    }
-}
-
 /// Where the creation transaction's order reservation sits (after the claim and the refund).
 const RESERVATION_AT: usize = 2;
 

@@ -87,7 +87,7 @@ impl<S: Checkouts + Claims, P: Psp> Command for OpenCheckout<'_, S, P> {
                 ))),
             },
             // Keys are scoped per API key and a payment's body is never a refund's.
-            ResourceKind::Refund => Err(StoreError::Corrupt(format!(
+            ResourceKind::Refund | ResourceKind::Payout => Err(StoreError::Corrupt(format!(
                 "a payment's idempotency record names {reference}"
             ))),
         }

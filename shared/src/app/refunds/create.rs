@@ -58,7 +58,8 @@ pub async fn create_refund<S: Refunds + Checkouts + Claims>(
         // Nothing left, as read: if this is a retry of a request that took it all, its answer
         // is stored under the key; otherwise the refusal stands.
         Err(refusal @ RefundRefusal::NothingLeft { .. }) => {
-            return answer_or_refuse(store, &authority, claim, refusal).await
+            return idempotent::stored_answer_or(store, &authority, &claim, Refusal::from(refusal).into())
+                .await
         }
         Err(refusal) => return Err(Refusal::from(refusal).into()),
     };
@@ -131,28 +132,6 @@ async fn refundable<'a, S: Checkouts>(
     })
 }
 
-/// The stored answer for this key, if it has one; else `refusal`.
-async fn answer_or_refuse<S: Claims>(
-    store: &S,
-    authority: &Authority,
-    claim: Claim,
-    refusal: RefundRefusal,
-) -> Result<Reply, ApiError> {
-    let record_id = claim.key.record_id(&authority.caller().key_id);
-    match store.get_record(&record_id).await {
-        Ok(Some(existing)) => match existing.decide(&claim.request_hash, claim.now_ms) {
-            crate::domain::idempotency::Decision::Replay { status, body } => {
-                Ok(Reply::stored(status, body, true))
-            }
-            crate::domain::idempotency::Decision::Mismatch => Err(ApiError::idempotency_mismatch()),
-            // Refund records are written completed; anything else is still being answered.
-            _ => Err(ApiError::conflict_in_flight()),
-        },
-        Ok(None) => Err(Refusal::from(refusal).into()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// A refund, created with the claim.
 struct OpenRefund<'a, S> {
     store: &'a S,
@@ -187,7 +166,7 @@ impl<S: Refunds + Claims> Command for OpenRefund<'_, S> {
                     "idempotency record names {reference}: {e}"
                 ))),
             },
-            ResourceKind::Checkout => Err(StoreError::Corrupt(format!(
+            ResourceKind::Checkout | ResourceKind::Payout => Err(StoreError::Corrupt(format!(
                 "a refund's idempotency record names {reference}"
             ))),
         }
