@@ -174,3 +174,107 @@ async fn the_psp_client_makes_one_transfer_one_payout_and_one_reversal_per_payou
         (Some(1000), Some(1))
     );
 }
+
+/// The issue's race at the store: a seller's wallet of 100.00, thirty payouts of 10.01 at once
+/// through the create use case and DynamoDB Local. The hold is one conditional write, so nine
+/// go through, the rest are refused with `balance_insufficient`, and `available` never goes
+/// below zero.
+#[tokio::test]
+async fn thirty_payouts_at_once_never_overdraw_the_wallet() {
+    use shared::app::auth::Authority;
+    use shared::app::payouts::create::{create_payout, CreatePayout};
+    use shared::app::Caller;
+    use shared::domain::ids::ApiKeyId;
+    use shared::domain::ledger::WalletChange;
+    use shared::ports::{Payouts, WalletWriter};
+
+    let store = stack().store().await;
+    let ledger = stack().ledger().await;
+    let account_id = AccountId::parse(&format!("acct_race_{}", &new_key()[..8])).unwrap();
+    let seller = SellerId::parse("seller_race").unwrap();
+    let usd = Currency::parse("USD").unwrap();
+    ledger
+        .apply_wallet_changes(
+            &format!("evt_seed_{}", new_key()),
+            &account_id,
+            &[WalletChange {
+                seller_id: seller.clone(),
+                currency: usd,
+                balance_minor: 10_000,
+                held_minor: 0,
+            }],
+            "2026-12-01T00:00:00.000Z",
+        )
+        .await
+        .unwrap();
+    store
+        .put_payout_account(
+            &account_id,
+            &seller,
+            &PspAccountId::parse("acct_1Race").unwrap(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let caller = Caller {
+        account_id: account_id.clone(),
+        key_id: ApiKeyId::generate(),
+    };
+    let body = br#"{"seller_id":"seller_race","amount":"10.01","currency":"USD"}"#;
+    let answers = futures::future::join_all((0..30).map(|i| {
+        let (store, caller) = (&store, caller.clone());
+        async move {
+            let now = Utc::now();
+            let key = format!("race-{i}");
+            create_payout(
+                store,
+                Authority::Checked(caller),
+                CreatePayout {
+                    idempotency_key: Some(key.as_bytes()),
+                    body,
+                    now,
+                    deadline_ms: now.timestamp_millis() + 10_000,
+                },
+            )
+            .await
+        }
+    }))
+    .await;
+    let made = answers
+        .iter()
+        .filter(|a| a.as_ref().is_ok_and(|r| r.status == 201))
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|a| {
+            a.as_ref()
+                .is_err_and(|e| e.status == 400 && e.code == "balance_insufficient")
+        })
+        .count();
+    let other: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .filter(|e| e.code != "balance_insufficient")
+        .map(|e| format!("{} {}", e.status, e.code))
+        .collect();
+    // A request that met the others' transactions too often may be told to retry (409); none
+    // may take money that is not there.
+    assert!(made <= 9, "{made} payouts of 10.01 out of 100.00");
+    assert!(
+        made + other.len() >= 9,
+        "what fits is made (or told to retry): {made} made, {refused} refused, {other:?}"
+    );
+    assert!(other.iter().all(|o| o.starts_with("409")), "{other:?}");
+    assert_eq!(made + refused + other.len(), 30);
+    let w = store
+        .wallet_available(&account_id, &seller, usd)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        w.held.minor(),
+        1001 * made as i64,
+        "held is exactly the payouts made"
+    );
+    assert!(w.amount().unwrap().minor() >= 0, "available never below zero");
+}

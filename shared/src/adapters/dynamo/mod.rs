@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod invariants;
 pub mod ledger;
 pub mod pay_in;
+pub mod payouts;
 pub mod refunds;
 pub mod tx;
 pub mod wallets;

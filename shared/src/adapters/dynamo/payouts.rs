@@ -1,0 +1,316 @@
+//! Payouts (`PAYOUT#<payout_id>`/`PAYOUT`) and the sellers' payout accounts
+//! (`SELLER#<account_id>#<seller_id>`/`SELLER`) in the payments table, next to the outbox
+//! records a payout's moves write, so each move is one transaction. A payout's hold is an
+//! update of the seller's wallet in the wallets table, in the same transaction, conditional on
+//! the wallet's `available_minor`.
+//!
+//! A payout names its seller as `parent_id` = `SELLER#<account_id>#<seller_id>` with
+//! `child_id` = `PAYOUT#<payout_id>` (the `by_parent` index: a seller's payouts, oldest first),
+//! and its transfer id as `psp_ref` once it has one (the `by_psp_ref` index).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::codec::{built, get_n, get_time, n, opt_n, opt_s, parse, s, time, unavailable, Item};
+use super::tx::{put_if_absent, Cancelled};
+use super::wallets::wallet_key;
+use super::webhooks::outbox_item;
+use super::DynamoStore;
+use crate::domain::currency::Currency;
+use crate::domain::idempotency::IdempotencyRecord;
+use crate::domain::ids::{AccountId, PayoutId, SellerId};
+use crate::domain::money::Money;
+use crate::domain::outbox::OutboxEvent;
+use crate::domain::payouts::{Available, Payout, PayoutRefusal, PayoutStatus};
+use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId, PspTransferReversalId};
+use crate::ports::{Begin, Payouts, Refusal, StoreError};
+
+pub fn payout_key(id: &PayoutId) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("PAYOUT#{id}"))),
+        ("sk".into(), s("PAYOUT")),
+    ])
+}
+
+pub fn seller_key(account_id: &AccountId, seller: &SellerId) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("SELLER#{account_id}#{seller}"))),
+        ("sk".into(), s("SELLER")),
+    ])
+}
+
+pub fn payout_item(p: &Payout) -> Item {
+    let mut item = payout_key(&p.id);
+    item.extend([
+        ("entity".into(), s("payout")),
+        ("payout_id".into(), s(p.id.as_str())),
+        ("account_id".into(), s(p.account_id.as_str())),
+        ("seller_id".into(), s(p.seller_id.as_str())),
+        ("currency".into(), s(p.amount.currency().code())),
+        ("amount_minor".into(), n(p.amount.minor())),
+        ("payout_status".into(), s(p.status.as_str())),
+        (
+            "automatic".into(),
+            aws_sdk_dynamodb::types::AttributeValue::Bool(p.automatic),
+        ),
+        ("destination".into(), s(p.destination.as_str())),
+        (
+            "parent_id".into(),
+            s(format!("SELLER#{}#{}", p.account_id, p.seller_id)),
+        ),
+        ("child_id".into(), s(format!("PAYOUT#{}", p.id))),
+        ("created_at".into(), time(p.created_at)),
+        ("updated_at".into(), time(p.updated_at)),
+    ]);
+    let optional = [
+        ("psp_ref", p.psp_transfer.as_ref().map(|x| s(x.as_str()))),
+        ("psp_payout_id", p.psp_payout.as_ref().map(|x| s(x.as_str()))),
+        ("psp_reversal_id", p.psp_reversal.as_ref().map(|x| s(x.as_str()))),
+        (
+            "arrival_date",
+            p.arrival_date.map(|d| s(d.format("%Y-%m-%d").to_string())),
+        ),
+        ("failure_code", p.failure_code.as_ref().map(s)),
+        ("failure_message", p.failure_message.as_ref().map(s)),
+    ];
+    item.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
+    );
+    item
+}
+
+pub fn payout_from(item: &Item) -> Result<Payout, StoreError> {
+    let currency = parse(item, "currency", Currency::parse)?;
+    let corrupt = |e: String| StoreError::Corrupt(format!("payout item: {e}"));
+    let automatic = match item.get("automatic") {
+        Some(aws_sdk_dynamodb::types::AttributeValue::Bool(b)) => *b,
+        _ => return Err(corrupt("automatic is not a boolean".into())),
+    };
+    Ok(Payout {
+        id: parse(item, "payout_id", PayoutId::parse)?,
+        account_id: parse(item, "account_id", AccountId::parse)?,
+        seller_id: parse(item, "seller_id", SellerId::parse)?,
+        amount: Money::from_minor(get_n(item, "amount_minor")?, currency),
+        status: parse(item, "payout_status", str::parse::<PayoutStatus>)?,
+        automatic,
+        destination: parse(item, "destination", PspAccountId::parse)?,
+        psp_transfer: opt_s(item, "psp_ref")?
+            .map(PspTransferId::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        psp_payout: opt_s(item, "psp_payout_id")?
+            .map(PspPayoutId::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        psp_reversal: opt_s(item, "psp_reversal_id")?
+            .map(PspTransferReversalId::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        arrival_date: opt_s(item, "arrival_date")?
+            .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        failure_code: opt_s(item, "failure_code")?.map(str::to_owned),
+        failure_message: opt_s(item, "failure_message")?.map(str::to_owned),
+        created_at: get_time(item, "created_at")?,
+        updated_at: get_time(item, "updated_at")?,
+    })
+}
+
+/// Where the creation transaction's wallet hold sits (after the claim and the payout).
+const HOLD_AT: usize = 2;
+
+impl DynamoStore {
+    /// `amount` from the wallet's available to held, on condition that it is available.
+    fn payout_hold(&self, p: &Payout) -> Result<TransactWriteItem, StoreError> {
+        let a = p.amount.minor();
+        let update = built(
+            Update::builder()
+                .table_name(&self.tables.wallets)
+                .key("pk", s(wallet_key(&p.account_id, &p.seller_id)))
+                .key("sk", s(p.amount.currency().code()))
+                .update_expression("ADD held_minor :amount, available_minor :minus SET updated_at = :now")
+                .condition_expression("available_minor >= :amount")
+                .expression_attribute_values(":amount", n(a))
+                .expression_attribute_values(":minus", n(-a))
+                .expression_attribute_values(":now", time(p.created_at))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+}
+
+/// The refusal a cancelled creation means: the wallet no longer had the amount available.
+fn refusal(p: &Payout, cancelled: &Cancelled) -> Option<Refusal> {
+    if !cancelled.condition_failed(HOLD_AT) {
+        return None;
+    }
+    let available = cancelled
+        .old_item(HOLD_AT)
+        .and_then(|old| opt_n::<i64>(old, "available_minor").ok().flatten())
+        .unwrap_or(0);
+    let r = PayoutRefusal::BalanceInsufficient {
+        requested: p.amount,
+        available: Money::from_minor(available, p.amount.currency()),
+    };
+    Some(Refusal {
+        code: r.code(),
+        param: r.param(),
+        message: r.to_string(),
+    })
+}
+
+impl Payouts for DynamoStore {
+    async fn payout_account(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+    ) -> Result<Option<PspAccountId>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.payments)
+            .set_key(Some(seller_key(account_id, seller)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem seller", e))?;
+        out.item
+            .as_ref()
+            .map(|i| parse(i, "psp_account_id", PspAccountId::parse))
+            .transpose()
+    }
+
+    async fn put_payout_account(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+        psp_account: &PspAccountId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut item = seller_key(account_id, seller);
+        item.extend([
+            ("entity".into(), s("seller")),
+            ("account_id".into(), s(account_id.as_str())),
+            ("seller_id".into(), s(seller.as_str())),
+            ("psp_account_id".into(), s(psp_account.as_str())),
+            ("updated_at".into(), time(now)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.tables.payments)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable("PutItem seller", e))?;
+        Ok(())
+    }
+
+    async fn wallet_available(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+        currency: Currency,
+    ) -> Result<Option<Available>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.wallets)
+            .key("pk", s(wallet_key(account_id, seller)))
+            .key("sk", s(currency.code()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem wallet", e))?;
+        out.item
+            .as_ref()
+            .map(|i| {
+                let minor = |name: &str| -> Result<Money, StoreError> {
+                    Ok(Money::from_minor(opt_n(i, name)?.unwrap_or(0), currency))
+                };
+                Ok(Available {
+                    balance: minor("balance_minor")?,
+                    held: minor("held_minor")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn begin_payout(
+        &self,
+        record: &IdempotencyRecord,
+        payout: &Payout,
+        outbox: &OutboxEvent,
+    ) -> Result<Begin, StoreError> {
+        let items = vec![
+            put_if_absent(&self.tables.payments, payout_item(payout))?,
+            self.payout_hold(payout)?,
+            put_if_absent(&self.tables.payments, outbox_item(outbox))?,
+        ];
+        self.begin_with_claim(record, items, |c| refusal(payout, c)).await
+    }
+
+    async fn get_payout(&self, id: &PayoutId) -> Result<Option<Payout>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.payments)
+            .set_key(Some(payout_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem payout", e))?;
+        out.item.as_ref().map(payout_from).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::payouts::{PayoutEvent, PayoutRequest};
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn a_payout_item_reads_back_as_written_at_each_step() {
+        use chrono::SubsecRound;
+        // Times are stored to the millisecond.
+        let now = Utc::now().trunc_subsecs(3);
+        let usd = Currency::parse("USD").unwrap();
+        let mut p = Payout::open(
+            PayoutId::generate(),
+            AccountId::parse("acct_a").unwrap(),
+            &PayoutRequest::new(SellerId::parse("s1").unwrap(), Decimal::new(1234, 2), usd).unwrap(),
+            Some(PspAccountId::parse("acct_1S").unwrap()),
+            Some(Available {
+                balance: Money::from_minor(5_000, usd),
+                held: Money::from_minor(0, usd),
+            }),
+            true,
+            now,
+        )
+        .unwrap();
+        assert_eq!(payout_from(&payout_item(&p)).unwrap(), p);
+        p.apply(PayoutEvent::Sent, now).unwrap();
+        p.psp_transfer = Some(PspTransferId::parse("tr_1").unwrap());
+        p.psp_payout = Some(PspPayoutId::parse("po_1").unwrap());
+        p.arrival_date = NaiveDate::from_ymd_opt(2026, 12, 3);
+        p.apply(PayoutEvent::PspFailed, now).unwrap();
+        p.failure_code = Some("account_closed".into());
+        p.failure_message = Some("The bank account has been closed.".into());
+        p.reversed(PspTransferReversalId::parse("trr_1").unwrap(), now)
+            .unwrap();
+        let item = payout_item(&p);
+        assert_eq!(payout_from(&item).unwrap(), p);
+        assert_eq!(item["psp_ref"].as_s().unwrap(), "tr_1", "found by its transfer");
+        assert_eq!(
+            item["parent_id"].as_s().unwrap(),
+            "SELLER#acct_a#s1",
+            "listed under its seller"
+        );
+    }
+}
