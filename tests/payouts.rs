@@ -193,9 +193,32 @@ async fn thirty_payouts_at_once_never_overdraw_the_wallet() {
     let account_id = AccountId::parse(&format!("acct_race_{}", &new_key()[..8])).unwrap();
     let seller = SellerId::parse("seller_race").unwrap();
     let usd = Currency::parse("USD").unwrap();
+    // The seller's 100.00, in the ledger and in the wallet, as a payment would leave them.
+    let seed = format!("evt_seed_{}", new_key());
+    let tx = shared::domain::ledger::LedgerTransaction::new(
+        format!("ltx_{seed}"),
+        seed.clone(),
+        account_id.clone(),
+        None,
+        "2026-12-01T00:00:00.000Z".into(),
+        vec![
+            shared::domain::ledger::Entry {
+                account: shared::domain::ledger::LedgerAccount::PspReceivable,
+                direction: shared::domain::ledger::Direction::Debit,
+                amount: Money::from_minor(10_000, usd),
+            },
+            shared::domain::ledger::Entry {
+                account: shared::domain::ledger::LedgerAccount::SellerPayable(seller.clone()),
+                direction: shared::domain::ledger::Direction::Credit,
+                amount: Money::from_minor(10_000, usd),
+            },
+        ],
+    )
+    .unwrap();
+    shared::ports::LedgerWriter::append(&ledger, &tx).await.unwrap();
     ledger
         .apply_wallet_changes(
-            &format!("evt_seed_{}", new_key()),
+            &seed,
             &account_id,
             &[WalletChange {
                 seller_id: seller.clone(),
@@ -277,4 +300,8 @@ async fn thirty_payouts_at_once_never_overdraw_the_wallet() {
         "held is exactly the payouts made"
     );
     assert!(w.amount().unwrap().minor() >= 0, "available never below zero");
+    // Every hold is a pending payout's, the wallet is the ledger's, available is balance less held.
+    // (Waits for the pipeline, which the other test here may be using.)
+    let report = stack().assert_invariants().await;
+    assert!(report.payouts >= made as u64);
 }

@@ -159,6 +159,60 @@ mod tests {
         assert!(v.iter().any(|v| v.contains("ghost")), "{v:?}");
     }
 
+    /// A pending payout holds its amount: the hold is expected while the payout is pending,
+    /// and a hold that no pending payout (or refund) explains is reported.
+    #[tokio::test]
+    async fn a_pending_payout_explains_its_hold_and_nothing_else_does() {
+        use crate::app::auth::Authority;
+        use crate::app::payouts::create::{create_payout, CreatePayout};
+        use crate::app::Caller;
+        use crate::domain::ids::ApiKeyId;
+        use crate::domain::psp::PspAccountId;
+        use crate::ports::Payouts;
+        let (store, _) = settled().await;
+        let (account, seller) = (
+            AccountId::parse("acct_a").unwrap(),
+            SellerId::parse("seller_A").unwrap(),
+        );
+        store
+            .put_payout_account(
+                &account,
+                &seller,
+                &PspAccountId::parse("acct_1S").unwrap(),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        let now = chrono::Utc::now();
+        let made = create_payout(
+            &store,
+            Authority::Checked(Caller {
+                account_id: account,
+                key_id: ApiKeyId::generate(),
+            }),
+            CreatePayout {
+                idempotency_key: Some(b"k1"),
+                body: br#"{"seller_id":"seller_A","amount":"5.00","currency":"USD"}"#,
+                now,
+                deadline_ms: now.timestamp_millis() + 10_000,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(made.status, 201);
+        let report = check_invariants(&store).await.unwrap();
+        assert!(report.ok, "{:?}", report.violations);
+        assert_eq!(report.payouts, 1);
+        // The payout gone, its hold is unexplained.
+        store.payouts.lock().unwrap().clear();
+        let v = violations(&store).await;
+        assert!(
+            v.iter()
+                .any(|v| v.contains("holds 500 but its pending refunds and payouts hold 0")),
+            "{v:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_wallet_whose_available_is_not_balance_less_held_is_reported() {
         let (store, _) = settled().await;

@@ -860,6 +860,16 @@ impl InvariantSource for Memory {
         for e in self.outbox.lock().unwrap().iter() {
             checker.outbox_event(e);
         }
+        for p in self.payouts.lock().unwrap().values() {
+            checker.payout(&crate::domain::invariants::PayoutFacts {
+                id: p.id.clone(),
+                account_id: p.account_id.clone(),
+                seller_id: p.seller_id.clone(),
+                currency: p.amount.currency(),
+                status: p.status,
+                amount_minor: p.amount.minor(),
+            });
+        }
         Ok(())
     }
 }

@@ -15,11 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::currency::Currency;
-use super::ids::{AccountId, CheckoutId, PaymentOrderId, RefundId, SellerId};
+use super::ids::{AccountId, CheckoutId, PaymentOrderId, PayoutId, RefundId, SellerId};
 use super::ledger::balances::Totals;
 use super::ledger::{Direction, LedgerAccount, LedgerTransaction};
 use super::outbox::{OutboxBody, OutboxEvent};
 use super::pay_in::{OrderRefunds, PaymentStatus};
+use super::payouts::PayoutStatus;
 use super::refunds::RefundStatus;
 
 /// Violations listed in a report; more are counted, not listed.
@@ -32,6 +33,7 @@ pub struct Report {
     pub wallets: u64,
     pub payment_orders: u64,
     pub refunds: u64,
+    pub payouts: u64,
     pub balance_items: u64,
     pub outbox_events: u64,
     /// Per currency: (total debits, total credits), in minor units.
@@ -77,6 +79,17 @@ pub struct RefundFacts {
     pub fee_refunded_minor: Option<i64>,
 }
 
+/// A payout as the check needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutFacts {
+    pub id: PayoutId,
+    pub account_id: AccountId,
+    pub seller_id: SellerId,
+    pub currency: Currency,
+    pub status: PayoutStatus,
+    pub amount_minor: i64,
+}
+
 /// Per refund: its facts once seen, and the ledger transactions booking it
 /// (reversals, corrections).
 #[derive(Debug, Default)]
@@ -120,6 +133,9 @@ pub struct Checker {
     orders: HashMap<PaymentOrderId, (u32, Option<OrderFacts>)>,
     refunds: HashMap<RefundId, RefundSeen>,
     refunds_seen: u64,
+    payouts_seen: u64,
+    /// Per wallet: what its pending payouts hold.
+    payouts_held: BTreeMap<(AccountId, SellerId, Currency), i64>,
     /// `PAYMENT_SUCCEEDED` events per checkout.
     charged: HashMap<CheckoutId, u32>,
     violations: Vec<String>,
@@ -250,6 +266,18 @@ impl Checker {
         self.orders.entry(o.id.clone()).or_default().1 = Some(o.clone());
     }
 
+    /// A payout: while `PENDING` its amount is held in its seller's wallet.
+    pub fn payout(&mut self, p: &PayoutFacts) {
+        self.payouts_seen += 1;
+        if p.status.holds() {
+            let slot = self
+                .payouts_held
+                .entry((p.account_id.clone(), p.seller_id.clone(), p.currency))
+                .or_default();
+            *slot = slot.saturating_add(p.amount_minor);
+        }
+    }
+
     pub fn refund(&mut self, r: &RefundFacts) {
         self.refunds_seen += 1;
         self.refunds.entry(r.id.clone()).or_default().facts = Some(r.clone());
@@ -351,6 +379,11 @@ impl Checker {
         for po in per_order.keys() {
             violations.push(format!("refunds name unknown payment order {po}"));
         }
+        // Pending payouts hold their whole amount too.
+        for (key, amount) in &self.payouts_held {
+            let slot = held.entry(key.clone()).or_default();
+            *slot = slot.saturating_add(*amount);
+        }
         let keys: Vec<_> = held.keys().chain(self.held.keys()).cloned().collect();
         for key in keys {
             let (want, got) = (
@@ -360,7 +393,7 @@ impl Checker {
             if want != got {
                 let (acct, seller, currency) = &key;
                 violations.push(format!(
-                    "wallet {acct}/{seller} {currency} holds {got} but its pending refunds hold {want}"
+                    "wallet {acct}/{seller} {currency} holds {got} but its pending refunds and payouts hold {want}"
                 ));
             }
         }
@@ -462,6 +495,7 @@ impl Checker {
             wallets: self.wallets_seen,
             payment_orders: self.orders_seen,
             refunds: self.refunds_seen,
+            payouts: self.payouts_seen,
             balance_items: self.balance_items,
             outbox_events: self.outbox_events,
             totals_minor: self

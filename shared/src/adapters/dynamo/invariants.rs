@@ -7,10 +7,11 @@ use super::codec::{from_item, get_n, get_s, opt_n, opt_s, parse, unavailable, It
 use super::ledger::{transaction_from, BalanceItem, LedgerStore};
 use super::pay_in::order_refunds_from;
 use crate::domain::currency::Currency;
-use crate::domain::ids::{AccountId, PaymentOrderId, RefundId, SellerId};
-use crate::domain::invariants::{Checker, OrderFacts, RefundFacts, WalletBalance};
+use crate::domain::ids::{AccountId, PaymentOrderId, PayoutId, RefundId, SellerId};
+use crate::domain::invariants::{Checker, OrderFacts, PayoutFacts, RefundFacts, WalletBalance};
 use crate::domain::outbox::OutboxEvent;
 use crate::domain::pay_in::PaymentStatus;
+use crate::domain::payouts::PayoutStatus;
 use crate::domain::refunds::RefundStatus;
 use crate::ports::{InvariantSource, StoreError};
 
@@ -107,6 +108,17 @@ fn refund_facts(item: &Item) -> Result<RefundFacts, StoreError> {
     })
 }
 
+fn payout_facts(item: &Item) -> Result<PayoutFacts, StoreError> {
+    Ok(PayoutFacts {
+        id: parse(item, "payout_id", PayoutId::parse)?,
+        account_id: parse(item, "account_id", AccountId::parse)?,
+        seller_id: parse(item, "seller_id", SellerId::parse)?,
+        currency: parse(item, "currency", Currency::parse)?,
+        status: parse(item, "payout_status", str::parse::<PayoutStatus>)?,
+        amount_minor: get_n(item, "amount_minor")?,
+    })
+}
+
 impl InvariantSource for InvariantStore {
     async fn feed(&self, checker: &mut Checker) -> Result<(), StoreError> {
         let client = &self.ledger.client;
@@ -143,7 +155,7 @@ impl InvariantSource for InvariantStore {
             }
         })
         .await?;
-        let projection = "entity, pk, payload, payment_order_id, payment_status, amount_minor, refund_reserved_minor, amount_refunded_minor, fee_refunded_minor, refund_id, account_id, seller_id, currency, refund_status, seller_held_minor, split_fee_minor";
+        let projection = "entity, pk, payload, payment_order_id, payment_status, amount_minor, refund_reserved_minor, amount_refunded_minor, fee_refunded_minor, refund_id, account_id, seller_id, currency, refund_status, seller_held_minor, split_fee_minor, payout_id, payout_status";
         scan_pages(
             client,
             &self.payments_table,
@@ -161,6 +173,10 @@ impl InvariantSource for InvariantStore {
                         Some("refund") => match refund_facts(&item) {
                             Ok(r) => c.refund(&r),
                             Err(e) => c.violation(format!("unreadable refund {:?}: {e}", item.get("pk"))),
+                        },
+                        Some("payout") => match payout_facts(&item) {
+                            Ok(p) => c.payout(&p),
+                            Err(e) => c.violation(format!("unreadable payout {:?}: {e}", item.get("pk"))),
                         },
                         Some("outbox") => match get_s(&item, "payload").map(OutboxEvent::from_json) {
                             Ok(Ok(e)) => c.outbox_event(&e),
