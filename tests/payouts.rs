@@ -305,3 +305,137 @@ async fn thirty_payouts_at_once_never_overdraw_the_wallet() {
     let report = stack().assert_invariants().await;
     assert!(report.payouts >= made as u64);
 }
+
+/// A seller's available balance in USD as the wallet API shows it: (balance, available, held).
+async fn wallet_usd(acct: &common::Account, seller: &str) -> Option<(String, String, String)> {
+    let w = acct.get(&format!("/v1/wallets/{seller}")).await.json;
+    let b = w["balances"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["currency"] == "USD").cloned())?;
+    let s = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
+    Some((s("balance"), s("available"), s("held")))
+}
+
+/// The API end to end: a seller paid 100.00 (97.50 after the fee) records its connected
+/// account, and a payout holds what it takes; every bad request is a clear 4xx that writes
+/// nothing.
+#[tokio::test]
+async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
+    let s = stack();
+    let acct = s.new_account(None).await;
+    let seller = format!("seller_{}", &new_key()[..8]);
+    s.paid_checkout(
+        &acct,
+        json!({"buyer_id": "b1", "seller_id": seller, "amount": "100.00", "currency": "USD",
+               "order_id": format!("order_{}", &new_key()[..8])}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    while wallet_usd(&acct, &seller).await.is_none() {
+        assert!(started.elapsed().as_secs() < 30, "the wallet is credited");
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let payout = |amount: &str| json!({"seller_id": seller, "amount": amount, "currency": "USD"}).to_string();
+    let r = acct.post("/v1/payouts", Some(&new_key()), &payout("10.00")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "payout_account_missing"),
+        "{}",
+        r.text
+    );
+
+    // The account must exist at the PSP.
+    let path = format!("/v1/sellers/{seller}/payout_account");
+    let r = acct.put(&path, r#"{"psp_account_id":"acct_nobody"}"#).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "payout_account_invalid"),
+        "{}",
+        r.text
+    );
+    let r = acct.put(&path, r#"{"psp_account_id":"4242424242424242"}"#).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(!r.text.contains("4242424242424242"), "card data is never echoed");
+    let connected = sandbox(
+        reqwest::Method::POST,
+        "/v1/accounts",
+        &[
+            ("external_account[object]", "bank_account"),
+            ("external_account[routing_number]", "110000000"),
+            ("external_account[account_number]", "000123456789"),
+        ],
+        None,
+    )
+    .await;
+    let body = json!({"psp_account_id": connected["id"]}).to_string();
+    let r = acct.put(&path, &body).await;
+    assert_eq!(
+        (r.status, r.json["psp_account_id"].clone()),
+        (200, connected["id"].clone()),
+        "{}",
+        r.text
+    );
+
+    // Bad requests: each its code, nothing written.
+    for (body, code) in [
+        (payout("0"), "amount_not_positive"),
+        (payout("-5"), "amount_not_positive"),
+        (payout("1.001"), "amount_too_precise"),
+        (payout("97.51"), "balance_insufficient"),
+        (
+            json!({"seller_id": seller, "amount": "1.00", "currency": "EUR"}).to_string(),
+            "balance_insufficient",
+        ),
+        (
+            json!({"seller_id": "nobody_here", "amount": "1.00", "currency": "USD"}).to_string(),
+            "payout_account_missing",
+        ),
+        (
+            json!({"seller_id": seller, "amount": "1.00", "currency": "USD", "card": "4242424242424242"})
+                .to_string(),
+            "card_data_rejected",
+        ),
+    ] {
+        let r = acct.post("/v1/payouts", Some(&new_key()), &body).await;
+        assert_eq!((r.status, r.code()), (400, code), "{body}: {}", r.text);
+    }
+    let r = acct.post("/v1/payouts", Some(&new_key()), &payout("97.51")).await;
+    assert!(
+        r.json["error"]["message"].as_str().unwrap().contains("97.50 USD"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        wallet_usd(&acct, &seller).await.unwrap(),
+        ("97.50".into(), "97.50".into(), "0.00".into())
+    );
+
+    // A payout: 201 PENDING, replayed byte for byte, 422 for another body under its key.
+    let key = new_key();
+    let made = acct.post("/v1/payouts", Some(&key), &payout("50.00")).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    assert_eq!(
+        (
+            made.json["status"].as_str(),
+            made.json["amount"].as_str(),
+            made.json["automatic"].as_bool()
+        ),
+        (Some("PENDING"), Some("50.00"), Some(false))
+    );
+    let again = acct.post("/v1/payouts", Some(&key), &payout("50.00")).await;
+    assert_eq!((again.status, &again.text), (201, &made.text));
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other = acct.post("/v1/payouts", Some(&key), &payout("40.00")).await;
+    assert_eq!(other.status, 422, "{}", other.text);
+    assert_eq!(
+        wallet_usd(&acct, &seller).await.unwrap(),
+        ("97.50".into(), "47.50".into(), "50.00".into()),
+        "held, not yet paid out"
+    );
+    let id = made.json["payout_id"].as_str().unwrap();
+    let got = acct.get(&format!("/v1/payouts/{id}")).await;
+    assert_eq!((got.status, &got.json), (200, &made.json));
+    let stranger = s.new_account(None).await;
+    assert_eq!(stranger.get(&format!("/v1/payouts/{id}")).await.status, 404);
+    s.assert_invariants().await;
+}

@@ -537,6 +537,17 @@ impl Account {
         send(req).await
     }
 
+    pub async fn put(&self, path: &str, body: &str) -> Resp {
+        send(
+            self.http
+                .put(format!("{}{path}", self.api))
+                .bearer_auth(&self.key)
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         send(
             self.http

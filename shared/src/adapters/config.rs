@@ -88,6 +88,38 @@ impl FromEnv for PaymentsEnv {
     }
 }
 
+/// `POST /v1/payouts`.
+pub struct PayoutsEnv {
+    pub api: Env,
+    /// Whose API keys this warm instance has seen (see `app::auth`).
+    pub callers: CallerCache,
+}
+
+impl FromEnv for PayoutsEnv {
+    async fn load() -> Result<PayoutsEnv, String> {
+        Ok(PayoutsEnv {
+            api: Env::load().await?,
+            callers: CallerCache::default(),
+        })
+    }
+}
+
+/// `PUT /v1/sellers/{seller_id}/payout_account`: the API and the PSP, which must know the
+/// account.
+pub struct SellersEnv {
+    pub api: Env,
+    pub psp: StripeClient,
+}
+
+impl FromEnv for SellersEnv {
+    async fn load() -> Result<SellersEnv, String> {
+        Ok(SellersEnv {
+            api: Env::load().await?,
+            psp: psp_client()?,
+        })
+    }
+}
+
 /// The PSP's webhook: no API key, authenticated by the signature.
 pub struct WebhookEnv {
     pub store: DynamoStore,

@@ -2,4 +2,5 @@
 
 pub mod ledger;
 pub mod pay_in;
+pub mod payouts;
 pub mod refunds;
