@@ -48,7 +48,7 @@ async fn sandbox(method: reqwest::Method, path: &str, form: &[(&str, &str)], acc
 /// available to transfer at once.
 async fn fund_the_platform() {
     let acct = stack().new_account(None).await;
-    let body = json!({"buyer_id": "buyer_1", "seller_id": "seller_1", "amount": "50.00", "currency": "USD",
+    let body = json!({"buyer_id": "buyer_1", "seller_id": "seller_1", "amount": "100.00", "currency": "USD",
                       "order_id": format!("order_{}", &new_key()[..8])});
     let r = acct.create(&body).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -289,21 +289,50 @@ async fn thirty_payouts_at_once_never_overdraw_the_wallet() {
     );
     assert!(other.iter().all(|o| o.starts_with("409")), "{other:?}");
     assert_eq!(made + refused + other.len(), 30);
+    // The executor then sends them to a connected account the PSP does not have: each is
+    // refused for good (FAILED, the PSP's code) and its hold released; the balance is untouched.
+    let ids: Vec<PayoutId> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok())
+        .map(|r| {
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            PayoutId::parse(v["payout_id"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    loop {
+        let mut done = 0;
+        for id in &ids {
+            let p = store.get_payout(id).await.unwrap().unwrap();
+            if p.status == shared::domain::payouts::PayoutStatus::Failed {
+                assert_eq!(p.failure_code.as_deref(), Some("resource_missing"), "{p:?}");
+                done += 1;
+            }
+        }
+        if done == ids.len() {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{done} of {} payouts refused",
+            ids.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Every hold is a pending payout's, the wallet is the ledger's, available is balance less
+    // held. (Waits for the pipeline: the holds' releases.)
+    let report = stack().assert_invariants().await;
+    assert!(report.payouts >= made as u64);
     let w = store
         .wallet_available(&account_id, &seller, usd)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
-        w.held.minor(),
-        1001 * made as i64,
-        "held is exactly the payouts made"
+        (w.balance.minor(), w.held.minor()),
+        (10_000, 0),
+        "released, nothing paid out"
     );
-    assert!(w.amount().unwrap().minor() >= 0, "available never below zero");
-    // Every hold is a pending payout's, the wallet is the ledger's, available is balance less held.
-    // (Waits for the pipeline, which the other test here may be using.)
-    let report = stack().assert_invariants().await;
-    assert!(report.payouts >= made as u64);
 }
 
 /// A seller's available balance in USD as the wallet API shows it: (balance, available, held).
@@ -322,6 +351,9 @@ async fn wallet_usd(acct: &common::Account, seller: &str) -> Option<(String, Str
 #[tokio::test]
 async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
     let s = stack();
+    // Funds the platform can transfer at once (two 0077 charges).
+    fund_the_platform().await;
+    fund_the_platform().await;
     let acct = s.new_account(None).await;
     let seller = format!("seller_{}", &new_key()[..8]);
     s.paid_checkout(
@@ -427,14 +459,47 @@ async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
     assert_eq!(again.headers["idempotent-replayed"], "true");
     let other = acct.post("/v1/payouts", Some(&key), &payout("40.00")).await;
     assert_eq!(other.status, 422, "{}", other.text);
+    // The executor sends it: IN_TRANSIT with the transfer and the payout at the PSP.
+    let id = made.json["payout_id"].as_str().unwrap();
+    let started = std::time::Instant::now();
+    let sent = loop {
+        let got = acct.get(&format!("/v1/payouts/{id}")).await;
+        assert_eq!(got.status, 200, "{}", got.text);
+        if got.json["status"] == "IN_TRANSIT" {
+            break got.json;
+        }
+        assert!(started.elapsed().as_secs() < 30, "sent: {}", got.text);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    };
+    let transfer = sent["psp_transfer_id"].as_str().expect("the transfer").to_owned();
+    assert!(transfer.starts_with("tr_") && sent["psp_payout_id"].as_str().unwrap().starts_with("po_"));
+    assert!(sent["arrival_date"].is_string());
+    let t = sandbox(
+        reqwest::Method::GET,
+        &format!("/v1/transfers/{transfer}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (t["amount"].as_i64(), t["transfer_group"].as_str()),
+        (Some(5000), Some(id))
+    );
+    // The transfer posts; the hold becomes a debit of the balance.
+    s.assert_invariants().await;
     assert_eq!(
         wallet_usd(&acct, &seller).await.unwrap(),
-        ("97.50".into(), "47.50".into(), "50.00".into()),
-        "held, not yet paid out"
+        ("47.50".into(), "47.50".into(), "0.00".into()),
+        "sent: the balance debited, nothing held"
     );
-    let id = made.json["payout_id"].as_str().unwrap();
-    let got = acct.get(&format!("/v1/payouts/{id}")).await;
-    assert_eq!((got.status, &got.json), (200, &made.json));
+    let ledger = acct
+        .get(&format!("/v1/ledger/accounts/seller_payable:{seller}"))
+        .await;
+    assert!(
+        ledger.text.contains(&format!("ltx_{id}_transfer")),
+        "{}",
+        ledger.text
+    );
     let stranger = s.new_account(None).await;
     assert_eq!(stranger.get(&format!("/v1/payouts/{id}")).await.status, 404);
     s.assert_invariants().await;

@@ -15,6 +15,7 @@ use crate::adapters::lambda::sqs_batch::ConsumerFromEnv;
 use crate::adapters::stripe::{RetryPolicy, StripeClient};
 use crate::app::auth::CallerCache;
 use crate::app::consumers::{LedgerConsumer, WalletConsumer};
+use crate::app::payouts::executor::PayoutExecutor;
 use crate::app::refunds::executor::RefundExecutor;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::refunds::FeePolicy;
@@ -210,6 +211,15 @@ fn psp_client() -> Result<StripeClient, String> {
         ..RetryPolicy::default()
     };
     StripeClient::new(&var("PSP_API_BASE")?, &var("PSP_SECRET_KEY")?, policy)
+}
+
+impl ConsumerFromEnv for PayoutExecutor<DynamoStore, StripeClient> {
+    async fn load(config: &aws_config::SdkConfig) -> Result<Self, String> {
+        Ok(PayoutExecutor {
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(config), Tables::from_env()?),
+            psp: psp_client()?,
+        })
+    }
 }
 
 impl ConsumerFromEnv for RefundExecutor<DynamoStore, StripeClient> {

@@ -601,6 +601,34 @@ impl Payouts for Memory {
         self.check_available()?;
         Ok(self.payouts.lock().unwrap().get(id).cloned())
     }
+
+    async fn mark_payout_sending(&self, id: &PayoutId) -> Result<bool, StoreError> {
+        self.check_available()?;
+        Ok(self
+            .payouts
+            .lock()
+            .unwrap()
+            .get(id)
+            .is_some_and(|p| p.status == crate::domain::payouts::PayoutStatus::Pending))
+    }
+
+    async fn save_payout_move(
+        &self,
+        payout: &Payout,
+        from: crate::domain::payouts::PayoutStatus,
+        outbox: &OutboxEvent,
+    ) -> Result<bool, StoreError> {
+        self.check_available()?;
+        let mut payouts = self.payouts.lock().unwrap();
+        match payouts.get(&payout.id) {
+            Some(p) if p.status == from => {
+                payouts.insert(payout.id.clone(), payout.clone());
+                self.outbox.lock().unwrap().push(outbox.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
 }
 
 /// Refunds as DynamoDB keeps them: the reservation checked and made in one step.

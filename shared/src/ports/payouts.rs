@@ -12,8 +12,8 @@ use crate::domain::idempotency::IdempotencyRecord;
 use crate::domain::ids::{AccountId, PayoutId, SellerId};
 use crate::domain::outbox::OutboxEvent;
 use crate::domain::payouts::{
-    Available, Payout, PspAccount, PspPayout, PspPayoutRequest, PspReversal, PspReversalRequest, PspTransfer,
-    PspTransferRequest,
+    Available, Payout, PayoutStatus, PspAccount, PspPayout, PspPayoutRequest, PspReversal,
+    PspReversalRequest, PspTransfer, PspTransferRequest,
 };
 use crate::domain::psp::{PspAccountId, PspError};
 
@@ -54,6 +54,20 @@ pub trait Payouts: Send + Sync {
     ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
     fn get_payout(&self, id: &PayoutId) -> impl Future<Output = Result<Option<Payout>, StoreError>> + Send;
+
+    /// Marks a `PENDING` payout as being sent (the executor is about to ask the PSP), so it
+    /// can no longer be canceled. `false` if it is no longer `PENDING`.
+    fn mark_payout_sending(&self, id: &PayoutId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Writes a payout's move from `from` with its outbox record, in one transaction,
+    /// conditional on the payout still being in `from`: `false` if it was not (nothing
+    /// written; read it again).
+    fn save_payout_move(
+        &self,
+        payout: &Payout,
+        from: PayoutStatus,
+        outbox: &OutboxEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 pub trait PayoutPsp: Send + Sync {

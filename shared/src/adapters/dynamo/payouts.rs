@@ -255,6 +255,61 @@ impl Payouts for DynamoStore {
         self.begin_with_claim(record, items, |c| refusal(payout, c)).await
     }
 
+    async fn mark_payout_sending(&self, id: &PayoutId) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.payments)
+            .set_key(Some(payout_key(id)))
+            .update_expression("SET sending = :yes")
+            .condition_expression("payout_status = :pending")
+            .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+            .expression_attribute_values(":pending", s(PayoutStatus::Pending.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("UpdateItem payout sending", e)),
+        }
+    }
+
+    async fn save_payout_move(
+        &self,
+        payout: &Payout,
+        from: PayoutStatus,
+        outbox: &OutboxEvent,
+    ) -> Result<bool, StoreError> {
+        let mut item = payout_item(payout);
+        item.insert(
+            "sending".into(),
+            aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+        );
+        let put = built(
+            aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.tables.payments)
+                .set_item(Some(item))
+                .condition_expression("payout_status = :from")
+                .expression_attribute_values(":from", s(from.as_str()))
+                .build(),
+        )?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            put_if_absent(&self.tables.payments, outbox_item(outbox))?,
+        ];
+        let op = "TransactWriteItems payout move";
+        match super::tx::transact(&self.client, items, None, op).await? {
+            Ok(()) => Ok(true),
+            Err(c) if c.any_condition_failed() || c.conflict() => Ok(false),
+            Err(c) => Err(c.unavailable(op)),
+        }
+    }
+
     async fn get_payout(&self, id: &PayoutId) -> Result<Option<Payout>, StoreError> {
         let out = self
             .client
