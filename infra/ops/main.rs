@@ -20,6 +20,7 @@ const DLQS: &[(&str, &str)] = &[
     ("LedgerDLQ", "LedgerQueue"),
     ("WalletDLQ", "WalletQueue"),
     ("RefundDLQ", "RefundQueue"),
+    ("PayoutDLQ", "PayoutQueue"),
 ];
 
 fn env_or(name: &str, default: &str) -> String {
@@ -101,7 +102,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
         Some("redrive") => {
             let dlq = args
                 .get(1)
-                .ok_or("usage: ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ>")?;
+                .ok_or("usage: ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ|PayoutDLQ>")?;
             let source = DLQS
                 .iter()
                 .find(|(d, _)| d == dlq)
