@@ -502,5 +502,53 @@ async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
     );
     let stranger = s.new_account(None).await;
     assert_eq!(stranger.get(&format!("/v1/payouts/{id}")).await.status, 404);
+
+    // Cancel: a sent payout cannot be; a pending one can, idempotently, and its hold returns.
+    let r = acct.post(&format!("/v1/payouts/{id}/cancel"), None, "").await;
+    assert_eq!((r.status, r.code()), (409, "payout_not_cancelable"), "{}", r.text);
+    assert_eq!(
+        stranger
+            .post(&format!("/v1/payouts/{id}/cancel"), None, "")
+            .await
+            .status,
+        404
+    );
+    // (The executor paused, so the next payout stays PENDING and unsent.)
+    s.twin(
+        reqwest::Method::POST,
+        "event-sources/PayoutExecutorFunction/disable",
+    )
+    .await;
+    let pending = acct.post("/v1/payouts", Some(&new_key()), &payout("10.00")).await;
+    assert_eq!(pending.status, 201, "{}", pending.text);
+    let pid = pending.json["payout_id"].as_str().unwrap();
+    let c1 = acct.post(&format!("/v1/payouts/{pid}/cancel"), None, "").await;
+    assert_eq!(
+        (c1.status, c1.json["status"].as_str()),
+        (200, Some("CANCELED")),
+        "{}",
+        c1.text
+    );
+    let c2 = acct.post(&format!("/v1/payouts/{pid}/cancel"), None, "").await;
+    assert_eq!(
+        (c2.status, &c2.json),
+        (200, &c1.json),
+        "canceling twice answers the same"
+    );
+    s.twin(
+        reqwest::Method::POST,
+        "event-sources/PayoutExecutorFunction/enable",
+    )
+    .await;
     s.assert_invariants().await;
+    assert_eq!(
+        wallet_usd(&acct, &seller).await.unwrap(),
+        ("47.50".into(), "47.50".into(), "0.00".into()),
+        "the canceled payout's hold released"
+    );
+    let p = acct.get(&format!("/v1/payouts/{pid}")).await;
+    assert_eq!(
+        p.json["status"], "CANCELED",
+        "the executor leaves a canceled payout alone"
+    );
 }

@@ -99,6 +99,11 @@ impl ApiError {
         )
     }
 
+    /// `409`: the resource is in a state where this request cannot apply (`code` says which).
+    pub fn state_conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(409, ErrorType::InvalidRequestError, code, message)
+    }
+
     pub fn conflict_in_flight() -> Self {
         Self::new(
             409,

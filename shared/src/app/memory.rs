@@ -612,6 +612,11 @@ impl Payouts for Memory {
             .is_some_and(|p| p.status == crate::domain::payouts::PayoutStatus::Pending))
     }
 
+    async fn cancel_payout(&self, payout: &Payout, outbox: &OutboxEvent) -> Result<bool, StoreError> {
+        self.save_payout_move(payout, crate::domain::payouts::PayoutStatus::Pending, outbox)
+            .await
+    }
+
     async fn save_payout_move(
         &self,
         payout: &Payout,

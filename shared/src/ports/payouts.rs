@@ -59,6 +59,15 @@ pub trait Payouts: Send + Sync {
     /// can no longer be canceled. `false` if it is no longer `PENDING`.
     fn mark_payout_sending(&self, id: &PayoutId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Cancels a payout that is `PENDING` and not yet being sent: `payout` (now `CANCELED`)
+    /// and its outbox record in one transaction; `false` if it was no longer cancelable
+    /// (nothing written).
+    fn cancel_payout(
+        &self,
+        payout: &Payout,
+        outbox: &OutboxEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Writes a payout's move from `from` with its outbox record, in one transaction,
     /// conditional on the payout still being in `from`: `false` if it was not (nothing
     /// written; read it again).

@@ -279,6 +279,27 @@ impl Payouts for DynamoStore {
         }
     }
 
+    async fn cancel_payout(&self, payout: &Payout, outbox: &OutboxEvent) -> Result<bool, StoreError> {
+        let put = built(
+            aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.tables.payments)
+                .set_item(Some(payout_item(payout)))
+                .condition_expression("payout_status = :pending AND attribute_not_exists(sending)")
+                .expression_attribute_values(":pending", s(PayoutStatus::Pending.as_str()))
+                .build(),
+        )?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            put_if_absent(&self.tables.payments, outbox_item(outbox))?,
+        ];
+        let op = "TransactWriteItems payout cancel";
+        match super::tx::transact(&self.client, items, None, op).await? {
+            Ok(()) => Ok(true),
+            Err(c) if c.any_condition_failed() => Ok(false),
+            Err(c) => Err(c.unavailable(op)),
+        }
+    }
+
     async fn save_payout_move(
         &self,
         payout: &Payout,

@@ -4,6 +4,7 @@
 //! payout's transfer, cancel and the scheduler come next (issue 11).
 
 pub mod accounts;
+pub mod cancel;
 pub mod create;
 pub mod executor;
 pub mod queries;

@@ -1,5 +1,5 @@
 //! Payout routes: `PUT /v1/sellers/{seller_id}/payout_account`, `POST /v1/payouts`,
-//! `GET /v1/payouts/{payout_id}`.
+//! `POST /v1/payouts/{payout_id}/cancel`, `GET /v1/payouts/{payout_id}`.
 
 use lambda_http::{Body, Request, Response};
 
@@ -61,6 +61,21 @@ pub async fn handle_create_payout(env: &PayoutsEnv, req: Request) -> Response<Bo
     }
     .await;
     respond("create_payout", result)
+}
+
+pub async fn handle_cancel_payout(env: &Env, req: Request) -> Response<Body> {
+    let result = async {
+        let caller = authenticate(env, &req).await?;
+        crate::app::payouts::cancel::cancel_payout(
+            &env.store,
+            &caller,
+            &path_param(&req, "payout_id"),
+            chrono::Utc::now(),
+        )
+        .await
+    }
+    .await;
+    respond("cancel_payout", result)
 }
 
 pub async fn handle_get_payout(env: &Env, req: Request) -> Response<Body> {
