@@ -551,4 +551,40 @@ async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
         p.json["status"], "CANCELED",
         "the executor leaves a canceled payout alone"
     );
+
+    // The seller's payouts, oldest first, by status, a page at a time.
+    let ids = |r: &common::Resp| -> Vec<String> {
+        r.json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["payout_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = acct.get(&format!("/v1/payouts?seller_id={seller}")).await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    assert_eq!(ids(&all), [id.to_owned(), pid.to_owned()]);
+    let canceled = acct
+        .get(&format!("/v1/payouts?seller_id={seller}&status=CANCELED"))
+        .await;
+    assert_eq!(ids(&canceled), [pid.to_owned()]);
+    let first = acct.get(&format!("/v1/payouts?seller_id={seller}&limit=1")).await;
+    assert_eq!(ids(&first), [id.to_owned()]);
+    let cursor = first.json["next_cursor"].as_str().expect("more to come");
+    let second = acct
+        .get(&format!("/v1/payouts?seller_id={seller}&limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(ids(&second), [pid.to_owned()]);
+    assert!(stranger
+        .get(&format!("/v1/payouts?seller_id={seller}"))
+        .await
+        .json["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(acct.get("/v1/payouts").await.status, 400, "seller_id is required");
+    let bad = acct
+        .get(&format!("/v1/payouts?seller_id={seller}&status=SENT"))
+        .await;
+    assert_eq!((bad.status, bad.code()), (400, "parameter_invalid"));
 }

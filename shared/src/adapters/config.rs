@@ -105,6 +105,23 @@ impl FromEnv for PayoutsEnv {
     }
 }
 
+/// `GET /v1/payouts?seller_id=…`: the API and the list's sealed cursors.
+pub struct PayoutListEnv {
+    pub api: Env,
+    pub reads: crate::adapters::dynamo::payouts::PayoutReads,
+}
+
+impl FromEnv for PayoutListEnv {
+    async fn load() -> Result<PayoutListEnv, String> {
+        let api = Env::load().await?;
+        let reads = crate::adapters::dynamo::payouts::PayoutReads {
+            store: api.store.clone(),
+            cursors: cursors()?,
+        };
+        Ok(PayoutListEnv { api, reads })
+    }
+}
+
 /// `PUT /v1/sellers/{seller_id}/payout_account`: the API and the PSP, which must know the
 /// account.
 pub struct SellersEnv {

@@ -79,6 +79,19 @@ pub trait Payouts: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// A seller's payouts, a page at a time.
+pub trait PayoutReader: Send + Sync {
+    /// The seller's payouts, oldest first, only those in `status` if given.
+    fn list_payouts(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+        status: Option<PayoutStatus>,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<super::Page<Payout>, StoreError>> + Send;
+}
+
 pub trait PayoutPsp: Send + Sync {
     /// The connected account, or `None` if the PSP has no such account.
     fn account(&self, id: &PspAccountId)

@@ -25,7 +25,7 @@ use crate::domain::money::Money;
 use crate::domain::outbox::OutboxEvent;
 use crate::domain::payouts::{Available, Payout, PayoutRefusal, PayoutStatus};
 use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId, PspTransferReversalId};
-use crate::ports::{Begin, Payouts, Refusal, StoreError};
+use crate::ports::{Begin, Page, PayoutReader, Payouts, Refusal, StoreError};
 
 pub fn payout_key(id: &PayoutId) -> Item {
     HashMap::from([
@@ -342,6 +342,59 @@ impl Payouts for DynamoStore {
             .await
             .map_err(|e| unavailable("GetItem payout", e))?;
         out.item.as_ref().map(payout_from).transpose()
+    }
+}
+
+/// A seller's payouts through the `by_parent` index, with sealed cursors.
+pub struct PayoutReads {
+    pub store: DynamoStore,
+    pub cursors: super::cursor::Cursors,
+}
+
+impl PayoutReader for PayoutReads {
+    async fn list_payouts(
+        &self,
+        account_id: &AccountId,
+        seller: &SellerId,
+        status: Option<PayoutStatus>,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Payout>, StoreError> {
+        let scope = format!(
+            "payouts|{account_id}|{seller}|{}",
+            status.map_or("", PayoutStatus::as_str)
+        );
+        let mut query = self
+            .store
+            .client
+            .query()
+            .table_name(&self.store.tables.payments)
+            .index_name(super::refunds::PARENT_INDEX)
+            .key_condition_expression("parent_id = :parent AND begins_with(child_id, :payout)")
+            .expression_attribute_values(":parent", s(format!("SELLER#{account_id}#{seller}")))
+            .expression_attribute_values(":payout", s("PAYOUT#"))
+            .limit(limit)
+            .set_exclusive_start_key(self.cursors.open(&scope, cursor)?);
+        if let Some(st) = status {
+            // Applied after the limit: a page may hold fewer, and the cursor goes on.
+            query = query
+                .filter_expression("payout_status = :status")
+                .expression_attribute_values(":status", s(st.as_str()));
+        }
+        let out = query
+            .send()
+            .await
+            .map_err(|e| unavailable("Query payouts by seller", e))?;
+        let data: Vec<Payout> = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(payout_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            data: data.into_iter().filter(|p| &p.account_id == account_id).collect(),
+            next_cursor: self.cursors.seal(&scope, out.last_evaluated_key.as_ref()),
+        })
     }
 }
 

@@ -3,10 +3,10 @@
 
 use lambda_http::{Body, Request, Response};
 
-use crate::adapters::config::{Env, PayoutsEnv, SellersEnv};
+use crate::adapters::config::{Env, PayoutListEnv, PayoutsEnv, SellersEnv};
 use crate::adapters::lambda::http::{
     authenticate, body_bytes, check_json_content_type, check_size, deadline_ms, header_bytes, now_us,
-    path_param, respond,
+    path_param, query_param, respond,
 };
 use crate::app::auth::authenticated_post;
 use crate::app::payouts::accounts::put_payout_account;
@@ -76,6 +76,23 @@ pub async fn handle_cancel_payout(env: &Env, req: Request) -> Response<Body> {
     }
     .await;
     respond("cancel_payout", result)
+}
+
+pub async fn handle_list_payouts(env: &PayoutListEnv, req: Request) -> Response<Body> {
+    let result = async {
+        let caller = authenticate(&env.api, &req).await?;
+        queries::list_payouts(
+            &env.reads,
+            &caller,
+            query_param(&req, "seller_id").as_deref(),
+            query_param(&req, "status").as_deref(),
+            query_param(&req, "limit").as_deref(),
+            query_param(&req, "cursor").as_deref(),
+        )
+        .await
+    }
+    .await;
+    respond("list_payouts", result)
 }
 
 pub async fn handle_get_payout(env: &Env, req: Request) -> Response<Body> {
