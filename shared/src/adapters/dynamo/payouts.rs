@@ -364,36 +364,20 @@ impl PayoutReader for PayoutReads {
             "payouts|{account_id}|{seller}|{}",
             status.map_or("", PayoutStatus::as_str)
         );
-        let mut query = self
-            .store
-            .client
-            .query()
-            .table_name(&self.store.tables.payments)
-            .index_name(super::refunds::PARENT_INDEX)
-            .key_condition_expression("parent_id = :parent AND begins_with(child_id, :payout)")
-            .expression_attribute_values(":parent", s(format!("SELLER#{account_id}#{seller}")))
-            .expression_attribute_values(":payout", s("PAYOUT#"))
-            .limit(limit)
-            .set_exclusive_start_key(self.cursors.open(&scope, cursor)?);
-        if let Some(st) = status {
-            // Applied after the limit: a page may hold fewer, and the cursor goes on.
-            query = query
-                .filter_expression("payout_status = :status")
-                .expression_attribute_values(":status", s(st.as_str()));
-        }
-        let out = query
-            .send()
-            .await
-            .map_err(|e| unavailable("Query payouts by seller", e))?;
-        let data: Vec<Payout> = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(payout_from)
-            .collect::<Result<_, _>>()?;
+        let q = super::refunds::Children {
+            parent: format!("SELLER#{account_id}#{seller}"),
+            prefix: "PAYOUT#",
+            only: status.map(|st| ("payout_status", st.as_str())),
+            scope: &scope,
+            limit,
+            cursor,
+            op: "Query payouts by seller",
+        };
+        let (data, next_cursor) =
+            super::refunds::children_page(&self.store, &self.cursors, q, payout_from).await?;
         Ok(Page {
             data: data.into_iter().filter(|p| &p.account_id == account_id).collect(),
-            next_cursor: self.cursors.seal(&scope, out.last_evaluated_key.as_ref()),
+            next_cursor,
         })
     }
 }

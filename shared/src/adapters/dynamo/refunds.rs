@@ -386,6 +386,57 @@ pub struct RefundReads {
     pub cursors: Cursors,
 }
 
+/// One page of a parent's children through `by_parent`: an order's refunds, a seller's
+/// payouts.
+pub struct Children<'a> {
+    /// `parent_id`, such as `PO#<payment_order_id>`.
+    pub parent: String,
+    /// What the children's `child_id` starts with, such as `RF#`.
+    pub prefix: &'static str,
+    /// Only children whose attribute is this value. Applied after the limit: a page may hold
+    /// fewer, and the cursor goes on.
+    pub only: Option<(&'static str, &'a str)>,
+    /// What the cursors are sealed to (the query and its caller).
+    pub scope: &'a str,
+    pub limit: i32,
+    pub cursor: Option<&'a str>,
+    /// Names the query in errors.
+    pub op: &'static str,
+}
+
+/// Reads one page of `q`'s children with `read`; the cursor of the next page, if any.
+pub async fn children_page<T>(
+    store: &DynamoStore,
+    cursors: &Cursors,
+    q: Children<'_>,
+    read: impl Fn(&Item) -> Result<T, StoreError>,
+) -> Result<(Vec<T>, Option<String>), StoreError> {
+    let mut query = store
+        .client
+        .query()
+        .table_name(&store.tables.payments)
+        .index_name(PARENT_INDEX)
+        .key_condition_expression("parent_id = :parent AND begins_with(child_id, :prefix)")
+        .expression_attribute_values(":parent", s(q.parent))
+        .expression_attribute_values(":prefix", s(q.prefix))
+        .limit(q.limit)
+        .set_exclusive_start_key(cursors.open(q.scope, q.cursor)?);
+    if let Some((attribute, value)) = q.only {
+        query = query
+            .filter_expression("#only = :only")
+            .expression_attribute_names("#only", attribute)
+            .expression_attribute_values(":only", s(value));
+    }
+    let out = query.send().await.map_err(|e| unavailable(q.op, e))?;
+    let data = out
+        .items
+        .unwrap_or_default()
+        .iter()
+        .map(read)
+        .collect::<Result<Vec<T>, _>>()?;
+    Ok((data, cursors.seal(q.scope, out.last_evaluated_key.as_ref())))
+}
+
 impl RefundReader for RefundReads {
     async fn list_refunds(
         &self,
@@ -395,29 +446,19 @@ impl RefundReader for RefundReads {
         cursor: Option<&str>,
     ) -> Result<Page<Refund>, StoreError> {
         let scope = format!("refunds|{account_id}|{payment_order_id}");
-        let out = self
-            .store
-            .client
-            .query()
-            .table_name(&self.store.tables.payments)
-            .index_name(PARENT_INDEX)
-            .key_condition_expression("parent_id = :parent AND begins_with(child_id, :rf)")
-            .expression_attribute_values(":parent", s(format!("PO#{payment_order_id}")))
-            .expression_attribute_values(":rf", s("RF#"))
-            .limit(limit)
-            .set_exclusive_start_key(self.cursors.open(&scope, cursor)?)
-            .send()
-            .await
-            .map_err(|e| unavailable("Query refunds by order", e))?;
-        let data: Vec<Refund> = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(refund_from)
-            .collect::<Result<_, _>>()?;
+        let q = Children {
+            parent: format!("PO#{payment_order_id}"),
+            prefix: "RF#",
+            only: None,
+            scope: &scope,
+            limit,
+            cursor,
+            op: "Query refunds by order",
+        };
+        let (data, next_cursor) = children_page(&self.store, &self.cursors, q, refund_from).await?;
         Ok(Page {
             data: data.into_iter().filter(|r| &r.account_id == account_id).collect(),
-            next_cursor: self.cursors.seal(&scope, out.last_evaluated_key.as_ref()),
+            next_cursor,
         })
     }
 }
