@@ -159,17 +159,14 @@ mod tests {
         assert!(v.iter().any(|v| v.contains("ghost")), "{v:?}");
     }
 
-    /// A pending payout holds its amount: the hold is expected while the payout is pending,
-    /// and a hold that no pending payout (or refund) explains is reported.
-    #[tokio::test]
-    async fn a_pending_payout_explains_its_hold_and_nothing_else_does() {
+    /// A `PENDING` payout of 5.00 from seller_A's 97.50 USD, made through the use case.
+    async fn pending_payout(store: &Memory) -> crate::domain::payouts::Payout {
         use crate::app::auth::Authority;
         use crate::app::payouts::create::{create_payout, CreatePayout};
         use crate::app::Caller;
-        use crate::domain::ids::ApiKeyId;
+        use crate::domain::ids::{ApiKeyId, PayoutId};
         use crate::domain::psp::PspAccountId;
         use crate::ports::Payouts;
-        let (store, _) = settled().await;
         let (account, seller) = (
             AccountId::parse("acct_a").unwrap(),
             SellerId::parse("seller_A").unwrap(),
@@ -185,13 +182,13 @@ mod tests {
             .unwrap();
         let now = chrono::Utc::now();
         let made = create_payout(
-            &store,
+            store,
             Authority::Checked(Caller {
                 account_id: account,
                 key_id: ApiKeyId::generate(),
             }),
             CreatePayout {
-                idempotency_key: Some(b"k1"),
+                idempotency_key: Some(uuid::Uuid::new_v4().to_string().as_bytes()),
                 body: br#"{"seller_id":"seller_A","amount":"5.00","currency":"USD"}"#,
                 now,
                 deadline_ms: now.timestamp_millis() + 10_000,
@@ -200,6 +197,17 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(made.status, 201);
+        let body: serde_json::Value = serde_json::from_str(&made.body).unwrap();
+        let id = PayoutId::parse(body["payout_id"].as_str().unwrap()).unwrap();
+        store.get_payout(&id).await.unwrap().unwrap()
+    }
+
+    /// A pending payout holds its amount: the hold is expected while the payout is pending,
+    /// and a hold that no pending payout (or refund) explains is reported.
+    #[tokio::test]
+    async fn a_pending_payout_explains_its_hold_and_nothing_else_does() {
+        let (store, _) = settled().await;
+        pending_payout(&store).await;
         let report = check_invariants(&store).await.unwrap();
         assert!(report.ok, "{:?}", report.violations);
         assert_eq!(report.payouts, 1);
@@ -209,6 +217,83 @@ mod tests {
         assert!(
             v.iter()
                 .any(|v| v.contains("holds 500 but its pending refunds and payouts hold 0")),
+            "{v:?}"
+        );
+    }
+
+    /// Sent, bounced and reversed: each step's posting is expected once; a payout that went out
+    /// without its transfer posting, or came back without its reversal, is reported.
+    #[tokio::test]
+    async fn each_payout_out_has_one_transfer_posting_and_each_bounce_one_reversal() {
+        use crate::domain::payouts::{PayoutEvent, PayoutStatus};
+        use crate::domain::psp::{PspTransferId, PspTransferReversalId};
+        use crate::ports::{Applied, Payouts};
+        let (store, _) = settled().await;
+        let mut p = pending_payout(&store).await;
+        let now = chrono::Utc::now();
+        p.psp_transfer = Some(PspTransferId::parse("tr_1").unwrap());
+        let moved = p.apply(PayoutEvent::Sent, now).unwrap();
+        let sent = OutboxEvent::payout(&p, Some(moved), "test", now);
+        let saved = store
+            .save_payout_move(&p, PayoutStatus::Pending, &sent, None)
+            .await;
+        assert_eq!(saved.unwrap(), Applied::Applied);
+        // Sent, not yet posted: the transfer posting is missing.
+        let v = violations(&store).await;
+        assert!(
+            v.iter()
+                .any(|v| v.contains("IN_TRANSIT, transferred with 0 transfer")),
+            "{v:?}"
+        );
+        store.consume(&sent).await;
+        store.consume(&sent).await;
+        let report = check_invariants(&store).await.unwrap();
+        assert!(report.ok, "posted once: {:?}", report.violations);
+
+        let moved = p.apply(PayoutEvent::PspFailed, now).unwrap();
+        let failed = OutboxEvent::payout(&p, Some(moved), "evt_f", now);
+        store
+            .save_payout_move(&p, PayoutStatus::InTransit, &failed, Some("evt_f"))
+            .await
+            .unwrap();
+        store.consume(&failed).await;
+        assert!(
+            check_invariants(&store).await.unwrap().ok,
+            "bounced, not yet reversed"
+        );
+        assert!(p
+            .reversed(PspTransferReversalId::parse("trr_1").unwrap(), now)
+            .unwrap());
+        let returned = OutboxEvent::payout_returned(&p, "test", now);
+        store
+            .save_payout_move(&p, PayoutStatus::Failed, &returned, None)
+            .await
+            .unwrap();
+        let v = violations(&store).await;
+        assert!(
+            v.iter()
+                .any(|v| v.contains("1 transfer and 0 reversal ledger transactions (expected 1 and 1)")),
+            "{v:?}"
+        );
+        store.consume(&returned).await;
+        let report = check_invariants(&store).await.unwrap();
+        assert!(report.ok, "reversed once: {:?}", report.violations);
+
+        // A payout recorded as transferred that never posted.
+        let mut ghost = pending_payout(&store).await;
+        ghost.status = PayoutStatus::Paid;
+        ghost.psp_transfer = Some(PspTransferId::parse("tr_2").unwrap());
+        store
+            .payouts
+            .lock()
+            .unwrap()
+            .insert(ghost.id.clone(), ghost.clone());
+        let v = violations(&store).await;
+        assert!(
+            v.iter().any(|v| v.contains(&format!(
+                "payout {} is PAID, transferred with 0 transfer",
+                ghost.id
+            ))),
             "{v:?}"
         );
     }

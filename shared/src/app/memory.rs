@@ -613,8 +613,8 @@ impl Payouts for Memory {
     }
 
     async fn cancel_payout(&self, payout: &Payout, outbox: &OutboxEvent) -> Result<bool, StoreError> {
-        self.save_payout_move(payout, crate::domain::payouts::PayoutStatus::Pending, outbox)
-            .await
+        let from = crate::domain::payouts::PayoutStatus::Pending;
+        Ok(self.save_payout_move(payout, from, outbox, None).await? == Applied::Applied)
     }
 
     async fn save_payout_move(
@@ -622,16 +622,29 @@ impl Payouts for Memory {
         payout: &Payout,
         from: crate::domain::payouts::PayoutStatus,
         outbox: &OutboxEvent,
-    ) -> Result<bool, StoreError> {
+        psp_event_id: Option<&str>,
+    ) -> Result<Applied, StoreError> {
         self.check_available()?;
-        let mut payouts = self.payouts.lock().unwrap();
-        match payouts.get(&payout.id) {
-            Some(p) if p.status == from => {
-                payouts.insert(payout.id.clone(), payout.clone());
-                self.outbox.lock().unwrap().push(outbox.clone());
-                Ok(true)
+        if let Some(e) = psp_event_id {
+            if self.events.lock().unwrap().contains_key(e) {
+                return Ok(Applied::Duplicate);
             }
-            _ => Ok(false),
+        }
+        let mut payouts = self.payouts.lock().unwrap();
+        let mut outbox_records = self.outbox.lock().unwrap();
+        let fresh = !outbox_records
+            .iter()
+            .any(|o| o.header.event_id == outbox.header.event_id);
+        match payouts.get(&payout.id) {
+            Some(p) if p.status == from && fresh => {
+                payouts.insert(payout.id.clone(), payout.clone());
+                outbox_records.push(outbox.clone());
+                if let Some(e) = psp_event_id {
+                    self.events.lock().unwrap().insert(e.to_owned(), "applied".into());
+                }
+                Ok(Applied::Applied)
+            }
+            _ => Ok(Applied::Conflict),
         }
     }
 }
@@ -901,6 +914,8 @@ impl InvariantSource for Memory {
                 currency: p.amount.currency(),
                 status: p.status,
                 amount_minor: p.amount.minor(),
+                transferred: p.psp_transfer.is_some(),
+                reversed: p.psp_reversal.is_some(),
             });
         }
         Ok(())

@@ -88,6 +88,18 @@ pub struct PayoutFacts {
     pub currency: Currency,
     pub status: PayoutStatus,
     pub amount_minor: i64,
+    /// Its transfer was made (it went out: `IN_TRANSIT`, `PAID`, or `FAILED` after that).
+    pub transferred: bool,
+    /// Its transfer was reversed (it bounced and the money came back).
+    pub reversed: bool,
+}
+
+/// Per payout: its facts once seen, and the ledger transactions booking it.
+#[derive(Debug, Default)]
+struct PayoutSeen {
+    facts: Option<PayoutFacts>,
+    transfers: u32,
+    reversals: u32,
 }
 
 /// Per refund: its facts once seen, and the ledger transactions booking it
@@ -136,6 +148,7 @@ pub struct Checker {
     payouts_seen: u64,
     /// Per wallet: what its pending payouts hold.
     payouts_held: BTreeMap<(AccountId, SellerId, Currency), i64>,
+    payouts: HashMap<PayoutId, PayoutSeen>,
     /// `PAYMENT_SUCCEEDED` events per checkout.
     charged: HashMap<CheckoutId, u32>,
     violations: Vec<String>,
@@ -156,6 +169,18 @@ impl Checker {
         if let Err(e) = tx.check_balanced() {
             self.violation(e.to_string());
             return;
+        }
+        if let Some(payout) = &tx.payout_id {
+            // The transfer debits the seller's payable; its reversal credits it back.
+            let transfer = tx.entries.iter().any(|e| {
+                matches!(e.account, LedgerAccount::SellerPayable(_)) && e.direction == Direction::Debit
+            });
+            let slot = self.payouts.entry(payout.clone()).or_default();
+            if transfer {
+                slot.transfers = slot.transfers.saturating_add(1);
+            } else {
+                slot.reversals = slot.reversals.saturating_add(1);
+            }
         }
         match (&tx.refund_id, &tx.payment_order_id) {
             (Some(refund), _) => {
@@ -269,6 +294,7 @@ impl Checker {
     /// A payout: while `PENDING` its amount is held in its seller's wallet.
     pub fn payout(&mut self, p: &PayoutFacts) {
         self.payouts_seen += 1;
+        self.payouts.entry(p.id.clone()).or_default().facts = Some(p.clone());
         if p.status.holds() {
             let slot = self
                 .payouts_held
@@ -378,6 +404,32 @@ impl Checker {
         }
         for po in per_order.keys() {
             violations.push(format!("refunds name unknown payment order {po}"));
+        }
+        // One transfer posting per payout that went out, one reversal per bounced one.
+        for (id, seen) in &self.payouts {
+            let Some(p) = &seen.facts else {
+                violations.push(format!(
+                    "{} ledger transactions book unknown payout {id}",
+                    seen.transfers + seen.reversals
+                ));
+                continue;
+            };
+            let expected = (u32::from(p.transferred), u32::from(p.reversed));
+            if (seen.transfers, seen.reversals) != expected {
+                violations.push(format!(
+                    "payout {id} is {}{}{} with {} transfer and {} reversal ledger transactions (expected {} and {})",
+                    p.status,
+                    if p.transferred { ", transferred" } else { "" },
+                    if p.reversed { ", reversed" } else { "" },
+                    seen.transfers,
+                    seen.reversals,
+                    expected.0,
+                    expected.1
+                ));
+            }
+            if p.reversed && (!p.transferred || p.status != PayoutStatus::Failed) {
+                violations.push(format!("payout {id} is {} with its transfer reversed", p.status));
+            }
         }
         // Pending payouts hold their whole amount too.
         for (key, amount) in &self.payouts_held {

@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use super::idempotency::Begin;
-use super::StoreError;
+use super::{Applied, StoreError};
 use crate::domain::currency::Currency;
 use crate::domain::idempotency::IdempotencyRecord;
 use crate::domain::ids::{AccountId, PayoutId, SellerId};
@@ -68,15 +68,18 @@ pub trait Payouts: Send + Sync {
         outbox: &OutboxEvent,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Writes a payout's move from `from` with its outbox record, in one transaction,
-    /// conditional on the payout still being in `from`: `false` if it was not (nothing
-    /// written; read it again).
+    /// Writes a payout's move from `from` with its outbox record, and the PSP event's marker
+    /// when a webhook moved it, in one transaction conditional on the payout still being in
+    /// `from` and the outbox record (and the marker) being new. `Conflict`: it moved meanwhile
+    /// or this step was recorded before (nothing written; read it again); `Duplicate`: the
+    /// event was applied before.
     fn save_payout_move(
         &self,
         payout: &Payout,
         from: PayoutStatus,
         outbox: &OutboxEvent,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        psp_event_id: Option<&str>,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 }
 
 /// A seller's payouts, a page at a time.

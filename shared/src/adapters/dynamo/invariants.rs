@@ -116,6 +116,8 @@ fn payout_facts(item: &Item) -> Result<PayoutFacts, StoreError> {
         currency: parse(item, "currency", Currency::parse)?,
         status: parse(item, "payout_status", str::parse::<PayoutStatus>)?,
         amount_minor: get_n(item, "amount_minor")?,
+        transferred: item.contains_key("psp_ref"),
+        reversed: item.contains_key("psp_reversal_id"),
     })
 }
 

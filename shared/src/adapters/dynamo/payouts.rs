@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::codec::{built, get_n, get_time, n, opt_n, opt_s, parse, s, time, unavailable, Item};
 use super::tx::{put_if_absent, Cancelled};
 use super::wallets::wallet_key;
-use super::webhooks::outbox_item;
+use super::webhooks::{marker_item, outbox_item};
 use super::DynamoStore;
 use crate::domain::currency::Currency;
 use crate::domain::idempotency::IdempotencyRecord;
@@ -25,7 +25,7 @@ use crate::domain::money::Money;
 use crate::domain::outbox::OutboxEvent;
 use crate::domain::payouts::{Available, Payout, PayoutRefusal, PayoutStatus};
 use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId, PspTransferReversalId};
-use crate::ports::{Begin, Page, PayoutReader, Payouts, Refusal, StoreError};
+use crate::ports::{Applied, Begin, Page, PayoutReader, Payouts, Refusal, StoreError};
 
 pub fn payout_key(id: &PayoutId) -> Item {
     HashMap::from([
@@ -305,7 +305,8 @@ impl Payouts for DynamoStore {
         payout: &Payout,
         from: PayoutStatus,
         outbox: &OutboxEvent,
-    ) -> Result<bool, StoreError> {
+        psp_event_id: Option<&str>,
+    ) -> Result<Applied, StoreError> {
         let mut item = payout_item(payout);
         item.insert(
             "sending".into(),
@@ -319,14 +320,20 @@ impl Payouts for DynamoStore {
                 .expression_attribute_values(":from", s(from.as_str()))
                 .build(),
         )?;
-        let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            put_if_absent(&self.tables.payments, outbox_item(outbox))?,
-        ];
+        let mut items = Vec::with_capacity(3);
+        if let Some(event) = psp_event_id {
+            items.push(put_if_absent(
+                &self.tables.payments,
+                marker_item(event, "applied"),
+            )?);
+        }
+        items.push(TransactWriteItem::builder().put(put).build());
+        items.push(put_if_absent(&self.tables.payments, outbox_item(outbox))?);
         let op = "TransactWriteItems payout move";
         match super::tx::transact(&self.client, items, None, op).await? {
-            Ok(()) => Ok(true),
-            Err(c) if c.any_condition_failed() || c.conflict() => Ok(false),
+            Ok(()) => Ok(Applied::Applied),
+            Err(c) if psp_event_id.is_some() && c.condition_failed(0) => Ok(Applied::Duplicate),
+            Err(c) if c.any_condition_failed() || c.conflict() => Ok(Applied::Conflict),
             Err(c) => Err(c.unavailable(op)),
         }
     }

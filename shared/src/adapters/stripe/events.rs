@@ -6,12 +6,15 @@ use serde::Deserialize;
 
 use super::amounts::from_stripe_amount;
 use crate::domain::pay_in::{PspNotice, SessionOutcome};
-use crate::domain::psp::{PaymentIntentId, PspEventId, PspRefundId, PspSessionId};
+use crate::domain::payouts::{PspPayout, PspPayoutNotice, PspPayoutStatus};
+use crate::domain::psp::{PaymentIntentId, PspAccountId, PspEventId, PspPayoutId, PspRefundId, PspSessionId};
 use crate::domain::refunds::{PspRefund, PspRefundNotice, PspRefundStatus};
 use crate::domain::Currency;
 
 /// Strings taken from an event for logs and records are cut to this.
 const REASON_CHARS_MAX: usize = 64;
+/// A failure message kept for the payout's object.
+const MESSAGE_CHARS_MAX: usize = 500;
 
 #[derive(Deserialize)]
 struct EventBody {
@@ -19,6 +22,8 @@ struct EventBody {
     id: PspEventId,
     #[serde(rename = "type")]
     kind: String,
+    /// The connected account a Connect event happened on.
+    account: Option<String>,
     data: EventData,
 }
 
@@ -74,6 +79,60 @@ impl RefundObject {
     }
 }
 
+/// Stripe's payout object, as much of it as we read (the client's answer and the webhooks').
+#[derive(Deserialize)]
+pub struct PayoutObject {
+    pub id: String,
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub arrival_date: Option<i64>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    #[serde(default)]
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
+impl PayoutObject {
+    pub fn payout(&self) -> Result<PspPayout, String> {
+        Ok(PspPayout {
+            id: PspPayoutId::parse(&self.id).map_err(|e| e.to_string())?,
+            status: PspPayoutStatus::parse(&self.status).ok_or_else(|| {
+                format!(
+                    "payout {} has unknown status {:?}",
+                    cut(&self.id),
+                    cut(&self.status)
+                )
+            })?,
+            arrival_date: self
+                .arrival_date
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map(|d| d.date_naive()),
+            failure_code: self.failure_code.as_deref().map(cut),
+            failure_message: self
+                .failure_message
+                .as_deref()
+                .map(|m| m.chars().take(MESSAGE_CHARS_MAX).collect()),
+        })
+    }
+
+    pub fn notice(self, account: Option<&str>) -> Result<PspPayoutNotice, String> {
+        let currency = Currency::parse(&self.currency).map_err(|e| e.to_string())?;
+        let amount = from_stripe_amount(self.amount, currency)?;
+        let account = account
+            .map(PspAccountId::parse)
+            .transpose()
+            .map_err(|e| format!("event account: {e}"))?;
+        Ok(PspPayoutNotice {
+            payout: self.payout()?,
+            payout_ref: self.metadata.get("payout_id").map(|r| cut(r)),
+            account,
+            amount_minor: amount.minor(),
+            currency,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct RefundList {
     data: Vec<RefundObject>,
@@ -111,6 +170,12 @@ pub fn parse_event(raw_body: &[u8]) -> Result<(PspEventId, PspNotice), String> {
             let refund: RefundObject = serde_json::from_value(event.data.object)
                 .map_err(|e| format!("{}: not a refund: {e}", event.kind))?;
             return Ok((event.id, PspNotice::Refunds(vec![refund.notice()?])));
+        }
+        "payout.created" | "payout.updated" | "payout.paid" | "payout.failed" | "payout.canceled" => {
+            let payout: PayoutObject = serde_json::from_value(event.data.object)
+                .map_err(|e| format!("{}: not a payout: {e}", event.kind))?;
+            let notice = payout.notice(event.account.as_deref())?;
+            return Ok((event.id, PspNotice::Payout(notice)));
         }
         "charge.refunded" => {
             // The charge lists its refunds when the API version embeds them; each is applied

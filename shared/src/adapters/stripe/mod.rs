@@ -18,12 +18,9 @@ pub mod events;
 
 use crate::domain::pay_in::{PspSession, SessionRequest};
 use crate::domain::payouts::{
-    PspAccount, PspPayout, PspPayoutRequest, PspPayoutStatus, PspReversal, PspReversalRequest, PspTransfer,
-    PspTransferRequest,
+    PspAccount, PspPayout, PspPayoutRequest, PspReversal, PspReversalRequest, PspTransfer, PspTransferRequest,
 };
-use crate::domain::psp::{
-    PspAccountId, PspError, PspPayoutId, PspSessionId, PspTransferId, PspTransferReversalId,
-};
+use crate::domain::psp::{PspAccountId, PspError, PspSessionId, PspTransferId, PspTransferReversalId};
 use crate::domain::refunds::{PspRefund, PspRefundRequest};
 use crate::ports::{PayoutPsp, Psp, RefundPsp};
 
@@ -394,15 +391,6 @@ struct AccountBody {
     payouts_enabled: bool,
 }
 
-#[derive(Deserialize)]
-struct PayoutBody {
-    id: String,
-    status: String,
-    arrival_date: Option<i64>,
-    failure_code: Option<String>,
-    failure_message: Option<String>,
-}
-
 impl PayoutPsp for StripeClient {
     async fn account(&self, id: &PspAccountId) -> Result<Option<PspAccount>, PspError> {
         let body = match self.call(Call::Get, &format!("/v1/accounts/{id}"), None).await {
@@ -439,18 +427,8 @@ impl PayoutPsp for StripeClient {
         let body = self
             .call(call, "/v1/payouts", Some(request.account.as_str()))
             .await?;
-        let p: PayoutBody = serde_json::from_str(&body).map_err(|e| unexpected("payout", e))?;
-        Ok(PspPayout {
-            id: PspPayoutId::parse(&p.id).map_err(|e| unexpected("payout", e))?,
-            status: PspPayoutStatus::parse(&p.status)
-                .ok_or_else(|| unexpected("payout", format!("status {:?}", p.status)))?,
-            arrival_date: p
-                .arrival_date
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                .map(|d| d.date_naive()),
-            failure_code: p.failure_code,
-            failure_message: p.failure_message,
-        })
+        let p: events::PayoutObject = serde_json::from_str(&body).map_err(|e| unexpected("payout", e))?;
+        p.payout().map_err(|e| unexpected("payout", e))
     }
 
     /// `POST /v1/transfers/{id}/reversals` (the whole transfer) with the payout's reversal key.

@@ -15,7 +15,7 @@ use crate::domain::ledger::platform_fee;
 use crate::domain::outbox::{Anomaly, OutboxEvent};
 use crate::domain::pay_in::{Checkout, PaymentOrder, PaymentStatus, PspNotice, SessionOutcome};
 use crate::domain::psp::{PspEventId, PspSessionId};
-use crate::ports::{Applied, Checkouts, Refunds, Webhooks};
+use crate::ports::{Applied, Checkouts, Payouts, Refunds, Webhooks};
 use rust_decimal::Decimal;
 
 /// A verified event from the PSP.
@@ -31,7 +31,7 @@ pub fn ack(outcome: &str) -> Reply {
     Reply::json(200, &serde_json::json!({"received": true, "outcome": outcome}))
 }
 
-pub async fn apply_webhook<S: Webhooks + Checkouts + Refunds>(
+pub async fn apply_webhook<S: Webhooks + Checkouts + Refunds + Payouts>(
     store: &S,
     event: VerifiedEvent,
     fee_rate: Decimal,
@@ -62,6 +62,9 @@ pub async fn apply_webhook<S: Webhooks + Checkouts + Refunds>(
         }
         PspNotice::Refunds(notices) => {
             return crate::app::refunds::webhook::apply_refund_notices(store, &id, &notices, now).await
+        }
+        PspNotice::Payout(notice) => {
+            return crate::app::payouts::webhook::apply_payout_notice(store, &id, &notice, now).await
         }
         PspNotice::Ignored => {
             store.mark_event(id.as_str(), "ignored").await?;

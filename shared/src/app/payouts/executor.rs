@@ -14,15 +14,21 @@
 //!   left the platform, so `PAYOUT_REFUSED` releases the hold.
 //! - A refusal of the connected account's payout after the transfer was made is left for a
 //!   person (retried, then the DLQ with the reason): the money is in the seller's account.
-//! - `PAYOUT_FAILED` (the bank sent a sent payout back; next): reverse the transfer.
+//! - `PAYOUT_FAILED` (the bank sent a sent payout back, so the money is in the seller's
+//!   connected account): the transfer is reversed with its own key, then `PAYOUT_RETURNED`
+//!   posts the reversal and gives the seller the money back. A refused reversal is retried and
+//!   then left in the DLQ with the reason, for a person.
 
 use chrono::Utc;
 
 use crate::app::consumers::{parse_event, Consumer, Failure};
+use crate::domain::ids::PayoutId;
 use crate::domain::outbox::{OutboxBody, OutboxEvent};
-use crate::domain::payouts::{PayoutEvent, PayoutStatus, PspPayoutRequest, PspTransferRequest};
+use crate::domain::payouts::{
+    PayoutEvent, PayoutStatus, PspPayoutRequest, PspReversalRequest, PspTransferRequest,
+};
 use crate::domain::psp::PspError;
-use crate::ports::{PayoutPsp, Payouts, Written};
+use crate::ports::{Applied, PayoutPsp, Payouts, Written};
 
 pub struct PayoutExecutor<S, P> {
     pub store: S,
@@ -39,9 +45,10 @@ impl<S: Payouts, P: PayoutPsp> Consumer for PayoutExecutor<S, P> {
         let event = parse_event(body)?;
         let notice = match &event.body {
             OutboxBody::PayoutRequested(n) => n,
+            OutboxBody::PayoutFailed(n) => return self.reverse(&n.payout_id).await,
             other => {
                 return Err(Failure::Poison(format!(
-                    "{} is not for the payout executor yet",
+                    "{} is not for the payout executor",
                     other.event_type()
                 )))
             }
@@ -105,6 +112,50 @@ impl<S: Payouts, P: PayoutPsp> Consumer for PayoutExecutor<S, P> {
     }
 }
 
+impl<S: Payouts, P: PayoutPsp> PayoutExecutor<S, P> {
+    /// A payout that failed after its transfer: the transfer reversed (its own key, so once),
+    /// then the reversal recorded with `PAYOUT_RETURNED`, at most once.
+    async fn reverse(&self, id: &PayoutId) -> Result<Written, Failure> {
+        let mut payout = self
+            .store
+            .get_payout(id)
+            .await?
+            .ok_or_else(|| Failure::Poison(format!("unknown payout {id}")))?;
+        if payout.psp_reversal.is_some() {
+            return Ok(Written::AlreadyApplied);
+        }
+        let request = match (payout.status, PspReversalRequest::of(&payout)) {
+            (PayoutStatus::Failed, Some(r)) => r,
+            (status, _) => {
+                return Err(Failure::Poison(format!(
+                    "payout {id} is {status} without a transfer to reverse"
+                )))
+            }
+        };
+        let reversal = match self.psp.reverse_transfer(&request).await {
+            Ok(r) => r,
+            Err(PspError::Unavailable(why)) => {
+                return Err(Failure::Retryable(format!("PSP unavailable: {why}")))
+            }
+            Err(PspError::Rejected { code, message, .. }) => {
+                return Err(Failure::Retryable(format!(
+                    "PSP refused to reverse transfer {} ({code}: {message}); \
+                     the money is still in the seller's connected account",
+                    request.transfer
+                )))
+            }
+        };
+        let now = Utc::now();
+        match payout.reversed(reversal.id, now) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Written::AlreadyApplied),
+            Err(e) => return Err(Failure::Poison(e.to_string())),
+        }
+        let outbox = OutboxEvent::payout_returned(&payout, "psp_response", now);
+        self.save(&payout, PayoutStatus::Failed, &outbox).await
+    }
+}
+
 impl<S: Payouts, P> PayoutExecutor<S, P> {
     async fn save(
         &self,
@@ -112,12 +163,13 @@ impl<S: Payouts, P> PayoutExecutor<S, P> {
         from: PayoutStatus,
         outbox: &OutboxEvent,
     ) -> Result<Written, Failure> {
-        if self.store.save_payout_move(payout, from, outbox).await? {
-            tracing::info!(payout_id = %payout.id, from = %from, to = %payout.status, "payout moved");
-            Ok(Written::Written)
-        } else {
-            // Moved meanwhile (a concurrent delivery won): nothing left to do.
-            Ok(Written::AlreadyApplied)
+        match self.store.save_payout_move(payout, from, outbox, None).await? {
+            Applied::Applied => {
+                tracing::info!(payout_id = %payout.id, from = %from, to = %payout.status, event = outbox.body.event_type(), "payout moved");
+                Ok(Written::Written)
+            }
+            // Moved meanwhile, or this step recorded before (a concurrent delivery won).
+            Applied::Conflict | Applied::Duplicate => Ok(Written::AlreadyApplied),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Payouts (design §4, §5, §13, §14): the sellers' payout accounts ([`accounts`]),
-//! `POST /v1/payouts` ([`create`]), the executor that sends a payout from the payout queue
-//! ([`executor`]) and the reads ([`queries`]). The webhooks, the reversal of a bounced
-//! payout's transfer, cancel and the scheduler come next (issue 11).
+//! `POST /v1/payouts` ([`create`]) and its cancel ([`cancel`]), the executor that sends a
+//! payout from the payout queue and reverses a bounced one's transfer ([`executor`]), the
+//! PSP's `payout.*` webhooks ([`webhook`]), and the reads ([`queries`]).
 
 pub mod accounts;
 pub mod cancel;
 pub mod create;
 pub mod executor;
 pub mod queries;
+pub mod webhook;

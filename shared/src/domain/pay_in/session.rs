@@ -86,6 +86,8 @@ pub enum PspNotice {
     PaymentAttemptFailed { reason: String },
     /// Refunds changed (`refund.*`: one; `charge.refunded`: the charge's refunds as listed).
     Refunds(Vec<crate::domain::refunds::PspRefundNotice>),
+    /// A seller's payout changed at the PSP (`payout.*`, on the seller's connected account).
+    Payout(crate::domain::payouts::PspPayoutNotice),
     /// An event type we do not act on.
     Ignored,
 }

@@ -30,8 +30,8 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 pub use psp::{
-    PspAccount, PspPayout, PspPayoutRequest, PspPayoutStatus, PspReversal, PspReversalRequest, PspTransfer,
-    PspTransferRequest,
+    PspAccount, PspPayout, PspPayoutNotice, PspPayoutRequest, PspPayoutStatus, PspReversal,
+    PspReversalRequest, PspTransfer, PspTransferRequest,
 };
 pub use status::{IllegalPayoutTransition, PayoutEvent, PayoutMove, PayoutStatus};
 

@@ -6,6 +6,7 @@
 use chrono::NaiveDate;
 
 use super::{Payout, PayoutEvent};
+use crate::domain::currency::Currency;
 use crate::domain::ids::PayoutId;
 use crate::domain::money::Money;
 use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId, PspTransferReversalId};
@@ -124,6 +125,17 @@ pub struct PspPayout {
     pub failure_message: Option<String>,
 }
 
+/// What a `payout.*` webhook says about one payout. Connect events carry the connected
+/// account they happened on; the payout carries our id as we sent it (`metadata[payout_id]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PspPayoutNotice {
+    pub payout: PspPayout,
+    pub payout_ref: Option<String>,
+    pub account: Option<PspAccountId>,
+    pub amount_minor: i64,
+    pub currency: Currency,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PspReversal {
     pub id: PspTransferReversalId,
@@ -132,7 +144,6 @@ pub struct PspReversal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::currency::Currency;
     use crate::domain::ids::{AccountId, SellerId};
     use crate::domain::payouts::{Available, PayoutRequest};
     use rust_decimal::Decimal;
