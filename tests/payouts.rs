@@ -1,6 +1,7 @@
-//! Payouts on the local twin (issue 11, in progress). So far: the PSP client's Connect calls
-//! against the sandbox, each idempotent by the key derived from the payout id, so a retry, a
-//! redrive or a crash between the calls never moves money twice.
+//! Payouts on the local twin (issue 11): the PSP client's Connect calls against the sandbox,
+//! each idempotent by the key derived from the payout id; the API and the 30-way race; the
+//! executor, the webhooks and the reversal of a bounced payout; the PSP's faults. The tests
+//! take turns (`TURN`): the sandbox's fault switches and the executor's pause are global.
 
 use chrono::Utc;
 use common::{new_key, Stack};
@@ -19,11 +20,19 @@ use shared::ports::PayoutPsp;
 
 const PSP_SECRET_KEY: &str = "sk_test_sandbox_51PsysLocalDev";
 
-/// This binary's stack: the sandbox's payouts move only when a test says so.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// This binary's stack: the sandbox's payouts move only when a test says so; immediate queue
+/// retries, a short PSP budget so "PSP down" fails fast, and messages back 3 s after a crash.
 fn stack() -> &'static Stack {
     common::stack_of(&common::TwinSpec {
         label: "payouts",
-        params: &[],
+        params: &[
+            ("RetryBackoffBaseSeconds", "0"),
+            ("PspRetryBudgetMs", "2000"),
+            ("PspAttemptTimeoutMs", "1000"),
+            ("ConsumerVisibilityTimeout", "3"),
+        ],
         on_disk: false,
         env: &[("SANDBOX_PAYOUT_SETTLE_MS", "3600000")],
     })
@@ -64,6 +73,8 @@ async fn fund_the_platform() {
 
 #[tokio::test]
 async fn the_psp_client_makes_one_transfer_one_payout_and_one_reversal_per_payout() {
+    let _turn = TURN.lock().await;
+    stack().sandbox_reset().await;
     fund_the_platform().await;
     let connected = sandbox(
         reqwest::Method::POST,
@@ -181,6 +192,8 @@ async fn the_psp_client_makes_one_transfer_one_payout_and_one_reversal_per_payou
 /// below zero.
 #[tokio::test]
 async fn thirty_payouts_at_once_never_overdraw_the_wallet() {
+    let _turn = TURN.lock().await;
+    stack().sandbox_reset().await;
     use shared::app::auth::Authority;
     use shared::app::payouts::create::{create_payout, CreatePayout};
     use shared::app::Caller;
@@ -350,6 +363,8 @@ async fn wallet_usd(acct: &common::Account, seller: &str) -> Option<(String, Str
 /// nothing.
 #[tokio::test]
 async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
+    let _turn = TURN.lock().await;
+    stack().sandbox_reset().await;
     let s = stack();
     // Funds the platform can transfer at once (two 0077 charges).
     fund_the_platform().await;
@@ -587,4 +602,318 @@ async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
         .get(&format!("/v1/payouts?seller_id={seller}&status=SENT"))
         .await;
     assert_eq!((bad.status, bad.code()), (400, "parameter_invalid"));
+}
+
+async fn admin(path: &str, body: Option<Value>) -> Value {
+    stack().sandbox_admin(path, body).await
+}
+
+/// A connected account at the sandbox whose bank account is Stripe's test `bank` number.
+async fn connected_account(bank: &str) -> String {
+    let a = sandbox(
+        reqwest::Method::POST,
+        "/v1/accounts",
+        &[
+            ("type", "custom"),
+            ("external_account[object]", "bank_account"),
+            ("external_account[routing_number]", "110000000"),
+            ("external_account[account_number]", bank),
+        ],
+        None,
+    )
+    .await;
+    a["id"].as_str().unwrap().to_owned()
+}
+
+/// A new seller paid 100.00 (97.50 in its wallet once the fee is taken) whose payout account
+/// is a connected account with the test bank account `bank`.
+async fn seller_with_account(acct: &common::Account, bank: &str) -> String {
+    let seller = format!("seller_{}", &new_key()[..8]);
+    stack()
+        .paid_checkout(
+            acct,
+            json!({"buyer_id": "b1", "seller_id": seller, "amount": "100.00", "currency": "USD",
+                   "order_id": format!("order_{}", &new_key()[..8])}),
+        )
+        .await;
+    common::eventually("the wallet credited", 30, || async {
+        wallet_usd(acct, &seller).await.filter(|w| w.0 == "97.50")
+    })
+    .await;
+    let connected = connected_account(bank).await;
+    let r = acct
+        .put(
+            &format!("/v1/sellers/{seller}/payout_account"),
+            &json!({"psp_account_id": connected}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    seller
+}
+
+/// `POST /v1/payouts` of `amount` USD: the payout's id.
+async fn payout(acct: &common::Account, seller: &str, amount: &str) -> String {
+    let body = json!({"seller_id": seller, "amount": amount, "currency": "USD"}).to_string();
+    let r = acct.post("/v1/payouts", Some(&new_key()), &body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json["payout_id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_payout(acct: &common::Account, id: &str, status: &str) -> Value {
+    common::eventually(&format!("payout {id} {status}"), 45, || async {
+        let got = acct.get(&format!("/v1/payouts/{id}")).await;
+        (got.json["status"] == status).then_some(got.json)
+    })
+    .await
+}
+
+async fn wait_wallet(acct: &common::Account, seller: &str, want: (&str, &str, &str)) {
+    let want = (want.0.to_owned(), want.1.to_owned(), want.2.to_owned());
+    common::eventually(&format!("{seller}'s wallet at {want:?}"), 30, || async {
+        (wallet_usd(acct, seller).await.as_ref() == Some(&want)).then_some(())
+    })
+    .await;
+}
+
+/// The sandbox's `/v1` calls made under `key`: (all, those that made something: answered 200
+/// and not replayed).
+async fn calls_under(key: &str) -> (usize, usize) {
+    let log = admin("/__sandbox/requests", None).await;
+    let calls: Vec<Value> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["idempotency_key"] == key)
+        .cloned()
+        .collect();
+    let made = calls
+        .iter()
+        .filter(|r| r["status"] == 200 && r["idempotent_replayed"] != true)
+        .count();
+    (calls.len(), made)
+}
+
+/// Moves the payout at the sandbox (as its clock would): `in_transit`, then `to`.
+async fn settle(psp_payout: &str, steps: &[Value]) {
+    for step in steps {
+        admin(
+            &format!("/__sandbox/payouts/{psp_payout}/settle"),
+            Some(step.clone()),
+        )
+        .await;
+    }
+}
+
+/// A payout that bounced: `FAILED` with the bank's code, its transfer reversed at the PSP, the
+/// reversal posted, and the money back in the seller's available balance.
+async fn assert_bounced_and_returned(acct: &common::Account, seller: &str, id: &str, code: &str) {
+    let failed = wait_payout(acct, id, "FAILED").await;
+    assert_eq!(failed["failure_code"], code, "{failed}");
+    assert!(
+        failed["failure_message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{failed}"
+    );
+    wait_wallet(acct, seller, ("97.50", "97.50", "0.00")).await;
+    let transfer = failed["psp_transfer_id"].as_str().unwrap();
+    let t = sandbox(
+        reqwest::Method::GET,
+        &format!("/v1/transfers/{transfer}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (t["amount_reversed"].as_i64(), t["reversed"].as_bool()),
+        (t["amount"].as_i64(), Some(true)),
+        "{t}"
+    );
+    let (_, reversals) = calls_under(&format!("{id}-reversal")).await;
+    assert_eq!(reversals, 1, "one reversal");
+    let ledger = acct
+        .get(&format!("/v1/ledger/accounts/seller_payable:{seller}"))
+        .await;
+    for tx in [format!("ltx_{id}_transfer"), format!("ltx_{id}_returned")] {
+        assert_eq!(ledger.text.matches(&tx).count(), 1, "{tx}: {}", ledger.text);
+    }
+}
+
+/// Each of Stripe's failing test bank accounts: the payout goes out, the bank sends it back
+/// with its code, the transfer is reversed and the seller has the money again. And a payout
+/// that showed `paid` and then failed (Stripe warns it can).
+#[tokio::test]
+async fn each_failing_bank_account_bounces_the_payout_and_the_money_comes_back() {
+    let _turn = TURN.lock().await;
+    stack().sandbox_reset().await;
+    fund_the_platform().await;
+    fund_the_platform().await;
+    let acct = stack().new_account(None).await;
+    let banks = [
+        ("000111111116", "no_account"),
+        ("000111111113", "account_closed"),
+        ("000222222227", "insufficient_funds"),
+        ("000333333335", "debit_not_authorized"),
+        ("000444444440", "invalid_currency"),
+    ];
+    let failing = banks.iter().map(|&(bank, code)| {
+        let acct = &acct;
+        async move {
+            let seller = seller_with_account(acct, bank).await;
+            let id = payout(acct, &seller, "30.00").await;
+            let sent = wait_payout(acct, &id, "IN_TRANSIT").await;
+            wait_wallet(acct, &seller, ("67.50", "67.50", "0.00")).await;
+            let po = sent["psp_payout_id"].as_str().unwrap();
+            // The bank's own code: the sandbox fails it as its bank account says.
+            settle(
+                po,
+                &[json!({"status": "in_transit"}), json!({"status": "failed"})],
+            )
+            .await;
+            assert_bounced_and_returned(acct, &seller, &id, code).await;
+        }
+    });
+    let paid_then_failed = async {
+        let seller = seller_with_account(&acct, "000123456789").await;
+        let id = payout(&acct, &seller, "30.00").await;
+        let sent = wait_payout(&acct, &id, "IN_TRANSIT").await;
+        let po = sent["psp_payout_id"].as_str().unwrap().to_owned();
+        settle(&po, &[json!({"status": "in_transit"}), json!({"status": "paid"})]).await;
+        wait_payout(&acct, &id, "PAID").await;
+        wait_wallet(&acct, &seller, ("67.50", "67.50", "0.00")).await;
+        settle(
+            &po,
+            &[json!({"status": "failed", "failure_code": "account_closed"})],
+        )
+        .await;
+        assert_bounced_and_returned(&acct, &seller, &id, "account_closed").await;
+    };
+    futures::future::join(futures::future::join_all(failing), paid_then_failed).await;
+    stack().assert_invariants().await;
+}
+
+/// The PSP's faults: a 5xx and then success makes one transfer and one payout; the PSP down
+/// past every retry leaves the payout `PENDING` with its hold and the message in the DLQ with
+/// its reason, and a redrive finishes it with the same keys; the executor killed between the
+/// transfer and the payout makes neither twice; webhooks duplicated and out of order.
+#[tokio::test]
+async fn psp_faults_never_move_money_twice() {
+    let _turn = TURN.lock().await;
+    let s = stack();
+    s.sandbox_reset().await;
+    fund_the_platform().await;
+    fund_the_platform().await;
+    let acct = s.new_account(None).await;
+
+    // A 5xx, then success.
+    let seller = seller_with_account(&acct, "000123456789").await;
+    admin(
+        "/__sandbox/faults",
+        Some(json!({"api": {"fail_next": 1, "status": 500}})),
+    )
+    .await;
+    let id = payout(&acct, &seller, "20.00").await;
+    wait_payout(&acct, &id, "IN_TRANSIT").await;
+    let (tries, made) = calls_under(&format!("{id}-transfer")).await;
+    assert!(tries >= 2, "the 500 was retried under the same key: {tries}");
+    assert_eq!(made, 1, "one transfer");
+    assert_eq!(calls_under(&format!("{id}-payout")).await.1, 1, "one payout");
+    s.sandbox_reset().await;
+
+    // Down past every retry: the DLQ with the reason, the hold in place; a redrive → PAID.
+    let seller = seller_with_account(&acct, "000123456789").await;
+    admin(
+        "/__sandbox/faults",
+        Some(json!({"api": {"fail_next": 100000, "status": 503}})),
+    )
+    .await;
+    let id = payout(&acct, &seller, "20.00").await;
+    let dead = s.dead_letter("PayoutDLQ", &id, 90).await;
+    let attrs = dead.message_attributes().unwrap();
+    let reason = attrs["failure_reason"].string_value().unwrap();
+    assert!(reason.contains("PSP unavailable"), "{reason}");
+    assert_eq!(attrs["failed_consumer"].string_value(), Some("payout_executor"));
+    assert_eq!(attrs["receive_count"].string_value(), Some("5"));
+    let pending = acct.get(&format!("/v1/payouts/{id}")).await;
+    assert_eq!(pending.json["status"], "PENDING", "{}", pending.text);
+    wait_wallet(&acct, &seller, ("97.50", "77.50", "20.00")).await;
+    let r = acct.post(&format!("/v1/payouts/{id}/cancel"), None, "").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "payout_not_cancelable"),
+        "being sent: {}",
+        r.text
+    );
+    s.assert_invariants().await;
+    s.sandbox_reset().await;
+    s.redrive_one("PayoutDLQ", "PayoutQueue", &id).await;
+    let sent = wait_payout(&acct, &id, "IN_TRANSIT").await;
+    settle(
+        sent["psp_payout_id"].as_str().unwrap(),
+        &[json!({"status": "in_transit"}), json!({"status": "paid"})],
+    )
+    .await;
+    wait_payout(&acct, &id, "PAID").await;
+    wait_wallet(&acct, &seller, ("77.50", "77.50", "0.00")).await;
+    assert_eq!(calls_under(&format!("{id}-transfer")).await.1, 1, "one transfer");
+    assert_eq!(calls_under(&format!("{id}-payout")).await.1, 1, "one payout");
+    s.assert_invariants().await;
+
+    // Killed between the transfer and the payout: the transfer is made but answered late.
+    let seller = seller_with_account(&acct, "000123456789").await;
+    admin(
+        "/__sandbox/faults",
+        Some(json!({"api": {"delay_next": 1, "delay_ms": 4000}})),
+    )
+    .await;
+    let id = payout(&acct, &seller, "20.00").await;
+    common::eventually("the transfer asked for", 15, || async {
+        (calls_under(&format!("{id}-transfer")).await.0 >= 1).then_some(())
+    })
+    .await;
+    assert!(s.kill_instances("PayoutExecutorFunction").await >= 1);
+    wait_payout(&acct, &id, "IN_TRANSIT").await;
+    assert_eq!(calls_under(&format!("{id}-transfer")).await.1, 1, "one transfer");
+    assert_eq!(calls_under(&format!("{id}-payout")).await.1, 1, "one payout");
+    wait_wallet(&acct, &seller, ("77.50", "77.50", "0.00")).await;
+    s.sandbox_reset().await;
+
+    // Webhooks out of order: payout.failed before payout.paid before payout.updated. The
+    // failure applies, the older paid is stale, the update changes nothing.
+    let seller = seller_with_account(&acct, "000123456789").await;
+    let id = payout(&acct, &seller, "20.00").await;
+    let sent = wait_payout(&acct, &id, "IN_TRANSIT").await;
+    let po = sent["psp_payout_id"].as_str().unwrap().to_owned();
+    admin(
+        "/__sandbox/faults",
+        Some(json!({"webhooks": {"reorder_next": 3}})),
+    )
+    .await;
+    settle(
+        &po,
+        &[
+            json!({"status": "in_transit"}),
+            json!({"status": "paid"}),
+            json!({"status": "failed", "failure_code": "could_not_process"}),
+        ],
+    )
+    .await;
+    assert_bounced_and_returned(&acct, &seller, &id, "could_not_process").await;
+    s.sandbox_reset().await;
+
+    // Duplicated: each payout event twice; one move, one posting.
+    let seller = seller_with_account(&acct, "000222222227").await;
+    let id = payout(&acct, &seller, "20.00").await;
+    let sent = wait_payout(&acct, &id, "IN_TRANSIT").await;
+    admin(
+        "/__sandbox/faults",
+        Some(json!({"webhooks": {"duplicate_next": 2}})),
+    )
+    .await;
+    settle(
+        sent["psp_payout_id"].as_str().unwrap(),
+        &[json!({"status": "in_transit"}), json!({"status": "failed"})],
+    )
+    .await;
+    assert_bounced_and_returned(&acct, &seller, &id, "insufficient_funds").await;
+    s.sandbox_reset().await;
+    s.assert_invariants().await;
 }

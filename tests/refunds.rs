@@ -48,25 +48,6 @@ fn list(v: &Value) -> Vec<Value> {
     v.get("data").unwrap_or(v).as_array().cloned().unwrap_or_default()
 }
 
-/// Waits for `check` to return `Some`, or fails after `secs` naming `what`.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, check: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "{what}: timed out after {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
 /// A checkout paid on the hosted page with `card`, once its webhook has made it SUCCESS.
 async fn paid(acct: &Account, body: Value, card: &str) -> Value {
     let r = acct.create(&body).await;
@@ -80,7 +61,7 @@ async fn paid(acct: &Account, body: Value, card: &str) -> Value {
         .await
         .unwrap();
     assert_eq!(page.status(), 303, "card {card} pays");
-    eventually(&format!("checkout {id} SUCCESS"), 20, || async {
+    common::eventually(&format!("checkout {id} SUCCESS"), 20, || async {
         let c = acct.get(&format!("/v1/checkouts/{id}")).await.json;
         (c["status"] == "SUCCESS").then_some(c)
     })
@@ -105,7 +86,7 @@ async fn refund(acct: &Account, body: Value) -> common::Resp {
 }
 
 async fn wait_refund(acct: &Account, id: &str, want: &str) -> Value {
-    eventually(&format!("refund {id} {want}"), 30, || async {
+    common::eventually(&format!("refund {id} {want}"), 30, || async {
         let r = acct.get(&format!("/v1/refunds/{id}")).await.json;
         (r["status"] == want).then_some(r)
     })
@@ -131,7 +112,7 @@ async fn wallet(acct: &Account, seller: &str, currency: &str) -> (String, String
 
 /// Waits until the wallet shows `want` and the invariants hold (the pipeline has caught up).
 async fn settled_wallet(acct: &Account, seller: &str, currency: &str, want: (&str, &str, &str)) {
-    eventually(&format!("wallet {seller} {currency} = {want:?}"), 30, || async {
+    common::eventually(&format!("wallet {seller} {currency} = {want:?}"), 30, || async {
         let w = try_wallet(acct, seller, currency).await?;
         let ok = (w.0.as_str(), w.1.as_str(), w.2.as_str()) == want && stack().invariants().await.ok;
         ok.then_some(())
@@ -620,30 +601,7 @@ async fn psp_down_past_every_retry_leaves_the_refund_pending_in_the_dlq_and_a_re
     let id = r.json["refund_id"].as_str().unwrap().to_owned();
 
     // Five receives, then the DLQ with its reason; the refund PENDING and its hold in place.
-    let sqs = stack().sqs().await;
-    let dlq = sqs
-        .get_queue_url()
-        .queue_name("RefundDLQ")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dead = eventually("the refund request in RefundDLQ", 60, || async {
-        let out = sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .message_attribute_names("All")
-            .visibility_timeout(1)
-            .send()
-            .await
-            .unwrap();
-        out.messages
-            .unwrap_or_default()
-            .into_iter()
-            .find(|m| m.body().unwrap_or("").contains(&id))
-    })
-    .await;
+    let dead = stack().dead_letter("RefundDLQ", &id, 60).await;
     let attrs = dead.message_attributes().unwrap();
     let reason = attrs["failure_reason"].string_value().unwrap();
     assert!(reason.contains("PSP unavailable"), "{reason}");
@@ -662,41 +620,7 @@ async fn psp_down_past_every_retry_leaves_the_refund_pending_in_the_dlq_and_a_re
 
     // The PSP is back; the operator redrives (what `make redrive QUEUE=RefundDLQ` does).
     reset_faults().await;
-    let queue = sqs
-        .get_queue_url()
-        .queue_name("RefundQueue")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let again = eventually("the dead letter visible again", 10, || async {
-        let out = sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .visibility_timeout(5)
-            .send()
-            .await
-            .unwrap();
-        out.messages
-            .unwrap_or_default()
-            .into_iter()
-            .find(|m| m.body().unwrap_or("").contains(&id))
-    })
-    .await;
-    sqs.send_message()
-        .queue_url(&queue)
-        .message_body(again.body().unwrap())
-        .send()
-        .await
-        .unwrap();
-    sqs.delete_message()
-        .queue_url(&dlq)
-        .receipt_handle(again.receipt_handle().unwrap())
-        .send()
-        .await
-        .unwrap();
+    stack().redrive_one("RefundDLQ", "RefundQueue", &id).await;
     let done = wait_refund(&acct, &id, "SUCCEEDED").await;
     assert_eq!(done["seller_debited"], "19.50");
     settled_wallet(&acct, "seller_dlq", "USD", ("29.25", "29.25", "0.00")).await;
@@ -739,7 +663,7 @@ async fn the_executor_killed_mid_batch_loses_nothing_and_refunds_once() {
         assert_eq!(r.status, 201, "{}", r.text);
         ids.push(r.json["refund_id"].as_str().unwrap().to_owned());
     }
-    eventually("the executor waiting on the PSP", 15, || async {
+    common::eventually("the executor waiting on the PSP", 15, || async {
         let calls = list(&admin("/__sandbox/requests", None).await);
         let started = calls
             .iter()
@@ -825,7 +749,7 @@ async fn the_test_cards_that_fail_later() {
     )
     .await;
     let id = r.json["refund_id"].as_str().unwrap().to_owned();
-    let pending = eventually("the PSP's pending refund noted", 15, || async {
+    let pending = common::eventually("the PSP's pending refund noted", 15, || async {
         let v = acct.get(&format!("/v1/refunds/{id}")).await.json;
         v["psp_refund_id"].is_string().then_some(v)
     })
@@ -843,7 +767,7 @@ async fn the_test_cards_that_fail_later() {
     // nothing booked, the hold released.
     let r = refund(&acct, json!({"payment_order_id": order_id(&c), "amount": "5.00"})).await;
     let id = r.json["refund_id"].as_str().unwrap().to_owned();
-    let psp_id = eventually("the PSP's pending refund noted", 15, || async {
+    let psp_id = common::eventually("the PSP's pending refund noted", 15, || async {
         acct.get(&format!("/v1/refunds/{id}")).await.json["psp_refund_id"]
             .as_str()
             .map(str::to_owned)
@@ -914,7 +838,7 @@ async fn duplicate_and_reordered_refund_webhooks_are_harmless() {
     for amount in ["10.00", "5.00"] {
         let r = refund(&acct, json!({"payment_order_id": po, "amount": amount})).await;
         let id = r.json["refund_id"].as_str().unwrap().to_owned();
-        let psp = eventually("the PSP's pending refund noted", 15, || async {
+        let psp = common::eventually("the PSP's pending refund noted", 15, || async {
             acct.get(&format!("/v1/refunds/{id}")).await.json["psp_refund_id"]
                 .as_str()
                 .map(str::to_owned)
@@ -988,7 +912,7 @@ async fn bad_refund_requests_are_refused_and_write_nothing() {
     let session = lapsed.json["psp_token"].as_str().unwrap();
     admin(&format!("/__sandbox/sessions/{session}/lapse"), Some(json!({}))).await;
     let lapsed_id = lapsed.json["checkout_id"].as_str().unwrap();
-    eventually("the lapsed checkout FAILED", 20, || async {
+    common::eventually("the lapsed checkout FAILED", 20, || async {
         (acct.get(&format!("/v1/checkouts/{lapsed_id}")).await.json["status"] == "FAILED").then_some(())
     })
     .await;

@@ -595,6 +595,72 @@ pub fn single(amount: serde_json::Value, currency: &str) -> serde_json::Value {
 }
 
 impl Stack {
+    async fn queue_url(&self, sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+        sqs.get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap()
+    }
+
+    /// The message in queue `dlq` whose body contains `needle`, once it is there (fails after
+    /// `secs`), with its attributes; it is visible again a second later.
+    pub async fn dead_letter(&self, dlq: &str, needle: &str, secs: u64) -> aws_sdk_sqs::types::Message {
+        let sqs = self.sqs().await;
+        let url = self.queue_url(&sqs, dlq).await;
+        eventually(&format!("{needle} in {dlq}"), secs, || async {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .message_attribute_names("All")
+                .visibility_timeout(1)
+                .send()
+                .await
+                .unwrap();
+            out.messages
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.body().unwrap_or("").contains(needle))
+        })
+        .await
+    }
+
+    /// What `make redrive QUEUE=<dlq>` does, for the one message whose body contains `needle`:
+    /// sent back to `queue`, then deleted from `dlq`.
+    pub async fn redrive_one(&self, dlq: &str, queue: &str, needle: &str) {
+        let sqs = self.sqs().await;
+        let (dlq_url, queue_url) = (self.queue_url(&sqs, dlq).await, self.queue_url(&sqs, queue).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let again = eventually("the dead letter visible again", 10, || async {
+            let out = sqs
+                .receive_message()
+                .queue_url(&dlq_url)
+                .visibility_timeout(5)
+                .send()
+                .await
+                .unwrap();
+            out.messages
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.body().unwrap_or("").contains(needle))
+        })
+        .await;
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body(again.body().unwrap())
+            .send()
+            .await
+            .unwrap();
+        sqs.delete_message()
+            .queue_url(&dlq_url)
+            .receipt_handle(again.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Waits until the pipeline has drained and every invariant holds (fails after 30 s).
     pub async fn assert_invariants(&self) -> shared::domain::invariants::Report {
         let started = Instant::now();
@@ -610,6 +676,25 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+}
+
+/// Waits for `check` to return `Some`, or fails after `secs` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "{what}: timed out after {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
 

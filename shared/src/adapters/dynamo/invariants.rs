@@ -157,7 +157,7 @@ impl InvariantSource for InvariantStore {
             }
         })
         .await?;
-        let projection = "entity, pk, payload, payment_order_id, payment_status, amount_minor, refund_reserved_minor, amount_refunded_minor, fee_refunded_minor, refund_id, account_id, seller_id, currency, refund_status, seller_held_minor, split_fee_minor, payout_id, payout_status";
+        let projection = "entity, pk, payload, payment_order_id, payment_status, amount_minor, refund_reserved_minor, amount_refunded_minor, fee_refunded_minor, refund_id, account_id, seller_id, currency, refund_status, seller_held_minor, split_fee_minor, payout_id, payout_status, psp_ref, psp_reversal_id";
         scan_pages(
             client,
             &self.payments_table,
