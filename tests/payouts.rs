@@ -423,6 +423,27 @@ async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
         r.text
     );
 
+    // The seller: its account and its wallet together; unknown elsewhere.
+    let shown = acct.get(&format!("/v1/sellers/{seller}")).await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    assert_eq!(
+        (
+            shown.json["object"].as_str(),
+            &shown.json["payout_account"]["psp_account_id"],
+            &shown.json["balances"][0]
+        ),
+        (
+            Some("seller"),
+            &connected["id"],
+            &json!({"currency": "USD", "balance": "97.50", "available": "97.50", "held": "0.00"})
+        ),
+        "{}",
+        shown.text
+    );
+    assert_eq!(acct.get("/v1/sellers/seller_nobody").await.status, 404);
+    let outsider = s.new_account(None).await;
+    assert_eq!(outsider.get(&format!("/v1/sellers/{seller}")).await.status, 404);
+
     // Bad requests: each its code, nothing written.
     for (body, code) in [
         (payout("0"), "amount_not_positive"),

@@ -1,9 +1,10 @@
-//! Payout routes: `PUT /v1/sellers/{seller_id}/payout_account`, `POST /v1/payouts`,
-//! `POST /v1/payouts/{payout_id}/cancel`, `GET /v1/payouts/{payout_id}`.
+//! Payout routes: `PUT /v1/sellers/{seller_id}/payout_account`, `GET /v1/sellers/{seller_id}`,
+//! `POST /v1/payouts`, `POST /v1/payouts/{payout_id}/cancel`, `GET /v1/payouts/{payout_id}`,
+//! `GET /v1/payouts?seller_id=…`.
 
 use lambda_http::{Body, Request, Response};
 
-use crate::adapters::config::{Env, PayoutListEnv, PayoutsEnv, SellersEnv};
+use crate::adapters::config::{Env, LedgerApiEnv, PayoutListEnv, PayoutsEnv, SellersEnv};
 use crate::adapters::lambda::http::{
     authenticate, body_bytes, check_json_content_type, check_size, deadline_ms, header_bytes, now_us,
     path_param, query_param, respond,
@@ -30,6 +31,21 @@ pub async fn handle_put_payout_account(env: &SellersEnv, req: Request) -> Respon
     }
     .await;
     respond("put_payout_account", result)
+}
+
+pub async fn handle_get_seller(env: &LedgerApiEnv, req: Request) -> Response<Body> {
+    let result = async {
+        let caller = authenticate(&env.api, &req).await?;
+        crate::app::payouts::accounts::get_seller(
+            &env.api.store,
+            &env.ledger,
+            &caller,
+            &path_param(&req, "seller_id"),
+        )
+        .await
+    }
+    .await;
+    respond("get_seller", result)
 }
 
 pub async fn handle_create_payout(env: &PayoutsEnv, req: Request) -> Response<Body> {
