@@ -21,6 +21,7 @@ const DLQS: &[(&str, &str)] = &[
     ("WalletDLQ", "WalletQueue"),
     ("RefundDLQ", "RefundQueue"),
     ("PayoutDLQ", "PayoutQueue"),
+    ("PayoutScanDLQ", "PayoutScanQueue"),
 ];
 
 fn env_or(name: &str, default: &str) -> String {
@@ -102,7 +103,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
         Some("redrive") => {
             let dlq = args
                 .get(1)
-                .ok_or("usage: ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ|PayoutDLQ>")?;
+                .ok_or("usage: ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ|PayoutDLQ|PayoutScanDLQ>")?;
             let source = DLQS
                 .iter()
                 .find(|(d, _)| d == dlq)

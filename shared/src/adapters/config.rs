@@ -12,13 +12,17 @@ use crate::adapters::dynamo::ledger::{LedgerReads, LedgerStore};
 use crate::adapters::dynamo::refunds::RefundReads;
 use crate::adapters::dynamo::{DynamoStore, Tables};
 use crate::adapters::lambda::sqs_batch::ConsumerFromEnv;
+use crate::adapters::sqs::SqsPublisher;
 use crate::adapters::stripe::{RetryPolicy, StripeClient};
 use crate::app::auth::CallerCache;
 use crate::app::consumers::{LedgerConsumer, WalletConsumer};
 use crate::app::payouts::executor::PayoutExecutor;
+use crate::app::payouts::schedule::PayoutScheduler;
 use crate::app::refunds::executor::RefundExecutor;
+use crate::domain::payouts::schedule::PayoutMinimums;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::refunds::FeePolicy;
+use crate::ports::Destination;
 
 /// Built once per cold start.
 pub trait FromEnv: Sized + Send + Sync + 'static {
@@ -235,6 +239,31 @@ impl ConsumerFromEnv for PayoutExecutor<DynamoStore, StripeClient> {
         Ok(PayoutExecutor {
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(config), Tables::from_env()?),
             psp: psp_client()?,
+        })
+    }
+}
+
+/// The payout scheduler: its own queue (the rest of a scan), the minimums per currency
+/// (`PAYOUT_MINIMUMS`, e.g. `USD=25.00,EUR=25.00`), the scan's parallel segments
+/// (`PAYOUT_SCAN_SEGMENTS`, 1–64) and each invocation's scanning budget
+/// (`PAYOUT_SCAN_BUDGET_MS`).
+impl ConsumerFromEnv for PayoutScheduler<DynamoStore, SqsPublisher> {
+    async fn load(config: &aws_config::SdkConfig) -> Result<Self, String> {
+        let segments = number("PAYOUT_SCAN_SEGMENTS", 4)?;
+        if !(1..=64).contains(&segments) {
+            return Err(format!("PAYOUT_SCAN_SEGMENTS must be 1 to 64, got {segments}"));
+        }
+        Ok(PayoutScheduler {
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(config), Tables::from_env()?),
+            queue: SqsPublisher {
+                sqs: aws_sdk_sqs::Client::new(config),
+                queues: vec![(Destination::PayoutScan, var("SOURCE_QUEUE_URL")?)],
+            },
+            minimums: PayoutMinimums::parse(&var("PAYOUT_MINIMUMS")?)
+                .map_err(|e| format!("PAYOUT_MINIMUMS: {e}"))?,
+            segments: segments as u32,
+            budget: Duration::from_millis(number("PAYOUT_SCAN_BUDGET_MS", 600_000)?),
+            page_size: 200,
         })
     }
 }

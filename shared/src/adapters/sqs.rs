@@ -19,23 +19,19 @@ pub fn string_attr(value: &str) -> Option<MessageAttributeValue> {
         .ok()
 }
 
-/// Publishes to one queue per destination.
+/// Publishes to one queue per destination: the relay to its consumers' queues, the payout
+/// scheduler to its own.
 pub struct SqsPublisher {
     pub sqs: aws_sdk_sqs::Client,
-    pub ledger_queue_url: String,
-    pub wallet_queue_url: String,
-    pub refund_queue_url: String,
-    pub payout_queue_url: String,
+    pub queues: Vec<(Destination, String)>,
 }
 
 impl SqsPublisher {
-    fn url(&self, d: Destination) -> &str {
-        match d {
-            Destination::Ledger => &self.ledger_queue_url,
-            Destination::Wallet => &self.wallet_queue_url,
-            Destination::Refund => &self.refund_queue_url,
-            Destination::Payout => &self.payout_queue_url,
-        }
+    fn url(&self, d: Destination) -> Option<&str> {
+        self.queues
+            .iter()
+            .find(|(x, _)| *x == d)
+            .map(|(_, url)| url.as_str())
     }
 }
 
@@ -45,7 +41,13 @@ impl Publisher for SqsPublisher {
     /// that did not go, if any: everything from it comes again with the stream's retry, so
     /// what went after it is sent twice, which every consumer makes harmless.
     async fn publish(&self, destination: Destination, messages: &[Outgoing]) -> Option<usize> {
-        let url = self.url(destination);
+        if messages.is_empty() {
+            return None;
+        }
+        let Some(url) = self.url(destination) else {
+            tracing::error!(?destination, "no queue configured for this destination");
+            return Some(0);
+        };
         let chunks = messages
             .chunks(BATCH_MESSAGES_MAX)
             .enumerate()

@@ -649,6 +649,61 @@ impl Payouts for Memory {
     }
 }
 
+/// The scheduler's scan: wallet `i` is in segment `i % segments`; the cursor is the index to
+/// go on from.
+impl crate::ports::PayoutScan for Memory {
+    async fn wallet_page(
+        &self,
+        segment: u32,
+        segments: u32,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<Page<crate::domain::payouts::schedule::WalletCandidate>, StoreError> {
+        self.check_available()?;
+        let from: usize = match cursor {
+            Some(c) => c.parse().map_err(|_| StoreError::InvalidCursor(c.to_owned()))?,
+            None => 0,
+        };
+        let wallets = self.wallets.lock().unwrap();
+        let mut data = Vec::new();
+        let mut next = None;
+        for (i, w) in wallets.iter().enumerate().skip(from) {
+            if i % segments as usize != segment as usize {
+                continue;
+            }
+            if data.len() == limit as usize {
+                next = Some(i.to_string());
+                break;
+            }
+            if w.available_minor > 0 {
+                data.push(crate::domain::payouts::schedule::WalletCandidate {
+                    account_id: w.account_id.clone(),
+                    seller_id: w.seller_id.clone(),
+                    currency: w.currency,
+                    balance_minor: w.balance_minor,
+                    held_minor: w.held_minor,
+                });
+            }
+        }
+        Ok(Page {
+            data,
+            next_cursor: next,
+        })
+    }
+
+    async fn payout_accounts(
+        &self,
+        sellers: &[(AccountId, SellerId)],
+    ) -> Result<HashMap<(AccountId, SellerId), PspAccountId>, StoreError> {
+        self.check_available()?;
+        let accounts = self.payout_accounts.lock().unwrap();
+        Ok(sellers
+            .iter()
+            .filter_map(|k| accounts.get(k).map(|a| (k.clone(), a.clone())))
+            .collect())
+    }
+}
+
 /// Refunds as DynamoDB keeps them: the reservation checked and made in one step.
 impl Refunds for Memory {
     async fn begin_refund(

@@ -16,7 +16,7 @@ pub use invariants::InvariantSource;
 pub use ledger::{LedgerReader, LedgerWriter, Page, WalletWriter, Written};
 pub use outbox::{Destination, Outgoing, Publisher};
 pub use pay_in::{Applied, Checkouts, Psp, Webhooks};
-pub use payouts::{PayoutPsp, PayoutReader, Payouts};
+pub use payouts::{PayoutPsp, PayoutReader, PayoutScan, Payouts};
 pub use refunds::{RefundPsp, RefundReader, RefundWrite, Refunds};
 
 #[derive(Debug, thiserror::Error)]

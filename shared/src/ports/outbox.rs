@@ -12,9 +12,12 @@ pub enum Destination {
     Refund,
     /// The payout executor's queue.
     Payout,
+    /// The payout scheduler's own queue: the rest of a scan it hands off.
+    PayoutScan,
 }
 
 impl Destination {
+    /// Where the outbox relay routes events.
     pub const ALL: [Destination; 4] = [
         Destination::Ledger,
         Destination::Wallet,

@@ -3,6 +3,7 @@
 //! transfer to it, its payout to the bank, and the reversal of a bounced payout's transfer.
 //! Each PSP call is idempotent by the key its request carries.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use super::idempotency::Begin;
@@ -11,6 +12,7 @@ use crate::domain::currency::Currency;
 use crate::domain::idempotency::IdempotencyRecord;
 use crate::domain::ids::{AccountId, PayoutId, SellerId};
 use crate::domain::outbox::OutboxEvent;
+use crate::domain::payouts::schedule::WalletCandidate;
 use crate::domain::payouts::{
     Available, Payout, PayoutStatus, PspAccount, PspPayout, PspPayoutRequest, PspReversal,
     PspReversalRequest, PspTransfer, PspTransferRequest,
@@ -115,4 +117,25 @@ pub trait PayoutPsp: Send + Sync {
         &self,
         request: &PspReversalRequest,
     ) -> impl Future<Output = Result<PspReversal, PspError>> + Send;
+}
+
+/// What the payout scheduler reads: wallets a page at a time (a scan split into segments that
+/// run in parallel), and the payout accounts of a page's sellers at once.
+pub trait PayoutScan: Send + Sync {
+    /// Wallets with something available, from `cursor` (an opaque position from a previous
+    /// page) in `segment` of `segments`. The page's `next_cursor` is `None` at the segment's
+    /// end.
+    fn wallet_page(
+        &self,
+        segment: u32,
+        segments: u32,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> impl Future<Output = Result<super::Page<WalletCandidate>, StoreError>> + Send;
+
+    /// The payout accounts recorded for these sellers (those without one are absent).
+    fn payout_accounts(
+        &self,
+        sellers: &[(AccountId, SellerId)],
+    ) -> impl Future<Output = Result<HashMap<(AccountId, SellerId), PspAccountId>, StoreError>> + Send;
 }

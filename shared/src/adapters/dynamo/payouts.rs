@@ -23,9 +23,10 @@ use crate::domain::idempotency::IdempotencyRecord;
 use crate::domain::ids::{AccountId, PayoutId, SellerId};
 use crate::domain::money::Money;
 use crate::domain::outbox::OutboxEvent;
+use crate::domain::payouts::schedule::WalletCandidate;
 use crate::domain::payouts::{Available, Payout, PayoutRefusal, PayoutStatus};
 use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId, PspTransferReversalId};
-use crate::ports::{Applied, Begin, Page, PayoutReader, Payouts, Refusal, StoreError};
+use crate::ports::{Applied, Begin, Page, PayoutReader, PayoutScan, Payouts, Refusal, StoreError};
 
 pub fn payout_key(id: &PayoutId) -> Item {
     HashMap::from([
@@ -349,6 +350,154 @@ impl Payouts for DynamoStore {
             .await
             .map_err(|e| unavailable("GetItem payout", e))?;
         out.item.as_ref().map(payout_from).transpose()
+    }
+}
+
+/// `BatchGetItem` takes at most this many keys.
+const BATCH_GET_KEYS_MAX: usize = 100;
+/// Unprocessed keys (throttling) are asked again this many times.
+const BATCH_GET_ROUNDS: u32 = 6;
+
+/// The scan's position: the wallet item it stopped after (its key), as JSON. It only travels
+/// in the scheduler's own queue, never to a caller.
+fn scan_cursor(key: &Item) -> Result<String, StoreError> {
+    let part = |k: &str| -> Result<String, StoreError> {
+        Ok(opt_s(key, k)?
+            .ok_or_else(|| StoreError::Corrupt(format!("scan key without {k}")))?
+            .to_owned())
+    };
+    Ok(serde_json::json!({"pk": part("pk")?, "sk": part("sk")?}).to_string())
+}
+
+fn scan_start(cursor: &str) -> Result<Item, StoreError> {
+    let v: serde_json::Value =
+        serde_json::from_str(cursor).map_err(|e| StoreError::InvalidCursor(format!("scan cursor: {e}")))?;
+    let part = |k: &str| {
+        v[k].as_str()
+            .map(s)
+            .ok_or_else(|| StoreError::InvalidCursor(format!("scan cursor without {k}")))
+    };
+    Ok(HashMap::from([
+        ("pk".to_owned(), part("pk")?),
+        ("sk".to_owned(), part("sk")?),
+    ]))
+}
+
+impl PayoutScan for DynamoStore {
+    /// A `Scan` of the wallets table's segment, keeping wallets with something available
+    /// (the applied-event markers beside them are read and filtered out by DynamoDB).
+    async fn wallet_page(
+        &self,
+        segment: u32,
+        segments: u32,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<Page<WalletCandidate>, StoreError> {
+        let start = cursor.map(scan_start).transpose()?;
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.tables.wallets)
+            .segment(segment as i32)
+            .total_segments(segments as i32)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .filter_expression("entity = :wallet AND available_minor > :zero")
+            .projection_expression("account_id, seller_id, sk, balance_minor, held_minor")
+            .expression_attribute_values(":wallet", s("wallet"))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map_err(|e| unavailable("Scan wallets", e))?;
+        let data = out
+            .items()
+            .iter()
+            .map(|i| {
+                Ok(WalletCandidate {
+                    account_id: parse(i, "account_id", AccountId::parse)?,
+                    seller_id: parse(i, "seller_id", SellerId::parse)?,
+                    currency: parse(i, "sk", Currency::parse)?,
+                    balance_minor: opt_n(i, "balance_minor")?.unwrap_or(0),
+                    held_minor: opt_n(i, "held_minor")?.unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let next_cursor = out.last_evaluated_key().map(scan_cursor).transpose()?;
+        Ok(Page { data, next_cursor })
+    }
+
+    /// `BatchGetItem` of the sellers' `SELLER` items, a hundred keys a call, the calls at once;
+    /// unprocessed keys are asked again with a short backoff.
+    async fn payout_accounts(
+        &self,
+        sellers: &[(AccountId, SellerId)],
+    ) -> Result<HashMap<(AccountId, SellerId), PspAccountId>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut unique: Vec<&(AccountId, SellerId)> = sellers.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let calls = unique.chunks(BATCH_GET_KEYS_MAX).map(|chunk| async move {
+            let mut keys: Vec<Item> = chunk.iter().map(|(a, sl)| seller_key(a, sl)).collect();
+            let mut found = Vec::new();
+            for round in 0..BATCH_GET_ROUNDS {
+                if keys.is_empty() {
+                    break;
+                }
+                if round > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << round)).await;
+                }
+                let request = built(
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(std::mem::take(&mut keys)))
+                        .projection_expression("pk, psp_account_id")
+                        .build(),
+                )?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.payments, request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchGetItem payout accounts", e))?;
+                if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.tables.payments)) {
+                    found.extend(items);
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.payments))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+            if !keys.is_empty() {
+                return Err(StoreError::Unavailable(format!(
+                    "BatchGetItem payout accounts: {} keys left unprocessed",
+                    keys.len()
+                )));
+            }
+            Ok::<_, StoreError>(found)
+        });
+        let mut accounts = HashMap::new();
+        for items in futures_util::future::try_join_all(calls).await? {
+            for item in items {
+                let pk = opt_s(&item, "pk")?.unwrap_or_default().to_owned();
+                let Some(psp) = opt_s(&item, "psp_account_id")? else {
+                    continue;
+                };
+                let psp = PspAccountId::parse(psp).map_err(|e| StoreError::Corrupt(format!("{pk}: {e}")))?;
+                // pk = SELLER#<account_id>#<seller_id>
+                let Some((account, seller)) =
+                    pk.strip_prefix("SELLER#").and_then(|rest| rest.split_once('#'))
+                else {
+                    return Err(StoreError::Corrupt(format!("seller item {pk:?}")));
+                };
+                let key = (
+                    AccountId::parse(account).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    SellerId::parse(seller).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+                accounts.insert(key, psp);
+            }
+        }
+        Ok(accounts)
     }
 }
 

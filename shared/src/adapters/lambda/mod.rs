@@ -1,8 +1,9 @@
 //! Lambda glue: the HTTP API's request and response, its routes, the SQS batch harness, the
-//! outbox relay's stream handler and the scheduled invariant check.
+//! outbox relay's stream handler, the scheduled invariant check and the payout scheduler.
 
 pub mod http;
 pub mod invariants;
 pub mod relay;
 pub mod routes;
+pub mod scheduler;
 pub mod sqs_batch;

@@ -11,6 +11,7 @@ use crate::adapters::config::{var, FromEnv};
 use crate::adapters::sqs::SqsPublisher;
 use crate::app::relay::{relay, OutboxRecord};
 use crate::domain::outbox::OutboxEvent;
+use crate::ports::Destination;
 
 pub struct RelayEnv {
     pub publisher: SqsPublisher,
@@ -21,10 +22,12 @@ impl FromEnv for RelayEnv {
         Ok(RelayEnv {
             publisher: SqsPublisher {
                 sqs: aws_sdk_sqs::Client::new(&sdk_config().await),
-                ledger_queue_url: var("LEDGER_QUEUE_URL")?,
-                wallet_queue_url: var("WALLET_QUEUE_URL")?,
-                refund_queue_url: var("REFUND_QUEUE_URL")?,
-                payout_queue_url: var("PAYOUT_QUEUE_URL")?,
+                queues: vec![
+                    (Destination::Ledger, var("LEDGER_QUEUE_URL")?),
+                    (Destination::Wallet, var("WALLET_QUEUE_URL")?),
+                    (Destination::Refund, var("REFUND_QUEUE_URL")?),
+                    (Destination::Payout, var("PAYOUT_QUEUE_URL")?),
+                ],
             },
         })
     }

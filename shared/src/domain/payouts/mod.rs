@@ -23,6 +23,7 @@
 //! in flight between the calls.
 
 pub mod psp;
+pub mod schedule;
 pub mod status;
 
 use chrono::{DateTime, NaiveDate, Utc};
