@@ -5,9 +5,12 @@
 //! to the transaction it writes; the outbox pipeline (webhook → stream → relay → SQS → ledger
 //! and wallet) next to the raw writes it needs; the stripped bootstrap size and its
 //! start-to-first-event time; and the refunds (bench/refunds.rs): `POST /v1/refunds` next to
-//! its transaction, and refunds from the API to the ledger and wallet next to their writes.
+//! its transaction, and refunds from the API to the ledger and wallet next to their writes; and
+//! the payouts (bench/payouts.rs): `POST /v1/payouts` next to its transaction, and a scheduled
+//! run over 10,000 due wallets next to the scan and the writes it needs.
 //! The floors run with the outbox relay paused. Writes bench/results.json.
 
+mod payouts;
 mod refunds;
 
 use std::path::Path;
@@ -289,7 +292,8 @@ async fn main() {
         &release,
         &common::TwinSpec {
             label: "bench",
-            params: &[],
+            // The scheduler's run in one invocation: its figure is one scan, not a fan-out.
+            params: &[("PayoutScanSegments", "1")],
             on_disk: false,
             env: &[],
         },
@@ -313,7 +317,7 @@ async fn main() {
     })
     .await;
 
-    // BENCH_ONLY=create,refunds,pipeline,webhook,ledger,bootstrap runs some scenarios; the others keep their
+    // BENCH_ONLY=create,refunds,pipeline,webhook,ledger,bootstrap,payouts runs some scenarios; the others keep their
     // last figures in bench/results.json.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
@@ -412,6 +416,10 @@ async fn main() {
     }
     if run("bootstrap") {
         bootstrap(&release, &stack, &mut results).await;
+    }
+    // Last: it leaves the relay paused and wallets without their ledger.
+    if run("payouts") {
+        payouts::run(&stack, &acct, &store, &mut results).await;
     }
     let out: Value = Value::Object(results);
     std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap() + "\n").unwrap();
