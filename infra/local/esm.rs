@@ -7,6 +7,7 @@
 use crate::control::Controls;
 use crate::queues::Queues;
 use crate::runtime::{InvokeError, Pool};
+use crate::schedules::Schedules;
 use crate::template::{queue_name_from_arn, table_name_from_arn, EventSourceSpec, FunctionSpec, SourceKind};
 use crate::{sqs_source, streams};
 use bytes::Bytes;
@@ -130,10 +131,15 @@ impl Context {
 
     /// Invoke the function with an event; stops waiting when the twin stops.
     pub async fn invoke(&self, function: &str, event: &Value) -> Invoked {
-        let bytes = match serde_json::to_vec(event) {
-            Ok(b) => Bytes::from(b),
-            Err(e) => return Invoked::Failed(format!("cannot serialize the event: {e}")),
-        };
+        match serde_json::to_vec(event) {
+            Ok(b) => self.invoke_bytes(function, Bytes::from(b)).await,
+            Err(e) => Invoked::Failed(format!("cannot serialize the event: {e}")),
+        }
+    }
+
+    /// Invoke the function with an event already serialized (a schedule's `Input` is passed
+    /// as written); stops waiting when the twin stops.
+    pub async fn invoke_bytes(&self, function: &str, bytes: Bytes) -> Invoked {
         let mut rx = self.shutdown.clone();
         let outcome = tokio::select! {
             r = self.pool.invoke_bytes(function, bytes) => r,
@@ -245,6 +251,7 @@ pub struct EventSources {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     checkpoints: Arc<streams::CheckpointStore>,
+    ctx: Arc<Context>,
 }
 
 impl EventSources {
@@ -308,11 +315,18 @@ impl EventSources {
             stop,
             tasks,
             checkpoints,
+            ctx,
         })
     }
 
-    /// Stop polling: in-flight invocations are abandoned (their SQS messages come back after
-    /// the visibility timeout; their stream records are read again from the checkpoint).
+    /// Run the template's schedules, invoking as the pollers do; they stop with them.
+    pub fn run_schedules(&mut self, schedules: &Schedules) {
+        schedules.start(&self.ctx, &mut self.tasks);
+    }
+
+    /// Stop polling and scheduling: in-flight invocations are abandoned (their SQS messages
+    /// come back after the visibility timeout; their stream records are read again from the
+    /// checkpoint; a schedule's fire is not retried).
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         let drain = async { while self.tasks.join_next().await.is_some() {} };

@@ -483,11 +483,14 @@ pub const CONTROL_HEADER: &str = "x-twin-control";
 ///   re-created at `TRIM_HORIZON` or at `LATEST`);
 /// - `POST /__twin/functions/{Function}/kill`: kills the function's running instances, as a
 ///   crash would (the invocations they hold fail);
-/// - `POST /__twin/dynamodb/stop|start`: an outage drill (needs `--data-dir`).
+/// - `POST /__twin/dynamodb/stop|start`: an outage drill (needs `--data-dir`);
+/// - `GET /__twin/schedules`; `POST /__twin/schedules/{Function}/{Event}/fire|pause|resume`
+///   (see `Schedules::handle`).
 pub struct ControlApi {
     pub pool: Arc<Pool>,
     pub queues: Arc<Queues>,
     pub controls: Arc<crate::control::Controls>,
+    pub schedules: Arc<crate::schedules::Schedules>,
     pub dynamodb: Arc<crate::services::DynamoDb>,
 }
 
@@ -541,6 +544,15 @@ impl Service for ControlApi {
                         &serde_json::json!({"function": function, "killed": killed}),
                     ),
                     None => json_message(StatusCode::NOT_FOUND, &format!("no function {function}")),
+                }
+            }
+            (m, p) if p == "/__twin/schedules" || p.starts_with("/__twin/schedules/") => {
+                match self.schedules.handle(m, p).await {
+                    Ok(v) => json_response(StatusCode::OK, &v),
+                    Err((code, msg)) => json_message(
+                        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                        &msg,
+                    ),
                 }
             }
             ("POST", p) if p.starts_with("/__twin/event-sources/") => {
@@ -764,6 +776,7 @@ mod tests {
                 })
                 .collect(),
             event_sources: Vec::new(),
+            schedules: Vec::new(),
         }
     }
 

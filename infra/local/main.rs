@@ -1,9 +1,9 @@
 //! `twin`: a Docker-free local copy of this project's AWS stack.
 //!
 //! It reads the SAM template, starts DynamoDB Local and moto, creates the tables and queues,
-//! serves the HTTP API and runs the event-source mappings (DynamoDB Streams, SQS) by running
-//! the very same Lambda `bootstrap` binaries behind a Lambda Runtime API it hosts itself (one
-//! child process per warm instance).
+//! serves the HTTP API and runs the event-source mappings (DynamoDB Streams, SQS) and the
+//! schedules (`Type: Schedule` events) by running the very same Lambda `bootstrap` binaries
+//! behind a Lambda Runtime API it hosts itself (one child process per warm instance).
 
 mod control;
 mod esm;
@@ -13,6 +13,8 @@ mod logs;
 mod queues;
 mod resources;
 mod runtime;
+mod schedule_expr;
+mod schedules;
 mod services;
 mod sqs_source;
 mod streams;
@@ -436,6 +438,10 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     let listener = tokio_listener(&cfg.api_listener, "API")?;
     let control_listener = tokio_listener(&cfg.control_listener, "control")?;
     let controls = Arc::new(control::Controls::for_functions(&functions));
+    let schedules = Arc::new(schedules::Schedules::for_functions(
+        &functions,
+        chrono::Utc::now(),
+    ));
     let api = Arc::new(http_api::Api {
         router,
         pool: Arc::clone(&pool),
@@ -446,6 +452,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         pool: Arc::clone(&pool),
         queues: Arc::clone(&queues),
         controls: Arc::clone(&controls),
+        schedules: Arc::clone(&schedules),
         dynamodb: Arc::clone(&ddb),
     });
     let server = tokio::spawn(http_api::serve(
@@ -461,7 +468,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     if cfg.prewarm > 0 {
         pool.prewarm(cfg.prewarm);
     }
-    let event_sources = esm::EventSources::start(
+    let mut event_sources = esm::EventSources::start(
         &functions,
         Arc::clone(&pool),
         Arc::clone(&queues),
@@ -470,6 +477,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         cfg.checkpoint_file.clone(),
         &controls,
     )?;
+    event_sources.run_schedules(&schedules);
 
     print_banner(&cfg, &api, &pool, &functions, &queues, t0);
     {
@@ -680,6 +688,13 @@ fn print_banner(
             b.push_str(&format!("│   {m}\n"));
         }
     }
+    let schedules = schedules::banner_lines(functions);
+    if !schedules.is_empty() {
+        b.push_str("│ schedules (UTC):\n");
+        for s in &schedules {
+            b.push_str(&format!("│   {s}\n"));
+        }
+    }
     if !queues.list.is_empty() {
         b.push_str(&format!(
             "│ queue counts:        http://127.0.0.1:{}/__twin/queues\n",
@@ -689,6 +704,13 @@ fn print_banner(
     if !mappings.is_empty() {
         b.push_str(&format!(
             "│ mapping switches:    POST http://127.0.0.1:{}/__twin/event-sources/<Function>/enable|disable|rewind|skip\n",
+            cfg.control_port
+        ));
+    }
+    if !schedules.is_empty() {
+        b.push_str(&format!(
+            "│ schedule switches:   GET http://127.0.0.1:{0}/__twin/schedules, \
+             POST http://127.0.0.1:{0}/__twin/schedules/<Function>/<Event>/fire|pause|resume\n",
             cfg.control_port
         ));
     }

@@ -4,6 +4,7 @@
 //! `!Sub`, `!Join`) arrive as tagged values; the long forms (`Ref`, `Fn::GetAtt`, `Fn::Sub`,
 //! `Fn::Join`) arrive as one-key mappings. Both are handled the same way.
 
+use crate::schedule_expr::Expression;
 use serde_yaml_ng::{Mapping, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -98,6 +99,32 @@ pub struct FunctionSpec {
     pub routes: Vec<RouteSpec>,
     /// Event-source mappings (`Type: DynamoDB` / `Type: SQS` events), in template order.
     pub event_sources: Vec<EventSourceSpec>,
+    /// EventBridge schedules (`Type: Schedule` events), in template order.
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+/// One `Events` entry of `Type: Schedule`: an EventBridge rule that invokes the function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    /// The function's logical id.
+    pub function: String,
+    /// The event's key under `Events`.
+    pub name: String,
+    /// `Schedule`, parameters resolved, as written (e.g. `rate(1 hour)`).
+    pub expression: String,
+    pub schedule: Expression,
+    /// False for `Enabled: false` or `State: DISABLED`: the rule starts paused.
+    pub enabled: bool,
+    /// `Input`: JSON text the function gets instead of the Scheduled Event (validated).
+    pub input: Option<String>,
+    /// The rule's name in its ARN: `Name`, else `<Function>-<Event>`.
+    pub rule_name: String,
+}
+
+impl ScheduleSpec {
+    pub fn rule_arn(&self) -> String {
+        format!("arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{}", self.rule_name)
+    }
 }
 
 /// Where a DynamoDB stream mapping starts when it has no checkpoint.
@@ -647,6 +674,57 @@ impl Template {
         })
     }
 
+    /// An EventBridge schedule from a function's `Events` entry of type Schedule.
+    fn schedule(
+        &self,
+        function: &str,
+        name: &str,
+        props: Option<&Value>,
+        rt: &Runtime,
+    ) -> Result<ScheduleSpec, TemplateError> {
+        let ctx = format!("{function}.Events.{name}");
+        let empty = Value::Mapping(Mapping::new());
+        let p = props.unwrap_or(&empty);
+        let string = |field: &str| -> Result<Option<String>, TemplateError> {
+            p.get(field)
+                .map(|v| self.resolve_string(v, rt, &format!("{ctx}.{field}")))
+                .transpose()
+        };
+        let expression = string("Schedule")?
+            .ok_or_else(|| TemplateError(format!("{ctx}.Schedule is missing")))?
+            .trim()
+            .to_string();
+        let schedule =
+            Expression::parse(&expression).map_err(|e| TemplateError(format!("{ctx}.Schedule: {e}")))?;
+        let enabled = match (string("Enabled")?, string("State")?) {
+            (Some(_), Some(_)) => return err(format!("{ctx}: Enabled and State exclude each other")),
+            (Some(e), None) if e.eq_ignore_ascii_case("true") => true,
+            (Some(e), None) if e.eq_ignore_ascii_case("false") => false,
+            (Some(e), None) => return err(format!("{ctx}.Enabled: {e:?} is not true or false")),
+            (None, Some(s)) => match s.as_str() {
+                "ENABLED" | "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS" => true,
+                "DISABLED" => false,
+                other => return err(format!("{ctx}.State: {other:?} is not ENABLED or DISABLED")),
+            },
+            (None, None) => true,
+        };
+        let input = string("Input")?;
+        if let Some(text) = &input {
+            serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| TemplateError(format!("{ctx}.Input: not JSON: {e}")))?;
+        }
+        let rule_name = string("Name")?.unwrap_or_else(|| format!("{function}-{name}"));
+        Ok(ScheduleSpec {
+            function: function.to_string(),
+            name: name.to_string(),
+            expression,
+            schedule,
+            enabled,
+            input,
+            rule_name,
+        })
+    }
+
     fn key_schema(
         &self,
         v: Option<&Value>,
@@ -756,12 +834,17 @@ impl Template {
 
             let mut routes = Vec::new();
             let mut event_sources = Vec::new();
+            let mut schedules = Vec::new();
             if let Some(events) = props.get("Events").and_then(Value::as_mapping) {
                 for (ek, ev) in events {
                     let ename = key_str(ek);
                     let ty = ev.get("Type").and_then(Value::as_str).unwrap_or_default();
                     if ty == "DynamoDB" || ty == "SQS" {
                         event_sources.push(self.event_source(&id, &ename, ty, ev.get("Properties"), rt)?);
+                        continue;
+                    }
+                    if ty == "Schedule" {
+                        schedules.push(self.schedule(&id, &ename, ev.get("Properties"), rt)?);
                         continue;
                     }
                     if ty != "HttpApi" {
@@ -795,6 +878,7 @@ impl Template {
                 environment,
                 routes,
                 event_sources,
+                schedules,
             });
         }
         Ok(out)
@@ -1435,6 +1519,115 @@ Resources:
             let e = tpl.functions(&stream_rt()).expect_err("must fail");
             assert!(e.0.contains(expect), "{e}");
         }
+    }
+
+    const S: &str = r#"
+Parameters:
+  PayoutSchedule:
+    Type: String
+    Default: cron(0 6 * * ? *)
+Resources:
+  Checker:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: checker } }
+    Properties:
+      Events:
+        Hourly:
+          Type: Schedule
+          Properties:
+            Schedule: rate(1 hour)
+        Daily:
+          Type: Schedule
+          Properties:
+            Schedule: !Ref PayoutSchedule
+            Input: '{"mode": "daily"}'
+            Name: daily-run
+        Off:
+          Type: Schedule
+          Properties: { Schedule: rate(5 minutes), Enabled: false }
+        Stopped:
+          Type: Schedule
+          Properties: { Schedule: "cron(0/30 * ? * MON-FRI *)", State: DISABLED }
+"#;
+
+    #[test]
+    fn schedules_are_parsed_with_parameters_resolved() {
+        let fns = Template::parse(S, &[])
+            .expect("parse")
+            .functions(&Runtime::default())
+            .expect("functions");
+        let s = &fns[0].schedules;
+        assert_eq!(s.len(), 4);
+        assert!(fns[0].event_sources.is_empty() && fns[0].routes.is_empty());
+        assert_eq!(s[0].function, "Checker");
+        assert_eq!(s[0].name, "Hourly");
+        assert_eq!(s[0].expression, "rate(1 hour)");
+        assert_eq!(s[0].schedule, Expression::Rate { secs: 3600 });
+        assert!(s[0].enabled);
+        assert_eq!(s[0].input, None);
+        assert_eq!(
+            s[0].rule_arn(),
+            "arn:aws:events:us-east-1:000000000000:rule/Checker-Hourly"
+        );
+        assert_eq!(s[1].expression, "cron(0 6 * * ? *)");
+        assert!(matches!(s[1].schedule, Expression::Cron(_)));
+        assert_eq!(s[1].input.as_deref(), Some(r#"{"mode": "daily"}"#));
+        assert_eq!(s[1].rule_name, "daily-run");
+        assert!(!s[2].enabled, "Enabled: false");
+        assert!(!s[3].enabled, "State: DISABLED");
+        // A parameter override reaches the schedule.
+        let fns = Template::parse(S, &[("PayoutSchedule".into(), "rate(1 day)".into())])
+            .expect("parse")
+            .functions(&Runtime::default())
+            .expect("functions");
+        assert_eq!(fns[0].schedules[1].expression, "rate(1 day)");
+        assert_eq!(fns[0].schedules[1].schedule, Expression::Rate { secs: 86_400 });
+    }
+
+    #[test]
+    fn bad_schedules_fail_naming_the_function_and_event() {
+        for (from, to, expect) in [
+            (
+                "Schedule: rate(1 hour)",
+                "Schedule: rate(1 hours)",
+                "Checker.Events.Hourly.Schedule",
+            ),
+            (
+                "Schedule: rate(1 hour)",
+                "Schedule: cron(0 6 * * * *)",
+                "Checker.Events.Hourly.Schedule",
+            ),
+            (
+                "Schedule: rate(1 hour)",
+                "Schedule: cron(0 6 L * ? *)",
+                "not supported by the local twin",
+            ),
+            (
+                "Schedule: rate(1 hour)",
+                "Input: '{}'",
+                "Checker.Events.Hourly.Schedule is missing",
+            ),
+            (
+                "Input: '{\"mode\": \"daily\"}'",
+                "Input: 'daily'",
+                "Checker.Events.Daily.Input: not JSON",
+            ),
+            ("State: DISABLED", "State: PAUSED", "Checker.Events.Stopped.State"),
+            (
+                "State: DISABLED",
+                "State: DISABLED, Enabled: true",
+                "Enabled and State",
+            ),
+            ("Enabled: false", "Enabled: nope", "Checker.Events.Off.Enabled"),
+        ] {
+            assert!(S.contains(from), "{from}");
+            let tpl = Template::parse(&S.replacen(from, to, 1), &[]).expect("parse");
+            let e = tpl.functions(&Runtime::default()).expect_err(to);
+            assert!(e.0.contains(expect), "{to}: {e}");
+        }
+        let tpl = Template::parse(S, &[("PayoutSchedule".into(), "daily".into())]).expect("parse");
+        let e = tpl.functions(&Runtime::default()).expect_err("a bad parameter");
+        assert!(e.0.contains("Checker.Events.Daily.Schedule"), "{e}");
     }
 
     #[test]
