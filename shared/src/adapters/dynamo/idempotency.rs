@@ -12,11 +12,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 use super::codec::{built, get_n, get_s, n, opt_n, opt_s, s, unavailable, Item};
-use super::tx::{transact, Cancelled};
+use super::tx::{conditional, transact, Cancelled};
 use super::DynamoStore;
 use crate::domain::idempotency::{IdempotencyRecord, RecordState, ResourceKind, ResourceRef};
 use crate::ports::{Begin, Claims, Completion, Refusal, StoreError};
@@ -204,7 +203,7 @@ impl Claims for DynamoStore {
             .expression_attribute_values(":now", n(now_ms))
             .send()
             .await;
-        conditional(result.map(|_| ()), "UpdateItem idempotency take over")
+        conditional(result, "UpdateItem idempotency take over")
     }
 
     async fn release(&self, record_id: &str, lease_token: &str) -> Result<bool, StoreError> {
@@ -220,7 +219,7 @@ impl Claims for DynamoStore {
             .expression_attribute_values(":token", s(lease_token))
             .send()
             .await;
-        conditional(result.map(|_| ()), "UpdateItem idempotency release")
+        conditional(result, "UpdateItem idempotency release")
     }
 
     async fn complete(
@@ -250,23 +249,6 @@ impl Claims for DynamoStore {
         if let Some(names) = update.expression_attribute_names {
             call = call.set_expression_attribute_names(Some(names));
         }
-        conditional(call.send().await.map(|_| ()), "UpdateItem idempotency complete")
-    }
-}
-
-/// A conditional single-item write: `Ok(false)` when its condition failed.
-pub fn conditional(
-    result: Result<(), aws_sdk_dynamodb::error::SdkError<UpdateItemError>>,
-    op: &str,
-) -> Result<bool, StoreError> {
-    match result {
-        Ok(()) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(unavailable(op, e)),
+        conditional(call.send().await, "UpdateItem idempotency complete")
     }
 }

@@ -268,16 +268,7 @@ impl Payouts for DynamoStore {
             .expression_attribute_values(":pending", s(PayoutStatus::Pending.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("UpdateItem payout sending", e)),
-        }
+        super::tx::conditional(result, "UpdateItem payout sending")
     }
 
     async fn cancel_payout(&self, payout: &Payout, outbox: &OutboxEvent) -> Result<bool, StoreError> {

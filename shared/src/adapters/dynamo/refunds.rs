@@ -349,16 +349,7 @@ impl Refunds for DynamoStore {
             .expression_attribute_values(":status", s(status.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("PutItem refund note", e)),
-        }
+        super::tx::conditional(result, "PutItem refund note")
     }
 
     async fn refund_by_psp_id(&self, psp_refund: &PspRefundId) -> Result<Option<RefundId>, StoreError> {

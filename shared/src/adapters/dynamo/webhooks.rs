@@ -124,16 +124,7 @@ impl Webhooks for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("PutItem psp event marker", e)),
-        }
+        super::tx::conditional(result, "PutItem psp event marker")
     }
 
     async fn record_anomaly(&self, a: &Anomaly) -> Result<bool, StoreError> {
