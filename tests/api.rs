@@ -667,3 +667,62 @@ async fn the_banner_shows_secrets_masked() {
     );
     assert!(banner.contains(&format!("{} (the documented default)", common::DEV_API_KEY)));
 }
+
+/// The template's hourly invariant check runs on the twin as EventBridge would run it; it can
+/// be fired now, paused and resumed through the twin's controls.
+#[tokio::test]
+async fn the_hourly_invariant_check_is_scheduled_and_can_be_fired_paused_and_resumed() {
+    use reqwest::Method;
+    let s = stack();
+    let hourly = |list: &serde_json::Value| {
+        list.as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|x| x["function"] == "CheckInvariantsFunction" && x["event"] == "Hourly")
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no CheckInvariantsFunction/Hourly in {list}"))
+    };
+    let next_fire = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v["next_fire_at"].as_str().expect("next_fire_at"))
+            .unwrap_or_else(|e| panic!("next_fire_at is not RFC 3339 ({e}): {v}"))
+            .with_timezone(&chrono::Utc)
+    };
+
+    let listed = hourly(&s.twin(Method::GET, "schedules").await);
+    assert_eq!(listed["expression"], "rate(1 hour)", "{listed}");
+    assert_eq!(listed["enabled"], true, "{listed}");
+    let now = chrono::Utc::now();
+    let next = next_fire(&listed);
+    assert!(
+        next > now && next <= now + chrono::TimeDelta::hours(1),
+        "{listed}"
+    );
+
+    let fired = s
+        .twin(Method::POST, "schedules/CheckInvariantsFunction/Hourly/fire")
+        .await;
+    assert_eq!(fired["function"], "CheckInvariantsFunction", "{fired}");
+    assert_eq!(fired["event"], "Hourly", "{fired}");
+    let report = &fired["result"];
+    assert_eq!(report["ok"], true, "{fired}");
+    assert!(report["ledger_transactions"].is_u64(), "{fired}");
+    assert_eq!(report["violations_total"], 0, "{fired}");
+
+    let paused = s
+        .twin(Method::POST, "schedules/CheckInvariantsFunction/Hourly/pause")
+        .await;
+    assert_eq!(paused["enabled"], false, "{paused}");
+    assert!(paused["next_fire_at"].is_null(), "{paused}");
+    let listed = hourly(&s.twin(Method::GET, "schedules").await);
+    assert_eq!(listed["enabled"], false, "{listed}");
+    assert!(listed["fired"].as_u64() >= Some(1), "{listed}");
+
+    let resumed = s
+        .twin(Method::POST, "schedules/CheckInvariantsFunction/Hourly/resume")
+        .await;
+    assert_eq!(resumed["enabled"], true, "{resumed}");
+    let listed = hourly(&s.twin(Method::GET, "schedules").await);
+    assert_eq!(listed["enabled"], true, "{listed}");
+    assert!(next_fire(&listed) > chrono::Utc::now(), "{listed}");
+}
