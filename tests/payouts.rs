@@ -938,3 +938,99 @@ async fn psp_faults_never_move_money_twice() {
     s.sandbox_reset().await;
     s.assert_invariants().await;
 }
+
+/// The schedule, fired twice in one day as the twin fires it: one automatic payout of the whole
+/// available balance per due seller and currency; a seller below the minimum (25.00 USD) or
+/// without a payout account is skipped; money that comes in after the first run waits for the
+/// next day.
+#[tokio::test]
+async fn scheduled_payouts_pay_each_due_seller_once_a_day() {
+    let _turn = TURN.lock().await;
+    let s = stack();
+    s.sandbox_reset().await;
+    // The run pays every due wallet in the table, the other tests' sellers too (at most about
+    // 1,160.00 USD between them): the platform can transfer all of it at once.
+    for _ in 0..14 {
+        fund_the_platform().await;
+    }
+    let acct = s.new_account(None).await;
+    let due = seller_with_account(&acct, "000123456789").await;
+    let without = format!("seller_{}", &new_key()[..8]);
+    let small = format!("seller_{}", &new_key()[..8]);
+    for (seller, amount) in [(&without, "100.00"), (&small, "20.00")] {
+        s.paid_checkout(
+            &acct,
+            json!({"buyer_id": "b1", "seller_id": seller, "amount": amount, "currency": "USD",
+                   "order_id": format!("order_{}", &new_key()[..8])}),
+        )
+        .await;
+    }
+    wait_wallet(&acct, &without, ("97.50", "97.50", "0.00")).await;
+    wait_wallet(&acct, &small, ("19.50", "19.50", "0.00")).await;
+    let connected = connected_account("000123456789").await;
+    let r = acct
+        .put(
+            &format!("/v1/sellers/{small}/payout_account"),
+            &json!({"psp_account_id": connected}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Segment 0 in the scheduled invocation, segments 1–3 through PayoutScanQueue: a run is
+    // done when that queue is empty.
+    let fire = || async {
+        let fired = s
+            .twin(
+                reqwest::Method::POST,
+                "schedules/PayoutSchedulerFunction/Daily/fire",
+            )
+            .await;
+        assert_eq!(fired["result"]["handed_off"], 3, "{fired}");
+        common::eventually("the scan's segments done", 30, || async {
+            (s.queue_depth("PayoutScanQueue").await == 0).then_some(())
+        })
+        .await;
+        fired
+    };
+    fire().await;
+    let payouts_of = |seller: String| {
+        let acct = &acct;
+        async move {
+            acct.get(&format!("/v1/payouts?seller_id={seller}")).await.json["data"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let paid = payouts_of(due.clone()).await;
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!(
+        (paid[0]["automatic"].as_bool(), paid[0]["amount"].as_str()),
+        (Some(true), Some("97.50")),
+        "the whole available balance"
+    );
+    assert!(payouts_of(without.clone()).await.is_empty(), "no payout account");
+    assert!(payouts_of(small.clone()).await.is_empty(), "below the minimum");
+
+    // More money comes in; the schedule fires again the same day: nothing new.
+    s.paid_checkout(
+        &acct,
+        json!({"buyer_id": "b1", "seller_id": due, "amount": "100.00", "currency": "USD",
+               "order_id": format!("order_{}", &new_key()[..8])}),
+    )
+    .await;
+    common::eventually("the second payment in the wallet", 30, || async {
+        let w = wallet_usd(&acct, &due).await?;
+        (w.1 == "97.50").then_some(())
+    })
+    .await;
+    fire().await;
+    assert_eq!(payouts_of(due.clone()).await.len(), 1, "one payout per day");
+    let w = wallet_usd(&acct, &due).await.unwrap();
+    assert_eq!(w.1, "97.50", "the new money waits for tomorrow: {w:?}");
+
+    // The first run's payout goes out like any other.
+    let id = paid[0]["payout_id"].as_str().unwrap();
+    wait_payout(&acct, id, "IN_TRANSIT").await;
+    s.assert_invariants().await;
+}

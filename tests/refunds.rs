@@ -5,7 +5,6 @@
 //! after each.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use common::{new_key, Account, Stack};
 use serde_json::{json, Value};
