@@ -22,7 +22,7 @@ use shared::domain::ids::{AccountId, PayoutId, SellerId};
 use shared::domain::ledger::WalletChange;
 use shared::domain::money::Money;
 use shared::domain::outbox::OutboxEvent;
-use shared::domain::payouts::{Available, Payout, PayoutRequest};
+use shared::domain::payouts::{Payout, PayoutRequest};
 use shared::domain::psp::PspAccountId;
 use shared::ports::{Begin, PayoutScan, Payouts, WalletWriter};
 
@@ -79,7 +79,7 @@ async fn seed(
                 .await
                 .unwrap();
             if with_accounts {
-                let psp = PspAccountId::parse(&format!("acct_1{}", &common::new_key()[..12])).unwrap();
+                let psp = PspAccountId::parse(&format!("acct_1{}", &crate::uuid_simple()[..16])).unwrap();
                 store
                     .put_payout_account(account, seller, &psp, chrono::Utc::now())
                     .await
@@ -110,10 +110,6 @@ fn staged(
         account.clone(),
         &request,
         Some(PspAccountId::parse("acct_1BenchFloor").unwrap()),
-        Some(Available {
-            balance: amount,
-            held: Money::from_minor(0, usd()),
-        }),
         automatic,
         now,
     )

@@ -12,8 +12,7 @@ use shared::domain::currency::Currency;
 use shared::domain::ids::{AccountId, PayoutId, SellerId};
 use shared::domain::money::Money;
 use shared::domain::payouts::{
-    Available, Payout, PayoutRequest, PspPayoutRequest, PspPayoutStatus, PspReversalRequest,
-    PspTransferRequest,
+    Payout, PayoutRequest, PspPayoutRequest, PspPayoutStatus, PspReversalRequest, PspTransferRequest,
 };
 use shared::domain::psp::PspAccountId;
 use shared::ports::PayoutPsp;
@@ -109,10 +108,6 @@ async fn the_psp_client_makes_one_transfer_one_payout_and_one_reversal_per_payou
         AccountId::parse("acct_bench").unwrap(),
         &PayoutRequest::new(SellerId::parse("seller_1").unwrap(), Decimal::new(1000, 2), usd).unwrap(),
         Some(destination.clone()),
-        Some(Available {
-            balance: Money::from_minor(1000, usd),
-            held: Money::from_minor(0, usd),
-        }),
         false,
         Utc::now(),
     )

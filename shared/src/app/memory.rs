@@ -573,13 +573,11 @@ impl Payouts for Memory {
             .find(|w| {
                 w.account_id == payout.account_id && w.seller_id == payout.seller_id && w.currency == currency
             })
-            .map_or(0, |w| w.available_minor);
-        if available < payout.amount.minor() {
-            return Ok(Begin::Refused(crate::ports::Refusal {
-                code: "balance_insufficient",
-                param: Some("amount"),
-                message: format!("available balance is {}", Money::from_minor(available, currency)),
-            }));
+            .map(|w| w.available_minor);
+        if available.is_none_or(|a| a < payout.amount.minor()) {
+            let refusal =
+                crate::domain::payouts::PayoutRefusal::short(&payout.seller_id, payout.amount, available);
+            return Ok(Begin::Refused(refusal.into()));
         }
         records.insert(record.record_id.clone(), record.clone());
         drop(records);

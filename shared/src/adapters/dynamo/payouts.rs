@@ -146,24 +146,16 @@ impl DynamoStore {
     }
 }
 
-/// The refusal a cancelled creation means: the wallet no longer had the amount available.
+/// The refusal a cancelled creation means: the wallet did not have the amount available (or
+/// there is no wallet in that currency: no old item).
 fn refusal(p: &Payout, cancelled: &Cancelled) -> Option<Refusal> {
     if !cancelled.condition_failed(HOLD_AT) {
         return None;
     }
     let available = cancelled
         .old_item(HOLD_AT)
-        .and_then(|old| opt_n::<i64>(old, "available_minor").ok().flatten())
-        .unwrap_or(0);
-    let r = PayoutRefusal::BalanceInsufficient {
-        requested: p.amount,
-        available: Money::from_minor(available, p.amount.currency()),
-    };
-    Some(Refusal {
-        code: r.code(),
-        param: r.param(),
-        message: r.to_string(),
-    })
+        .map(|old| opt_n::<i64>(old, "available_minor").ok().flatten().unwrap_or(0));
+    Some(PayoutRefusal::short(&p.seller_id, p.amount, available).into())
 }
 
 impl Payouts for DynamoStore {
@@ -546,10 +538,6 @@ mod tests {
             AccountId::parse("acct_a").unwrap(),
             &PayoutRequest::new(SellerId::parse("s1").unwrap(), Decimal::new(1234, 2), usd).unwrap(),
             Some(PspAccountId::parse("acct_1S").unwrap()),
-            Some(Available {
-                balance: Money::from_minor(5_000, usd),
-                held: Money::from_minor(0, usd),
-            }),
             true,
             now,
         )

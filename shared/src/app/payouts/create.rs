@@ -1,5 +1,4 @@
-//! `POST /v1/payouts`: validate, read the seller's payout account and wallet, and in one
-//! transaction claim the Idempotency-Key, create the payout (`PENDING`), hold its amount on
+//! `POST /v1/payouts`: validate, read the seller's payout account, and in one transaction claim the Idempotency-Key, create the payout (`PENDING`), hold its amount on
 //! condition that the wallet still has it available, and write `PAYOUT_REQUESTED`. The `201`
 //! is stored with the claim (the PSP is asked later, from the payout queue), so there is no
 //! in-flight window.
@@ -14,7 +13,7 @@ use crate::app::Reply;
 use crate::domain::idempotency::{IdempotencyRecord, ResourceKind, ResourceRef};
 use crate::domain::ids::PayoutId;
 use crate::domain::outbox::OutboxEvent;
-use crate::domain::payouts::{Payout, PayoutRefusal};
+use crate::domain::payouts::Payout;
 use crate::ports::{Begin, Claims, Payouts, Refusal, StoreError};
 
 pub struct CreatePayout<'a> {
@@ -40,28 +39,19 @@ pub async fn create_payout<S: Payouts + Claims>(
         input.deadline_ms,
     )?;
     let account_id = &authority.caller().account_id;
-    let (destination, wallet) = tokio::try_join!(
-        store.payout_account(account_id, &request.seller_id),
-        store.wallet_available(account_id, &request.seller_id, request.amount.currency()),
-    )?;
-    let payout = match Payout::open(
+    // The one read: where the money goes. Whether the wallet has it is decided by the hold's
+    // condition in the creating transaction (a retry of a request that took it finds its
+    // claim first, and its stored answer).
+    let destination = store.payout_account(account_id, &request.seller_id).await?;
+    let payout = Payout::open(
         PayoutId::generate(),
         account_id.clone(),
         &request,
         destination,
-        wallet,
         false,
         input.now,
-    ) {
-        Ok(p) => p,
-        // Nothing available, as read: if this is a retry of a request that took it, its answer
-        // is stored under the key; otherwise the refusal stands.
-        Err(refusal @ PayoutRefusal::BalanceInsufficient { .. }) => {
-            return idempotent::stored_answer_or(store, &authority, &claim, Refusal::from(refusal).into())
-                .await
-        }
-        Err(refusal) => return Err(Refusal::from(refusal).into()),
-    };
+    )
+    .map_err(|refusal| ApiError::from(Refusal::from(refusal)))?;
     let command = OpenPayout {
         store,
         now: input.now,

@@ -237,16 +237,18 @@ impl<S: Payouts + PayoutScan, Q: Publisher> PayoutScheduler<S, Q> {
             balance: crate::domain::money::Money::from_minor(w.balance_minor, currency),
             held: crate::domain::money::Money::from_minor(w.held_minor, currency),
         };
+        if wallet.covers(&request).is_err() {
+            return Ok(Outcome::Changed);
+        }
         let Ok(payout) = Payout::open(
             PayoutId::generate(),
             w.account_id.clone(),
             &request,
             destination,
-            Some(wallet),
             true,
             now,
         ) else {
-            return Ok(Outcome::Changed);
+            return Ok(Outcome::NoAccount);
         };
         let mut record = IdempotencyRecord::new_completed(
             automatic_claim_id(&w.account_id, &w.seller_id, currency, period),

@@ -144,9 +144,8 @@ mod tests {
     use crate::app::memory::Memory;
     use crate::domain::currency::Currency;
     use crate::domain::ids::{AccountId, SellerId};
-    use crate::domain::money::Money;
     use crate::domain::outbox::OutboxBody;
-    use crate::domain::payouts::{Available, PayoutRequest, PspPayout, PspPayoutStatus};
+    use crate::domain::payouts::{PayoutRequest, PspPayout, PspPayoutStatus};
     use crate::domain::psp::{PspAccountId, PspPayoutId, PspTransferId};
     use crate::ports::Payouts;
 
@@ -157,10 +156,6 @@ mod tests {
             AccountId::parse("acct_a").unwrap(),
             &PayoutRequest::new(SellerId::parse("s1").unwrap(), "5".parse().unwrap(), usd).unwrap(),
             Some(PspAccountId::parse("acct_1S").unwrap()),
-            Some(Available {
-                balance: Money::from_minor(500, usd),
-                held: Money::from_minor(0, usd),
-            }),
             false,
             Utc::now(),
         )

@@ -345,21 +345,16 @@ mod tests {
     #[test]
     fn a_payout_books_its_transfer_and_its_return_and_releases_its_hold_once() {
         use crate::domain::ids::PayoutId;
-        use crate::domain::payouts::{Available, Payout, PayoutEvent, PayoutRequest};
+        use crate::domain::payouts::{Payout, PayoutEvent, PayoutRequest};
         use crate::domain::psp::{PspAccountId, PspTransferId};
         let usd = Currency::parse("USD").unwrap();
         let now = chrono::Utc::now();
         let request = PayoutRequest::new(SellerId::parse("s1").unwrap(), Decimal::new(100, 0), usd).unwrap();
-        let wallet = Available {
-            balance: Money::from_minor(50_000, usd),
-            held: Money::from_minor(0, usd),
-        };
         let mut p = Payout::open(
             PayoutId::generate(),
             AccountId::parse("acct_1").unwrap(),
             &request,
             Some(PspAccountId::parse("acct_1S").unwrap()),
-            Some(wallet),
             false,
             now,
         )
@@ -430,7 +425,7 @@ mod tests {
     #[test]
     fn a_canceled_or_refused_payout_releases_its_hold_and_books_nothing() {
         use crate::domain::ids::PayoutId;
-        use crate::domain::payouts::{Available, Payout, PayoutEvent, PayoutRequest};
+        use crate::domain::payouts::{Payout, PayoutEvent, PayoutRequest};
         use crate::domain::psp::PspAccountId;
         let usd = Currency::parse("USD").unwrap();
         let now = chrono::Utc::now();
@@ -445,10 +440,6 @@ mod tests {
                 AccountId::parse("acct_1").unwrap(),
                 &request,
                 Some(PspAccountId::parse("acct_1S").unwrap()),
-                Some(Available {
-                    balance: Money::from_minor(250, usd),
-                    held: Money::from_minor(0, usd),
-                }),
                 true,
                 now,
             )

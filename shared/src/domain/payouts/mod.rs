@@ -127,6 +127,41 @@ impl Available {
     pub fn amount(&self) -> Result<Money, MoneyError> {
         self.balance.checked_sub(self.held)
     }
+
+    /// Whether this wallet, as read, can pay `request` out.
+    pub fn covers(&self, request: &PayoutRequest) -> Result<(), PayoutRefusal> {
+        let available = self.amount().map_err(PayoutRefusal::Amount)?;
+        if available.currency() != request.amount.currency() {
+            return Err(PayoutRefusal::Amount(MoneyError::CurrencyMismatch(
+                available.currency(),
+                request.amount.currency(),
+            )));
+        }
+        if request.amount.minor() > available.minor() {
+            return Err(PayoutRefusal::BalanceInsufficient {
+                requested: request.amount,
+                available,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl PayoutRefusal {
+    /// The refusal of a hold whose condition failed: the wallet as the store found it
+    /// (`None`: the seller has no balance in that currency).
+    pub fn short(seller: &SellerId, requested: Money, available_minor: Option<i64>) -> Self {
+        match available_minor {
+            None => PayoutRefusal::NoWallet {
+                seller: seller.clone(),
+                currency: requested.currency(),
+            },
+            Some(a) => PayoutRefusal::BalanceInsufficient {
+                requested,
+                available: Money::from_minor(a, requested.currency()),
+            },
+        }
+    }
 }
 
 /// One payout of one seller's balance in one currency.
@@ -154,38 +189,21 @@ pub struct Payout {
 }
 
 impl Payout {
-    /// A new `PENDING` payout of `request` from the wallet as read. The store re-checks
-    /// `available ≥ amount` in the same write that holds it.
+    /// A new `PENDING` payout of `request` to the seller's connected account. Whether the
+    /// wallet has the amount available is the store's to decide, in the write that holds it
+    /// (a read before it would only be a guess); a caller that has read the wallet may ask
+    /// [`Available::covers`] first.
     pub fn open(
         id: PayoutId,
         account_id: AccountId,
         request: &PayoutRequest,
         destination: Option<PspAccountId>,
-        wallet: Option<Available>,
         automatic: bool,
         now: DateTime<Utc>,
     ) -> Result<Payout, PayoutRefusal> {
         let destination = destination.ok_or_else(|| PayoutRefusal::AccountMissing {
             seller: request.seller_id.clone(),
         })?;
-        let currency = request.amount.currency();
-        let wallet = wallet.ok_or_else(|| PayoutRefusal::NoWallet {
-            seller: request.seller_id.clone(),
-            currency,
-        })?;
-        let available = wallet.amount().map_err(PayoutRefusal::Amount)?;
-        if available.currency() != currency {
-            return Err(PayoutRefusal::Amount(MoneyError::CurrencyMismatch(
-                available.currency(),
-                currency,
-            )));
-        }
-        if request.amount.minor() > available.minor() {
-            return Err(PayoutRefusal::BalanceInsufficient {
-                requested: request.amount,
-                available,
-            });
-        }
         Ok(Payout {
             id,
             account_id,
@@ -290,16 +308,19 @@ mod tests {
         )
     }
 
+    /// A payout of `amount` from a wallet read as `balance` with `held` of it held.
     fn open(amount: &str, balance: i64, held: i64) -> Result<Payout, PayoutRefusal> {
+        let request = request(amount)?;
+        Available {
+            balance: usd(balance),
+            held: usd(held),
+        }
+        .covers(&request)?;
         Payout::open(
             PayoutId::generate(),
             AccountId::parse("acct_a").unwrap(),
-            &request(amount)?,
+            &request,
             Some(PspAccountId::parse("acct_1Seller").unwrap()),
-            Some(Available {
-                balance: usd(balance),
-                held: usd(held),
-            }),
             false,
             Utc::now(),
         )
@@ -333,21 +354,20 @@ mod tests {
             AccountId::parse("acct_a").unwrap(),
             &req,
             None,
-            None,
             false,
             Utc::now(),
         );
         assert_eq!(no_account.unwrap_err().code(), "payout_account_missing");
-        let no_wallet = Payout::open(
-            PayoutId::generate(),
-            AccountId::parse("acct_a").unwrap(),
-            &req,
-            Some(PspAccountId::parse("acct_1").unwrap()),
-            None,
-            false,
-            Utc::now(),
+        let no_wallet = PayoutRefusal::short(&req.seller_id, req.amount, None);
+        assert_eq!(
+            (no_wallet.code(), no_wallet.param()),
+            ("balance_insufficient", Some("currency"))
         );
-        assert_eq!(no_wallet.unwrap_err().param(), Some("currency"));
+        let short = PayoutRefusal::short(&req.seller_id, req.amount, Some(99));
+        assert!(
+            short.to_string().contains("available balance of 0.99 USD"),
+            "{short}"
+        );
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub struct PspReversal {
 mod tests {
     use super::*;
     use crate::domain::ids::{AccountId, SellerId};
-    use crate::domain::payouts::{Available, PayoutRequest};
+    use crate::domain::payouts::PayoutRequest;
     use rust_decimal::Decimal;
 
     #[test]
@@ -156,10 +156,6 @@ mod tests {
             AccountId::parse("acct_a").unwrap(),
             &PayoutRequest::new(SellerId::parse("s1").unwrap(), Decimal::new(5, 0), usd).unwrap(),
             Some(PspAccountId::parse("acct_1S").unwrap()),
-            Some(Available {
-                balance: Money::from_minor(500, usd),
-                held: Money::from_minor(0, usd),
-            }),
             false,
             chrono::Utc::now(),
         )
