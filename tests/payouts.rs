@@ -52,11 +52,10 @@ async fn sandbox(method: reqwest::Method, path: &str, form: &[(&str, &str)], acc
     v
 }
 
-/// A checkout paid on the sandbox's hosted page with Stripe's 0077 card: its funds are
-/// available to transfer at once.
-async fn fund_the_platform() {
-    let acct = stack().new_account(None).await;
-    let body = json!({"buyer_id": "buyer_1", "seller_id": "seller_1", "amount": "100.00", "currency": "USD",
+/// A checkout of `amount` USD for `seller` under `acct`, paid on the sandbox's hosted page with
+/// Stripe's 0077 card (its funds are available to transfer at once): the checkout as created.
+async fn paid_on_page(acct: &common::Account, seller: &str, amount: &str) -> Value {
+    let body = json!({"buyer_id": "buyer_1", "seller_id": seller, "amount": amount, "currency": "USD",
                       "order_id": format!("order_{}", &new_key()[..8])});
     let r = acct.create(&body).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -68,6 +67,13 @@ async fn fund_the_platform() {
         .await
         .unwrap();
     assert_eq!(paid.status(), 303);
+    r.json
+}
+
+/// 100.00 the platform can transfer at once.
+async fn fund_the_platform() {
+    let acct = stack().new_account(None).await;
+    paid_on_page(&acct, "seller_1", "100.00").await;
 }
 
 #[tokio::test]
@@ -530,6 +536,33 @@ async fn a_seller_records_its_account_and_a_payout_holds_what_it_takes() {
         ledger.text.contains(&format!("ltx_{id}_transfer")),
         "{}",
         ledger.text
+    );
+    // The bank has it: PAID; nothing more moves on the books. To the cent: the seller's
+    // payable is the payment's 97.50 credit less the 50.00 transfer.
+    let psp_payout = sent["psp_payout_id"].as_str().unwrap();
+    settle(
+        psp_payout,
+        &[json!({"status": "in_transit"}), json!({"status": "paid"})],
+    )
+    .await;
+    wait_payout(&acct, id, "PAID").await;
+    s.assert_invariants().await;
+    let payable = acct
+        .get(&format!("/v1/ledger/accounts/seller_payable:{seller}"))
+        .await;
+    assert_eq!(
+        (
+            &payable.json["balances"][0]["debits"],
+            &payable.json["balances"][0]["credits"],
+            &payable.json["balances"][0]["balance"]
+        ),
+        (&json!("50.00"), &json!("97.50"), &json!("47.50")),
+        "{}",
+        payable.text
+    );
+    assert_eq!(
+        wallet_usd(&acct, &seller).await.unwrap(),
+        ("47.50".into(), "47.50".into(), "0.00".into())
     );
     let stranger = s.new_account(None).await;
     assert_eq!(stranger.get(&format!("/v1/payouts/{id}")).await.status, 404);
@@ -1027,5 +1060,76 @@ async fn scheduled_payouts_pay_each_due_seller_once_a_day() {
     // The first run's payout goes out like any other.
     let id = paid[0]["payout_id"].as_str().unwrap();
     wait_payout(&acct, id, "IN_TRANSIT").await;
+    s.assert_invariants().await;
+}
+
+/// Money held by a pending refund is never available to pay out: a seller paid 100.00 (97.50
+/// after the fee) with a refund of 40.00 pending (its part, 39.00, held) can take out 58.50 and
+/// not a cent more; the refund then goes through and the wallet ends at zero, to the cent.
+#[tokio::test]
+async fn money_held_by_a_pending_refund_is_not_available_to_pay_out() {
+    let _turn = TURN.lock().await;
+    let s = stack();
+    s.sandbox_reset().await;
+    let acct = s.new_account(None).await;
+    let seller = format!("seller_{}", &new_key()[..8]);
+    let checkout = paid_on_page(&acct, &seller, "100.00").await;
+    wait_wallet(&acct, &seller, ("97.50", "97.50", "0.00")).await;
+    let connected = connected_account("000123456789").await;
+    let r = acct
+        .put(
+            &format!("/v1/sellers/{seller}/payout_account"),
+            &json!({"psp_account_id": connected}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // The refund stays pending (its executor paused), holding the seller's part.
+    s.twin(
+        reqwest::Method::POST,
+        "event-sources/RefundExecutorFunction/disable",
+    )
+    .await;
+    let po = checkout["payment_orders"][0]["payment_order_id"]
+        .as_str()
+        .unwrap();
+    let refund = acct
+        .post(
+            "/v1/refunds",
+            Some(&new_key()),
+            &json!({"payment_order_id": po, "amount": "40.00"}).to_string(),
+        )
+        .await;
+    assert_eq!(refund.status, 201, "{}", refund.text);
+    wait_wallet(&acct, &seller, ("97.50", "58.50", "39.00")).await;
+    let body = |amount: &str| json!({"seller_id": seller, "amount": amount, "currency": "USD"}).to_string();
+    let over = acct.post("/v1/payouts", Some(&new_key()), &body("58.51")).await;
+    assert_eq!(
+        (over.status, over.code()),
+        (400, "balance_insufficient"),
+        "{}",
+        over.text
+    );
+    assert!(
+        over.text.contains("58.50 USD"),
+        "it says what is available: {}",
+        over.text
+    );
+    let id = payout(&acct, &seller, "58.50").await;
+    wait_payout(&acct, &id, "IN_TRANSIT").await;
+    wait_wallet(&acct, &seller, ("39.00", "0.00", "39.00")).await;
+
+    s.twin(
+        reqwest::Method::POST,
+        "event-sources/RefundExecutorFunction/enable",
+    )
+    .await;
+    let refund_id = refund.json["refund_id"].as_str().unwrap();
+    common::eventually("the refund succeeded", 30, || async {
+        let r = acct.get(&format!("/v1/refunds/{refund_id}")).await.json;
+        (r["status"] == "SUCCEEDED").then_some(())
+    })
+    .await;
+    wait_wallet(&acct, &seller, ("0.00", "0.00", "0.00")).await;
     s.assert_invariants().await;
 }
