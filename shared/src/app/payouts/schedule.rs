@@ -25,7 +25,7 @@ use crate::domain::outbox::OutboxEvent;
 use crate::domain::payouts::schedule::{
     automatic_claim_id, automatic_fingerprint, PayoutMinimums, SchedulePeriod, WalletCandidate,
 };
-use crate::domain::payouts::{Available, Payout, PayoutRequest};
+use crate::domain::payouts::{Payout, PayoutRequest};
 use crate::domain::psp::PspAccountId;
 use crate::ports::{Begin, Destination, Outgoing, PayoutScan, Payouts, Publisher, StoreError, Written};
 
@@ -221,55 +221,71 @@ impl<S: Payouts + PayoutScan, Q: Publisher> PayoutScheduler<S, Q> {
     }
 
     /// One wallet's automatic payout, claimed for the period in the creation transaction.
+    /// One wallet's automatic payout, claimed for the period in the creation transaction. The
+    /// scan's read may be stale: a hold refused (or contended) is tried once more with the
+    /// wallet read consistently, for what is available then.
     async fn pay(
         &self,
         w: WalletCandidate,
-        request: PayoutRequest,
+        mut request: PayoutRequest,
         destination: Option<PspAccountId>,
         period: SchedulePeriod,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
-        if destination.is_none() {
+        let Some(destination) = destination else {
             return Ok(Outcome::NoAccount);
-        }
+        };
         let currency = request.amount.currency();
-        let wallet = Available {
-            balance: crate::domain::money::Money::from_minor(w.balance_minor, currency),
-            held: crate::domain::money::Money::from_minor(w.held_minor, currency),
-        };
-        if wallet.covers(&request).is_err() {
-            return Ok(Outcome::Changed);
-        }
-        let Ok(payout) = Payout::open(
-            PayoutId::generate(),
-            w.account_id.clone(),
-            &request,
-            destination,
-            true,
-            now,
-        ) else {
-            return Ok(Outcome::NoAccount);
-        };
-        let mut record = IdempotencyRecord::new_completed(
-            automatic_claim_id(&w.account_id, &w.seller_id, currency, period),
-            automatic_fingerprint(&w.seller_id, currency, period),
-            ResourceRef::payout(&payout.id),
-            now.timestamp_millis(),
-            201,
-            payout_view(&payout).to_string(),
-        );
-        record.expires_at_s = period.claims_expire_at_s();
-        let outbox = OutboxEvent::payout(&payout, None, "schedule", now);
-        Ok(match self.store.begin_payout(&record, &payout, &outbox).await? {
-            Begin::Created => {
-                tracing::info!(payout_id = %payout.id, seller_id = %payout.seller_id, amount = %payout.amount, "automatic payout created");
-                Outcome::Created
+        let claim = automatic_claim_id(&w.account_id, &w.seller_id, currency, period);
+        for attempt in 0..2 {
+            let payout = Payout::open(
+                PayoutId::generate(),
+                w.account_id.clone(),
+                &request,
+                Some(destination.clone()),
+                true,
+                now,
+            )
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut record = IdempotencyRecord::new_completed(
+                claim.clone(),
+                automatic_fingerprint(&w.seller_id, currency, period),
+                ResourceRef::payout(&payout.id),
+                now.timestamp_millis(),
+                201,
+                payout_view(&payout).to_string(),
+            );
+            record.expires_at_s = period.claims_expire_at_s();
+            let outbox = OutboxEvent::payout(&payout, None, "schedule", now);
+            match self.store.begin_payout(&record, &payout, &outbox).await? {
+                Begin::Created => {
+                    tracing::info!(payout_id = %payout.id, seller_id = %payout.seller_id, amount = %payout.amount, "automatic payout created");
+                    return Ok(Outcome::Created);
+                }
+                Begin::Exists(_) => return Ok(Outcome::Already),
+                Begin::Contended | Begin::Refused(_) if attempt == 0 => {
+                    let fresh = self
+                        .store
+                        .wallet_available(&w.account_id, &w.seller_id, currency)
+                        .await?;
+                    let due = fresh.and_then(|f| {
+                        WalletCandidate {
+                            balance_minor: f.balance.minor(),
+                            held_minor: f.held.minor(),
+                            ..w.clone()
+                        }
+                        .due(&self.minimums)
+                    });
+                    match due {
+                        Some(r) => request = r,
+                        None => return Ok(Outcome::Changed),
+                    }
+                }
+                // Still refused: the next period pays what is available then.
+                Begin::Contended | Begin::Refused(_) => return Ok(Outcome::Changed),
             }
-            Begin::Exists(_) => Outcome::Already,
-            // Another writer on the wallet (a refund's hold) or its condition failed: the next
-            // period pays what is available then.
-            Begin::Contended | Begin::Refused(_) => Outcome::Changed,
-        })
+        }
+        Ok(Outcome::Changed)
     }
 }
 
@@ -400,6 +416,44 @@ mod tests {
             .map(|o| o.body.event_type())
             .collect();
         assert_eq!(kinds, ["PAYOUT_REQUESTED"; 4]);
+    }
+
+    /// The scan read 97.50 available, but a refund has since held 30.00 of it: the refused
+    /// hold is tried again with the wallet read consistently, and 67.50 goes out.
+    #[tokio::test]
+    async fn a_stale_read_is_read_again_before_giving_up() {
+        let s = scheduler(sellers(1).await, 1, Duration::from_secs(60));
+        let stale = s.store.wallets.lock().unwrap()[0].clone();
+        {
+            let mut wallets = s.store.wallets.lock().unwrap();
+            wallets[0].held_minor = 3_000;
+            wallets[0].available_minor = 6_750;
+        }
+        let candidate = WalletCandidate {
+            account_id: stale.account_id.clone(),
+            seller_id: stale.seller_id.clone(),
+            currency: stale.currency,
+            balance_minor: stale.balance_minor,
+            held_minor: stale.held_minor,
+        };
+        let request = candidate.due(&s.minimums).unwrap();
+        assert_eq!(request.amount.minor(), 9_750);
+        let account = Some(PspAccountId::parse("acct_1S0").unwrap());
+        let period = SchedulePeriod::of(run_at());
+        let outcome = s
+            .pay(candidate, request, account, period, run_at())
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Created));
+        let paid: Vec<i64> = s
+            .store
+            .payouts
+            .lock()
+            .unwrap()
+            .values()
+            .map(|p| p.amount.minor())
+            .collect();
+        assert_eq!(paid, [6_750]);
     }
 
     #[tokio::test]
