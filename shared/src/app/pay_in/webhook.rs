@@ -66,10 +66,8 @@ pub async fn apply_webhook<S: Webhooks + Checkouts + Refunds + Payouts>(
         PspNotice::Payout(notice) => {
             return crate::app::payouts::webhook::apply_payout_notice(store, &id, &notice, now).await
         }
-        PspNotice::Ignored => {
-            store.mark_event(id.as_str(), "ignored").await?;
-            return Ok(ack("ignored"));
-        }
+        // Nothing to apply, nothing to remember: a redelivery is ignored again, for free.
+        PspNotice::Ignored => return Ok(ack("ignored")),
     };
 
     let Some((mut checkout, mut orders)) = find_checkout(store, &session_id, checkout_ref.as_deref()).await?

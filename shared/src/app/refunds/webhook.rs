@@ -15,33 +15,25 @@ use crate::domain::psp::PspEventId;
 use crate::domain::refunds::{PspRefundNotice, Refund};
 use crate::ports::{Refunds, Webhooks};
 
+/// `notices`: one for a `refund.*` event; for `charge.refunded`, the charge's refunds as it
+/// lists them, newest first. A `charge.refunded` is sent as a refund is made, so it is about
+/// the newest; each older one was announced by its own `refund.*` events (and by the
+/// `charge.refunded` of its own creation). Only the newest is applied: a charge refunded in k
+/// parts costs one read per event, not k.
 pub async fn apply_refund_notices<S: Refunds + Webhooks>(
     store: &S,
     event: &PspEventId,
     notices: &[PspRefundNotice],
     now: DateTime<Utc>,
 ) -> Result<Reply, ApiError> {
-    if notices.is_empty() {
-        store.mark_event(event.as_str(), "no refunds listed").await?;
+    let Some(newest) = notices.first() else {
+        // Nothing to apply, nothing to remember: a redelivery finds nothing again.
         return Ok(ack("ignored"));
-    }
-    // One marker per event; an event listing several refunds (charge.refunded) marks each.
-    let single = notices.len() == 1;
-    let mut outcome = "applied";
-    for n in notices {
-        let marker = if single {
-            event.as_str().to_owned()
-        } else {
-            format!("{}:{}", event.as_str(), n.refund.id)
-        };
-        outcome = apply_one(store, &marker, n, now).await?;
-    }
-    Ok(ack(if single { outcome } else { "applied" }))
+    };
+    Ok(ack(apply_one(store, event.as_str(), newest, now).await?))
 }
 
-/// `marker`: the event's (it describes this refund alone) or the event's and the refund's (a
-/// `charge.refunded` lists every refund of the charge, so a charge refunded in many parts is
-/// listed again and again). It is written only with a move or an anomaly: a refund already
+/// `marker`: the event's. It is written only with a move or an anomaly: a refund already
 /// where the PSP says costs a read, not a write (the executor has usually moved it before the
 /// PSP's `refund.created` and `charge.refunded` arrive), and a redelivery of such an event is
 /// the same read again.
