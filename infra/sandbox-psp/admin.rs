@@ -346,7 +346,8 @@ pub const SETTLEMENT_COLUMNS: &str =
 reporting_category,source_id,description,customer_facing_amount,automatic_payout_id,charge_id,\
 payment_intent_id,checkout_session_id,client_reference_id";
 
-/// Balance transactions created in `[from, to)`, oldest first, in the columns of Stripe's
+/// The platform's balance transactions (never a connected account's: those are in
+/// `State::account_txns`) created in `[from, to)`, oldest first, in the columns of Stripe's
 /// balance-change / payout-reconciliation report (amounts in major units, exactly). A refund row
 /// has a negative gross and its refund as `source_id`; `charge_id` is the refunded charge.
 pub fn settlement_csv(st: &State, from: i64, to: i64) -> String {
@@ -403,6 +404,9 @@ mod tests {
                 id: format!("txn_{currency}"),
                 kind: store::TXN_CHARGE,
                 source: "ch_1".into(),
+                account: None,
+                transfer: None,
+                transfer_reversal: None,
                 amount,
                 fee,
                 net: amount - fee,
@@ -427,6 +431,9 @@ mod tests {
                 id: format!("txn_{kind}"),
                 kind,
                 source: "re_1".into(),
+                account: None,
+                transfer: None,
+                transfer_reversal: None,
                 amount,
                 fee: 0,
                 net: amount,

@@ -497,8 +497,8 @@ fn dispatch(st: &mut State, ctx: &Ctx, req: &Req, pairs: &[(String, String)]) ->
         (["webhook_endpoints", id], _, _) if req.method == hyper::Method::DELETE => {
             delete_endpoint(st, &root, id)
         }
-        (["balance_transactions"], _, true) => list_balance_txns(st, &root),
-        (["balance_transactions", id], _, true) => retrieve_balance_txn(st, &root, id),
+        (["balance_transactions"], _, true) => list_balance_txns(st, req, &root),
+        (["balance_transactions", id], _, true) => retrieve_balance_txn(st, req, &root, id),
         _ => Err(unrecognized(req)),
     };
     result.unwrap_or_else(|e| e)
@@ -1431,6 +1431,18 @@ fn create_transfer(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
     let md = metadata(root.get("metadata"), "metadata")?;
     let id = store::new_id("tr_", 24);
     let txn = st.transfer_txn(store::TXN_TRANSFER, &id, -amount, &currency, &md);
+    // The connected account's side: the payment it receives for the transfer.
+    let destination_payment = store::new_id("py_", 24);
+    st.account_txn(store::AccountTxn {
+        account: destination,
+        kind: store::TXN_PAYMENT,
+        source: &destination_payment,
+        amount,
+        currency: &currency,
+        metadata: &md,
+        transfer: Some(&id),
+        transfer_reversal: None,
+    });
     let transfer = connect::Transfer {
         id: id.clone(),
         created: store::now(),
@@ -1441,6 +1453,7 @@ fn create_transfer(st: &mut State, ctx: &Ctx, root: &Node) -> Out {
         description,
         metadata: md,
         balance_transaction: txn,
+        destination_payment,
         reversals: Vec::new(),
     };
     if let Some(a) = st.accounts.get_mut(destination) {
@@ -1517,6 +1530,18 @@ fn create_reversal(st: &mut State, ctx: &Ctx, root: &Node, id: &str) -> Out {
     let md = metadata(root.get("metadata"), "metadata")?;
     let reversal_id = store::new_id("trr_", 24);
     let txn = st.transfer_txn(store::TXN_TRANSFER_REVERSAL, &reversal_id, amount, &currency, &md);
+    // The connected account's side: a refund of the transfer's destination payment.
+    let destination_payment_refund = store::new_id("pyr_", 24);
+    st.account_txn(store::AccountTxn {
+        account: &destination,
+        kind: store::TXN_PAYMENT_REFUND,
+        source: &destination_payment_refund,
+        amount: -amount,
+        currency: &currency,
+        metadata: &md,
+        transfer: Some(id),
+        transfer_reversal: Some(&reversal_id),
+    });
     if let Some(a) = st.accounts.get_mut(&destination) {
         *a.balance.entry(currency).or_default() -= amount;
     }
@@ -1529,6 +1554,7 @@ fn create_reversal(st: &mut State, ctx: &Ctx, root: &Node, id: &str) -> Out {
         amount,
         created: store::now(),
         balance_transaction: txn,
+        destination_payment_refund,
         metadata: md,
     };
     let body = t.reversal_json(&reversal);
@@ -1551,15 +1577,32 @@ fn acting_account<'r>(st: &State, req: &'r Req) -> Result<&'r str, Resp> {
             )
         })?;
     if !st.accounts.contains_key(account) {
-        return Err(stripe_error(
-            403,
-            "invalid_request_error",
-            Some("account_invalid"),
-            &format!("The provided key does not have access to account '{account}' (or that account does not exist)."),
-            None,
-        ));
+        return Err(account_invalid(account));
     }
     Ok(account)
+}
+
+fn account_invalid(account: &str) -> Resp {
+    stripe_error(
+        403,
+        "invalid_request_error",
+        Some("account_invalid"),
+        &format!(
+            "The provided key does not have access to account '{account}' (or that account does not exist)."
+        ),
+        None,
+    )
+}
+
+/// Whose ledger a balance-transaction read is: without `Stripe-Account` the platform's
+/// (`None`); with it that connected account's, which must exist (else the 403
+/// `account_invalid` of the other Stripe-Account routes; an empty header names no account).
+fn ledger_account<'r>(st: &State, req: &'r Req) -> Result<Option<&'r str>, Resp> {
+    match req.header("stripe-account") {
+        None => Ok(None),
+        Some(a) if st.accounts.contains_key(a) => Ok(Some(a)),
+        Some(a) => Err(account_invalid(a)),
+    }
 }
 
 /// `POST /v1/payouts` as a connected account: its balance to its bank account.
@@ -1734,7 +1777,12 @@ fn delete_endpoint(st: &mut State, root: &Node, id: &str) -> Out {
 
 // --- balance transactions ------------------------------------------------------------------------
 
-fn list_balance_txns(st: &mut State, root: &Node) -> Out {
+/// The platform's balance transactions, or with `Stripe-Account` that connected account's only.
+/// `payout=po_…`: Stripe lists what an automatic payout paid out; a connected account's payouts
+/// here are manual ones, whose transactions Stripe cannot attribute, so the list is the payout's
+/// own `payout` transaction (its `payout_failure` one is found with `source=po_…`). The platform
+/// makes no payouts: `payout=` without the header lists nothing.
+fn list_balance_txns(st: &mut State, req: &Req, root: &Node) -> Out {
     only(
         root,
         &[
@@ -1755,11 +1803,37 @@ fn list_balance_txns(st: &mut State, root: &Node) -> Out {
     let currency = string(root.get("currency"), "currency")?
         .filter(|s| !s.is_empty())
         .map(str::to_ascii_lowercase);
-    if string(root.get("payout"), "payout")?.is_some_and(|p| !p.is_empty()) {
-        // No payouts in the sandbox: nothing belongs to one.
-        return Ok(list(Vec::new(), false, "/v1/balance_transactions"));
-    }
-    let all: Vec<&store::BalanceTxn> = st.balance_txns.iter().rev().collect();
+    let payout = string(root.get("payout"), "payout")?.filter(|p| !p.is_empty());
+    let account = ledger_account(st, req)?;
+    let (all, payout_txn): (Vec<&store::BalanceTxn>, Option<String>) = match account {
+        None => {
+            if payout.is_some() {
+                // The platform makes no payouts: nothing belongs to one.
+                return Ok(list(Vec::new(), false, "/v1/balance_transactions"));
+            }
+            (st.balance_txns.iter().rev().collect(), None)
+        }
+        Some(account) => {
+            settle_due(st);
+            let payout_txn = match payout {
+                None => None,
+                Some(po) => Some(
+                    st.payouts
+                        .get(po)
+                        .filter(|p| p.account == account)
+                        .map(|p| p.balance_transaction.clone())
+                        .ok_or_else(|| no_such("payout", po, "payout"))?,
+                ),
+            };
+            let mine = st
+                .account_txns
+                .iter()
+                .rev()
+                .filter(|t| t.account.as_deref() == Some(account))
+                .collect();
+            (mine, payout_txn)
+        }
+    };
     let (page, has_more) = q.page(
         &all,
         |t| t.id.as_str(),
@@ -1768,19 +1842,27 @@ fn list_balance_txns(st: &mut State, root: &Node) -> Out {
                 && kind.is_none_or(|k| k == t.kind)
                 && source.is_none_or(|s| s == t.source)
                 && currency.as_deref().is_none_or(|c| c == t.currency)
+                && payout_txn.as_deref().is_none_or(|id| id == t.id)
         },
     )?;
     let data: Vec<Value> = page.iter().map(|t| State::balance_txn_json(t)).collect();
     Ok(list(data, has_more, "/v1/balance_transactions"))
 }
 
-fn retrieve_balance_txn(st: &mut State, root: &Node, id: &str) -> Out {
+/// One balance transaction of the platform's ledger, or with `Stripe-Account` of that
+/// connected account's (another ledger's id → 404).
+fn retrieve_balance_txn(st: &mut State, req: &Req, root: &Node, id: &str) -> Out {
     only(root, &["expand"], "")?;
-    let t = st
-        .balance_txns
-        .iter()
-        .find(|t| t.id == id)
-        .ok_or_else(|| no_such("balance_transaction", id, "id"))?;
+    let t = match ledger_account(st, req)? {
+        None => st.balance_txns.iter().find(|t| t.id == id),
+        Some(account) => {
+            settle_due(st);
+            st.account_txns
+                .iter()
+                .find(|t| t.id == id && t.account.as_deref() == Some(account))
+        }
+    }
+    .ok_or_else(|| no_such("balance_transaction", id, "id"))?;
     Ok(Resp::json(200, &State::balance_txn_json(t)))
 }
 
@@ -2397,6 +2479,285 @@ mod tests {
             (resp.status, e["error"]["param"].as_str()),
             (404, Some("destination"))
         );
+    }
+
+    /// A GET as `account` (`Stripe-Account`): status and body.
+    fn get_as(st: &mut State, account: &str, path: &str) -> (u16, Value) {
+        let (resp, v) = call(st, &as_account(req(hyper::Method::GET, path, "", None), account));
+        (resp.status, v)
+    }
+
+    fn ids(list: &Value) -> Vec<String> {
+        list["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|t| t["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// Each connected account has its own ledger, as Stripe records it on the account: a
+    /// transfer arrives as a `payment` (+A, source the transfer's `destination_payment`), a
+    /// reversal leaves as a `payment_refund` (−A, source the reversal's
+    /// `destination_payment_refund`), a payout is a `payout` (−A, source the payout, named by its
+    /// `balance_transaction`), a failed payout's money returns as a `payout_failure` (+A, named
+    /// by `failure_balance_transaction`). The list and retrieve are scoped by `Stripe-Account`;
+    /// `payout=` gives the payout's own transaction; the platform's ledger is unchanged.
+    #[test]
+    fn connected_accounts_have_their_own_balance_transactions() {
+        let mut st = State::new("whsec_unit".into());
+        st.payout_settle_ms = 3_600_000;
+        paid_with(&mut st, RefundFlow::Immediate, store::Funds::Available);
+        let available = st.platform_available("usd");
+        let good = account_with(&mut st, "000123456789");
+        let closed = account_with(&mut st, "000111111113");
+        let transfer = |st: &mut State, acct: &str, amount: i64| {
+            let body = format!("amount={amount}&currency=usd&destination={acct}&metadata[payout_id]=pout_1");
+            let (resp, t) = call(st, &req(hyper::Method::POST, "/v1/transfers", &body, None));
+            assert_eq!(resp.status, 200, "{t}");
+            t
+        };
+        let payout = |st: &mut State, acct: &str, amount: i64| {
+            let body = format!("amount={amount}&currency=usd");
+            let (resp, p) = call(
+                st,
+                &as_account(req(hyper::Method::POST, "/v1/payouts", &body, None), acct),
+            );
+            assert_eq!(resp.status, 200, "{p}");
+            p
+        };
+
+        // Transfer → the account's `payment`, +A.
+        let t = transfer(&mut st, &good, 1500);
+        let py = t["destination_payment"].as_str().expect("destination_payment");
+        assert!(py.starts_with("py_"), "{t}");
+        let (status, l) = get_as(&mut st, &good, "/v1/balance_transactions");
+        assert_eq!(status, 200, "{l}");
+        let arrival = &l["data"][0];
+        assert_eq!(l["data"].as_array().unwrap().len(), 1, "{l}");
+        assert_eq!(
+            (
+                arrival["type"].as_str(),
+                arrival["amount"].as_i64(),
+                arrival["net"].as_i64()
+            ),
+            (Some("payment"), Some(1500), Some(1500))
+        );
+        assert_eq!(
+            (arrival["source"].as_str(), arrival["fee"].as_i64()),
+            (Some(py), Some(0))
+        );
+        assert_eq!(
+            (arrival["reporting_category"].as_str(), arrival["status"].as_str()),
+            (Some("charge"), Some("available"))
+        );
+        assert_eq!(arrival["sandbox"]["account"], good.as_str());
+        assert_eq!(arrival["sandbox"]["transfer"], t["id"]);
+
+        // Reversal → the account's `payment_refund`, −A.
+        let tr = t["id"].as_str().unwrap();
+        let (resp, r) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                &format!("/v1/transfers/{tr}/reversals"),
+                "amount=500",
+                None,
+            ),
+        );
+        assert_eq!(resp.status, 200, "{r}");
+        let pyr = r["destination_payment_refund"].as_str().expect("pyr");
+        assert!(pyr.starts_with("pyr_"), "{r}");
+        let (_, l) = get_as(&mut st, &good, "/v1/balance_transactions");
+        let back = &l["data"][0];
+        assert_eq!(
+            (
+                back["type"].as_str(),
+                back["amount"].as_i64(),
+                back["source"].as_str()
+            ),
+            (Some("payment_refund"), Some(-500), Some(pyr))
+        );
+        assert_eq!(back["reporting_category"], "refund");
+        assert_eq!(back["sandbox"]["transfer_reversal"], r["id"]);
+
+        // Payout → the account's `payout`, −A, its id on the payout.
+        let p = payout(&mut st, &good, 1000);
+        let (pid, ptxn) = (
+            p["id"].as_str().unwrap().to_owned(),
+            p["balance_transaction"]
+                .as_str()
+                .expect("balance_transaction")
+                .to_owned(),
+        );
+        assert!(p["failure_balance_transaction"].is_null(), "{p}");
+        let (status, txn) = get_as(&mut st, &good, &format!("/v1/balance_transactions/{ptxn}"));
+        assert_eq!(status, 200, "{txn}");
+        assert_eq!(
+            (
+                txn["type"].as_str(),
+                txn["amount"].as_i64(),
+                txn["source"].as_str()
+            ),
+            (Some("payout"), Some(-1000), Some(pid.as_str()))
+        );
+        let (_, l) = get_as(&mut st, &good, "/v1/balance_transactions");
+        assert_eq!(ids(&l)[0], ptxn, "newest first");
+        let ledger: i64 = l["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["net"].as_i64().unwrap())
+            .sum();
+        assert_eq!(
+            ledger, st.accounts[&good].balance["usd"],
+            "the ledger adds up to the balance"
+        );
+        assert_eq!(ledger, 0);
+
+        // A failed payout → `payout_failure`, +A, named by `failure_balance_transaction`.
+        transfer(&mut st, &closed, 1000);
+        let q = payout(&mut st, &closed, 1000);
+        let qid = q["id"].as_str().unwrap().to_owned();
+        let half = st.payout_settle_ms / 2;
+        st.settle_due_payouts(store::now_ms() + half);
+        st.settle_due_payouts(store::now_ms() + 2 * half + 1_000);
+        let (_, failed) = get_as(&mut st, &closed, &format!("/v1/payouts/{qid}"));
+        assert_eq!(failed["status"], "failed", "{failed}");
+        assert_eq!(failed["balance_transaction"], q["balance_transaction"]);
+        let ftxn = failed["failure_balance_transaction"]
+            .as_str()
+            .expect("failure txn")
+            .to_owned();
+        let (_, f) = get_as(&mut st, &closed, &format!("/v1/balance_transactions/{ftxn}"));
+        assert_eq!(
+            (f["type"].as_str(), f["amount"].as_i64(), f["source"].as_str()),
+            (Some("payout_failure"), Some(1000), Some(qid.as_str()))
+        );
+        assert_eq!(f["reporting_category"], "payout_reversal");
+        let (_, l) = get_as(&mut st, &closed, "/v1/balance_transactions");
+        let kinds: Vec<&str> = l["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["payout_failure", "payout", "payment"]);
+        let ledger: i64 = l["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["net"].as_i64().unwrap())
+            .sum();
+        assert_eq!(ledger, st.accounts[&closed].balance["usd"]);
+        assert_eq!(ledger, 1000);
+        // Paid (the clock above moved it too), then failed: the same, after `paid`.
+        assert_eq!(st.payouts[&pid].status, connect::PayoutStatus::Paid);
+        let p = st
+            .move_payout(
+                &pid,
+                connect::PayoutStatus::Failed,
+                None,
+                &store::Cause::default(),
+            )
+            .unwrap();
+        assert!(p["failure_balance_transaction"].is_string(), "{p}");
+        let (_, l) = get_as(&mut st, &good, "/v1/balance_transactions?type=payout_failure");
+        assert_eq!(ids(&l), [p["failure_balance_transaction"].as_str().unwrap()]);
+
+        // Scoped by the header: each account sees its own rows only; another's id is a 404.
+        let (_, l) = get_as(&mut st, &good, "/v1/balance_transactions?limit=100");
+        assert_eq!(l["data"].as_array().unwrap().len(), 4, "{l}");
+        assert!(l["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["sandbox"]["account"] == good.as_str()));
+        assert!(!ids(&l).contains(&ftxn));
+        let (status, e) = get_as(&mut st, &good, &format!("/v1/balance_transactions/{ftxn}"));
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (404, Some("resource_missing"))
+        );
+        let (status, e) = get_as(
+            &mut st,
+            &good,
+            &format!("/v1/balance_transactions?starting_after={ftxn}"),
+        );
+        assert_eq!(status, 400, "another ledger's cursor: {e}");
+        for path in [
+            "/v1/balance_transactions",
+            &format!("/v1/balance_transactions/{ptxn}"),
+        ] {
+            let (status, e) = get_as(&mut st, "acct_nope", path);
+            assert_eq!(
+                (status, e["error"]["code"].as_str()),
+                (403, Some("account_invalid")),
+                "{path}: {e}"
+            );
+        }
+
+        // `payout=`: the payout's own transaction (a manual payout's); another account's → 404.
+        let (status, l) = get_as(
+            &mut st,
+            &closed,
+            &format!("/v1/balance_transactions?payout={qid}"),
+        );
+        assert_eq!(status, 200, "{l}");
+        assert_eq!(ids(&l), [q["balance_transaction"].as_str().unwrap()]);
+        let (status, l) = get_as(&mut st, &good, &format!("/v1/balance_transactions?payout={pid}"));
+        assert_eq!((status, ids(&l)), (200, vec![ptxn.clone()]));
+        let (status, e) = get_as(&mut st, &good, &format!("/v1/balance_transactions?payout={qid}"));
+        assert_eq!(
+            (status, e["error"]["param"].as_str()),
+            (404, Some("payout")),
+            "{e}"
+        );
+        let (status, l) = get_as(
+            &mut st,
+            &closed,
+            &format!("/v1/balance_transactions?source={qid}"),
+        );
+        assert_eq!(
+            (status, l["data"].as_array().unwrap().len()),
+            (200, 2),
+            "payout and its failure"
+        );
+
+        // The platform's ledger is as before: its charge, transfers and reversal only, with
+        // the same shape; no connected account's row in the list, the retrieve or the CSV.
+        let platform = get(&mut st, &format!("/v1/balance_transactions?payout={pid}"));
+        assert_eq!(platform["data"].as_array().unwrap().len(), 0);
+        let platform = get(&mut st, "/v1/balance_transactions?limit=100");
+        let kinds: Vec<&str> = platform["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["transfer", "transfer_reversal", "transfer", "charge"]);
+        assert!(platform["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["sandbox"]["checkout_session"].is_string() && t["reporting_category"] == t["type"]));
+        assert_eq!(st.balance_txns.len(), 4);
+        assert_eq!(st.platform_available("usd"), available - 1500 + 500 - 1000);
+        let (resp, _) = call(
+            &mut st,
+            &req(
+                hyper::Method::GET,
+                &format!("/v1/balance_transactions/{ptxn}"),
+                "",
+                None,
+            ),
+        );
+        assert_eq!(resp.status, 404, "a connected account's id is not the platform's");
+        let csv = crate::admin::settlement_csv(&st, 0, i64::MAX);
+        assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+        for t in st.account_txns.iter() {
+            assert!(!csv.contains(&t.id));
+        }
     }
 
     fn refund(st: &mut State, body: &str, idem: Option<&str>) -> (Resp, Value) {

@@ -7,8 +7,18 @@
 //! **payout** (`Stripe-Account` header): `pending`, then `in_transit`, then `paid` or `failed`
 //! as its bank account's test number decides, on a clock (`SANDBOX_PAYOUT_SETTLE_MS`) that the
 //! admin API can overtake, including Stripe's "paid, then failed".
+//!
+//! Each connected account has its own ledger of balance transactions (`State::account_txns`,
+//! read with `GET /v1/balance_transactions` and the `Stripe-Account` header), as Stripe records
+//! them on the account: a transfer arrives as a `payment` (its source the transfer's
+//! `destination_payment`, `py_…`), a reversal leaves as a `payment_refund` (source the
+//! reversal's `destination_payment_refund`, `pyr_…`), a payout is a `payout` (minus the amount,
+//! source the `po_…`, named by the payout's `balance_transaction`) and a failed payout's money
+//! comes back as a `payout_failure` (named by its `failure_balance_transaction`).
 
-use crate::store::{new_id, now, now_ms, Cause, State, RECORDS_MAX};
+use crate::store::{
+    new_id, now, now_ms, AccountTxn, Cause, State, RECORDS_MAX, TXN_PAYOUT, TXN_PAYOUT_FAILURE,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -94,6 +104,9 @@ pub struct Reversal {
     pub amount: i64,
     pub created: i64,
     pub balance_transaction: String,
+    /// The refund of the transfer's destination payment on the connected account (`pyr_…`):
+    /// the source of the account's `payment_refund` balance transaction.
+    pub destination_payment_refund: String,
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -108,6 +121,9 @@ pub struct Transfer {
     pub description: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub balance_transaction: String,
+    /// The payment the destination account received (`py_…`): the source of its `payment`
+    /// balance transaction.
+    pub destination_payment: String,
     pub reversals: Vec<Reversal>,
 }
 
@@ -121,7 +137,7 @@ impl Transfer {
             "id": r.id, "object": "transfer_reversal", "amount": r.amount,
             "currency": self.currency, "created": r.created, "transfer": self.id,
             "balance_transaction": r.balance_transaction, "metadata": r.metadata,
-            "destination_payment_refund": null, "source_refund": null,
+            "destination_payment_refund": r.destination_payment_refund, "source_refund": null,
         })
     }
 
@@ -137,6 +153,7 @@ impl Transfer {
             "id": self.id, "object": "transfer", "amount": self.amount,
             "amount_reversed": self.amount_reversed(), "currency": self.currency,
             "created": self.created, "destination": self.destination,
+            "destination_payment": self.destination_payment,
             "balance_transaction": self.balance_transaction,
             "description": self.description, "metadata": self.metadata,
             "reversed": self.amount_reversed() == self.amount,
@@ -196,15 +213,22 @@ pub struct Payout {
     pub description: Option<String>,
     /// The next scheduled move: (due at, ms; to), if any.
     pub scheduled: Option<(i64, PayoutStatus)>,
+    /// The account's `payout` balance transaction (minus the amount), written at creation.
+    pub balance_transaction: String,
+    /// The account's `payout_failure` one (the amount back), once the payout has failed.
+    pub failure_balance_transaction: Option<String>,
 }
 
 impl Payout {
     pub fn json(&self) -> Value {
         json!({
             "id": self.id, "object": "payout", "amount": self.amount,
-            "arrival_date": self.arrival_date, "automatic": false, "created": self.created,
+            "arrival_date": self.arrival_date, "automatic": false,
+            "balance_transaction": self.balance_transaction, "created": self.created,
             "currency": self.currency, "description": self.description,
-            "destination": self.destination, "failure_code": self.failure_code,
+            "destination": self.destination,
+            "failure_balance_transaction": self.failure_balance_transaction,
+            "failure_code": self.failure_code,
             "failure_message": self.failure_code.map(failure_message),
             "livemode": false, "metadata": self.metadata, "method": "standard",
             "source_type": "card", "status": self.status.as_str(), "type": "bank_account",
@@ -254,21 +278,35 @@ impl State {
             return Err(PayoutError::Insufficient(held));
         }
         *a.balance.entry(currency.to_string()).or_default() -= amount;
+        let bank = a.bank.id.clone();
         let created = now();
         let due = now_ms() + self.payout_settle_ms / 2;
+        let id = new_id("po_", 24);
+        let balance_transaction = self.account_txn(AccountTxn {
+            account,
+            kind: TXN_PAYOUT,
+            source: &id,
+            amount: -amount,
+            currency,
+            metadata: &metadata,
+            transfer: None,
+            transfer_reversal: None,
+        });
         let p = Payout {
-            id: new_id("po_", 24),
+            id,
             account: account.to_string(),
             created,
             amount,
             currency: currency.to_string(),
             arrival_date: crate::store::available_on(created),
-            destination: a.bank.id.clone(),
+            destination: bank,
             status: PayoutStatus::Pending,
             failure_code: None,
             metadata,
             description,
             scheduled: Some((due, PayoutStatus::InTransit)),
+            balance_transaction,
+            failure_balance_transaction: None,
         };
         let body = p.json();
         self.payout_timers.insert((due, p.id.clone()));
@@ -338,8 +376,22 @@ impl State {
                 PayoutOutcome::Succeeds => "could_not_process",
             }));
             let (account, currency, amount) = (p.account.clone(), p.currency.clone(), p.amount);
+            let metadata = p.metadata.clone();
             if let Some(a) = self.accounts.get_mut(&account) {
-                *a.balance.entry(currency).or_default() += amount;
+                *a.balance.entry(currency.clone()).or_default() += amount;
+            }
+            let txn = self.account_txn(AccountTxn {
+                account: &account,
+                kind: TXN_PAYOUT_FAILURE,
+                source: id,
+                amount,
+                currency: &currency,
+                metadata: &metadata,
+                transfer: None,
+                transfer_reversal: None,
+            });
+            if let Some(p) = self.payouts.get_mut(id) {
+                p.failure_balance_transaction = Some(txn);
             }
         }
         let p = &self.payouts[id];

@@ -201,10 +201,22 @@ pub struct PaymentIntent {
 #[derive(Debug, Clone)]
 pub struct BalanceTxn {
     pub id: String,
-    /// `charge`, `refund` or `refund_failure` (`TXN_*`).
+    /// Stripe's `type` (`TXN_*`): on the platform `charge`, `refund`, `refund_failure`,
+    /// `transfer`, `transfer_reversal`; on a connected account `payment`, `payment_refund`,
+    /// `payout`, `payout_failure`.
     pub kind: &'static str,
-    /// What moved the money: the charge (`ch_…`) or the refund (`re_…`).
+    /// What moved the money: the charge (`ch_…`), the refund (`re_…`), the transfer (`tr_…`) or
+    /// reversal (`trr_…`) on the platform; on a connected account the transfer's destination
+    /// payment (`py_…`), the reversal's payment refund (`pyr_…`) or the payout (`po_…`).
     pub source: String,
+    /// Whose ledger it is in: `None` the platform's (`State::balance_txns`), `Some(acct_…)` that
+    /// connected account's (`State::account_txns`).
+    pub account: Option<String>,
+    /// For a connected account's `payment` / `payment_refund`: the platform's transfer, and
+    /// reversal, behind it (shown in the `sandbox` member only; Stripe links them through the
+    /// transfer's `destination_payment` and the reversal's `destination_payment_refund`).
+    pub transfer: Option<String>,
+    pub transfer_reversal: Option<String>,
     /// Signed: a refund is negative, its failure positive again.
     pub amount: i64,
     pub fee: i64,
@@ -264,6 +276,13 @@ pub const TXN_REFUND: &str = "refund";
 pub const TXN_REFUND_FAILURE: &str = "refund_failure";
 pub const TXN_TRANSFER: &str = "transfer";
 pub const TXN_TRANSFER_REVERSAL: &str = "transfer_reversal";
+/// A connected account's side of Connect: a transfer arriving (the transfer's
+/// `destination_payment`, `py_…`), a reversal leaving (the reversal's
+/// `destination_payment_refund`, `pyr_…`), a payout, and a failed payout's money coming back.
+pub const TXN_PAYMENT: &str = "payment";
+pub const TXN_PAYMENT_REFUND: &str = "payment_refund";
+pub const TXN_PAYOUT: &str = "payout";
+pub const TXN_PAYOUT_FAILURE: &str = "payout_failure";
 
 /// Who caused a state change: the API request (`request.id`, `request.idempotency_key` of the
 /// event), or nobody (the hosted page, the expiry sweep: both `null`, as at Stripe).
@@ -283,7 +302,12 @@ pub struct State {
     pub endpoints: Vec<Endpoint>,
     /// (secret key, idempotency key) → stored response.
     pub idempotency: HashMap<(String, String), IdemRecord>,
+    /// The platform's balance transactions, oldest first (`account: None` only).
     pub balance_txns: VecDeque<BalanceTxn>,
+    /// Connected accounts' balance transactions, all accounts, oldest first (`account: Some`).
+    /// Kept apart so that nothing reading the platform's ledger (its available balance, the
+    /// settlement CSV, the unscoped list) can pick up a connected account's row.
+    pub account_txns: VecDeque<BalanceTxn>,
     pub requests: VecDeque<Value>,
     pub deliveries: VecDeque<Value>,
     pub faults: Faults,
@@ -344,6 +368,7 @@ impl State {
             endpoints: Vec::new(),
             idempotency: HashMap::new(),
             balance_txns: VecDeque::new(),
+            account_txns: VecDeque::new(),
             requests: VecDeque::new(),
             deliveries: VecDeque::new(),
             faults: Faults::default(),
@@ -506,15 +531,51 @@ impl State {
             "available_on": t.available_on, "created": t.created, "currency": t.currency,
             "description": opt(t.description.clone()), "exchange_rate": null, "fee": t.fee,
             "fee_details": fee_details,
-            "net": t.net, "reporting_category": t.kind, "source": t.source,
+            "net": t.net, "reporting_category": reporting_category(t.kind), "source": t.source,
             "status": if now() >= t.available_on { "available" } else { "pending" },
             "type": t.kind,
-            // Sandbox extension (not in Stripe's object): what the charge paid for.
-            "sandbox": {"checkout_session": t.session_id, "payment_intent": t.payment_intent_id,
-                        "charge": t.charge_id,
-                        "client_reference_id": opt(t.client_reference_id.clone()),
-                        "metadata": t.metadata},
+            // Sandbox extension (not in Stripe's object): what the charge paid for, or, on a
+            // connected account, whose ledger it is and the transfer / reversal behind it.
+            "sandbox": match &t.account {
+                None => json!({"checkout_session": t.session_id,
+                               "payment_intent": t.payment_intent_id, "charge": t.charge_id,
+                               "client_reference_id": opt(t.client_reference_id.clone()),
+                               "metadata": t.metadata}),
+                Some(account) => json!({"account": account, "transfer": opt(t.transfer.clone()),
+                                        "transfer_reversal": opt(t.transfer_reversal.clone()),
+                                        "metadata": t.metadata}),
+            },
         })
+    }
+
+    /// A balance transaction on connected account `account`'s ledger (`TXN_PAYMENT`,
+    /// `TXN_PAYMENT_REFUND`, `TXN_PAYOUT`, `TXN_PAYOUT_FAILURE`): signed `amount`, no fee,
+    /// available at once (the account's balance moves when it is written). Returns its id.
+    pub fn account_txn(&mut self, new: AccountTxn<'_>) -> String {
+        let created = now();
+        let txn = BalanceTxn {
+            id: new_id("txn_", 24),
+            kind: new.kind,
+            source: new.source.to_string(),
+            account: Some(new.account.to_string()),
+            transfer: new.transfer.map(str::to_string),
+            transfer_reversal: new.transfer_reversal.map(str::to_string),
+            amount: new.amount,
+            fee: 0,
+            net: new.amount,
+            currency: new.currency.to_string(),
+            created,
+            available_on: created,
+            charge_id: String::new(),
+            payment_intent_id: String::new(),
+            session_id: String::new(),
+            client_reference_id: None,
+            metadata: new.metadata.clone(),
+            description: None,
+        };
+        let id = txn.id.clone();
+        push_bounded(&mut self.account_txns, txn);
+        id
     }
 
     /// The platform's available balance in `currency`: every balance transaction whose funds
@@ -544,6 +605,9 @@ impl State {
             id: new_id("txn_", 24),
             kind,
             source: source.to_string(),
+            account: None,
+            transfer: None,
+            transfer_reversal: None,
             amount,
             fee: 0,
             net: amount,
@@ -709,6 +773,9 @@ impl State {
             id: new_id("txn_", 24),
             kind: TXN_CHARGE,
             source: charge_id.clone(),
+            account: None,
+            transfer: None,
+            transfer_reversal: None,
             amount: pi.amount,
             fee,
             net: pi.amount - fee,
@@ -745,6 +812,31 @@ impl State {
         push_bounded(&mut self.balance_txns, txn);
         self.charges.insert(charge_id.clone(), charge);
         Some(charge_id)
+    }
+}
+
+/// What [`State::account_txn`] writes.
+pub struct AccountTxn<'a> {
+    pub account: &'a str,
+    pub kind: &'static str,
+    pub source: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub metadata: &'a BTreeMap<String, String>,
+    pub transfer: Option<&'a str>,
+    pub transfer_reversal: Option<&'a str>,
+}
+
+/// Stripe's `reporting_category` of a balance transaction `type`. The platform's types keep
+/// their own name (as the sandbox always showed them); of a connected account's, Stripe's
+/// reporting-categories guide folds `payment` into `charge` and `payment_refund` into `refund`,
+/// and counts a failed payout as a `payout_reversal`.
+pub fn reporting_category(kind: &'static str) -> &'static str {
+    match kind {
+        TXN_PAYMENT => TXN_CHARGE,
+        TXN_PAYMENT_REFUND => TXN_REFUND,
+        TXN_PAYOUT_FAILURE => "payout_reversal",
+        other => other,
     }
 }
 
