@@ -2461,7 +2461,7 @@ mod tests {
         );
         assert_eq!(resp.status, 400, "nothing left to reverse");
         let kinds: Vec<&str> = st.balance_txns.iter().map(|t| t.kind).collect();
-        assert!(kinds.ends_with(&["transfer", "transfer_reversal"]), "{kinds:?}");
+        assert!(kinds.ends_with(&["transfer", "transfer_refund"]), "{kinds:?}");
         let types: Vec<&str> = st.events.values().map(|e| e.event_type.as_str()).collect();
         for t in ["transfer.created", "transfer.reversed"] {
             assert!(types.contains(&t), "{t}: {types:?}");
@@ -2735,12 +2735,18 @@ mod tests {
             .iter()
             .map(|t| t["type"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["transfer", "transfer_reversal", "transfer", "charge"]);
+        assert_eq!(kinds, ["transfer", "transfer_refund", "transfer", "charge"]);
         assert!(platform["data"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|t| t["sandbox"]["checkout_session"].is_string() && t["reporting_category"] == t["type"]));
+            .all(|t| t["sandbox"]["checkout_session"].is_string()
+                && t["reporting_category"]
+                    == if t["type"] == "transfer_refund" {
+                        "transfer_reversal"
+                    } else {
+                        t["type"].as_str().unwrap()
+                    }));
         assert_eq!(st.balance_txns.len(), 4);
         assert_eq!(st.platform_available("usd"), available - 1500 + 500 - 1000);
         let (resp, _) = call(

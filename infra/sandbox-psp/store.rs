@@ -269,13 +269,13 @@ pub struct IdemRecord {
     pub request_id: String,
 }
 
-/// `BalanceTxn::kind` values (Stripe's balance transaction `type`, which is also its
-/// `reporting_category` for these three).
+/// `BalanceTxn::kind` values (Stripe's balance transaction `type`; a transfer's reversal is
+/// `transfer_refund`, reported under the category `transfer_reversal`).
 pub const TXN_CHARGE: &str = "charge";
 pub const TXN_REFUND: &str = "refund";
 pub const TXN_REFUND_FAILURE: &str = "refund_failure";
 pub const TXN_TRANSFER: &str = "transfer";
-pub const TXN_TRANSFER_REVERSAL: &str = "transfer_reversal";
+pub const TXN_TRANSFER_REVERSAL: &str = "transfer_refund";
 /// A connected account's side of Connect: a transfer arriving (the transfer's
 /// `destination_payment`, `py_…`), a reversal leaving (the reversal's
 /// `destination_payment_refund`, `pyr_…`), a payout, and a failed payout's money coming back.
@@ -827,12 +827,13 @@ pub struct AccountTxn<'a> {
     pub transfer_reversal: Option<&'a str>,
 }
 
-/// Stripe's `reporting_category` of a balance transaction `type`. The platform's types keep
-/// their own name (as the sandbox always showed them); of a connected account's, Stripe's
-/// reporting-categories guide folds `payment` into `charge` and `payment_refund` into `refund`,
-/// and counts a failed payout as a `payout_reversal`.
+/// Stripe's `reporting_category` of a balance transaction `type`: the platform's are their
+/// own name but a transfer's reversal (`transfer_refund` → `transfer_reversal`); of a
+/// connected account's, Stripe's reporting-categories guide folds `payment` into `charge` and
+/// `payment_refund` into `refund`, and counts a failed payout as a `payout_reversal`.
 pub fn reporting_category(kind: &'static str) -> &'static str {
     match kind {
+        TXN_TRANSFER_REVERSAL => "transfer_reversal",
         TXN_PAYMENT => TXN_CHARGE,
         TXN_PAYMENT_REFUND => TXN_REFUND,
         TXN_PAYOUT_FAILURE => "payout_reversal",
