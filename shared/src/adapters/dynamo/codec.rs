@@ -63,6 +63,17 @@ pub fn parse<T, E: std::fmt::Display>(
     f(get_s(item, name)?).map_err(|e| StoreError::Corrupt(format!("attribute {name}: {e}")))
 }
 
+/// An optional attribute parsed by `f` when present.
+pub fn opt_parse<T, E: std::fmt::Display>(
+    item: &Item,
+    name: &str,
+    f: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, StoreError> {
+    opt_s(item, name)?
+        .map(|v| f(v).map_err(|e| StoreError::Corrupt(format!("attribute {name}: {e}"))))
+        .transpose()
+}
+
 pub fn unavailable<E: std::error::Error>(op: &str, e: E) -> StoreError {
     // The SDK's Display is terse; the source chain says what actually failed.
     let mut msg = format!("{op}: {e}");

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 
-use super::codec::{built, get_n, get_s, get_time, n, opt_n, opt_s, parse, s, time, unavailable, Item};
+use super::codec::{
+    built, get_n, get_s, get_time, n, opt_n, opt_parse, opt_s, parse, s, time, unavailable, Item,
+};
 use super::idempotency::completion_update;
 use super::tx::{put_if_absent, transact};
 use super::DynamoStore;
@@ -130,16 +132,6 @@ fn status(item: &Item) -> Result<PaymentStatus, StoreError> {
     parse(item, "payment_status", str::parse::<PaymentStatus>)
 }
 
-fn opt_parse<T, E: std::fmt::Display>(
-    item: &Item,
-    name: &str,
-    f: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<Option<T>, StoreError> {
-    opt_s(item, name)?
-        .map(|v| f(v).map_err(|e| StoreError::Corrupt(format!("attribute {name}: {e}"))))
-        .transpose()
-}
-
 pub fn checkout_from(item: &Item) -> Result<Checkout, StoreError> {
     let ids = match item.get("payment_order_ids") {
         Some(AttributeValue::L(list)) => list
@@ -182,10 +174,7 @@ pub fn payment_order_from(item: &Item) -> Result<PaymentOrder, StoreError> {
         checkout_id: parse(item, "checkout_id", CheckoutId::parse)?,
         account_id: parse(item, "account_id", AccountId::parse)?,
         order_id: parse(item, "order_id", OrderId::parse)?,
-        sub_order_id: opt_s(item, "sub_order_id")?
-            .map(SubOrderId::parse)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        sub_order_id: opt_parse(item, "sub_order_id", SubOrderId::parse)?,
         buyer_id: parse(item, "buyer_id", BuyerId::parse)?,
         seller_id: parse(item, "seller_id", SellerId::parse)?,
         amount: Money::from_minor(get_n(item, "amount_minor")?, order_currency),

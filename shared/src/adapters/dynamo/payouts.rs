@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::codec::{built, get_n, get_time, n, opt_n, opt_s, parse, s, time, unavailable, Item};
+use super::codec::{built, get_n, get_time, n, opt_n, opt_parse, opt_s, parse, s, time, unavailable, Item};
 use super::tx::{put_if_absent, Cancelled};
 use super::wallets::wallet_key;
 use super::webhooks::{marker_item, outbox_item};
@@ -99,22 +99,10 @@ pub fn payout_from(item: &Item) -> Result<Payout, StoreError> {
         status: parse(item, "payout_status", str::parse::<PayoutStatus>)?,
         automatic,
         destination: parse(item, "destination", PspAccountId::parse)?,
-        psp_transfer: opt_s(item, "psp_ref")?
-            .map(PspTransferId::parse)
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?,
-        psp_payout: opt_s(item, "psp_payout_id")?
-            .map(PspPayoutId::parse)
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?,
-        psp_reversal: opt_s(item, "psp_reversal_id")?
-            .map(PspTransferReversalId::parse)
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?,
-        arrival_date: opt_s(item, "arrival_date")?
-            .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?,
+        psp_transfer: opt_parse(item, "psp_ref", PspTransferId::parse)?,
+        psp_payout: opt_parse(item, "psp_payout_id", PspPayoutId::parse)?,
+        psp_reversal: opt_parse(item, "psp_reversal_id", PspTransferReversalId::parse)?,
+        arrival_date: opt_parse(item, "arrival_date", |d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))?,
         failure_code: opt_s(item, "failure_code")?.map(str::to_owned),
         failure_message: opt_s(item, "failure_message")?.map(str::to_owned),
         created_at: get_time(item, "created_at")?,

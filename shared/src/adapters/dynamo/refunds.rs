@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::codec::{built, get_n, get_time, n, opt_n, opt_s, parse, s, time, unavailable, Item};
+use super::codec::{built, get_n, get_time, n, opt_n, opt_parse, opt_s, parse, s, time, unavailable, Item};
 use super::cursor::Cursors;
 use super::pay_in::{order_refunds_from, payment_order_key, AMOUNT_REFUNDED, FEE_REFUNDED, REFUND_RESERVED};
 use super::tx::{put_if_absent, transact, Cancelled};
@@ -134,10 +134,7 @@ pub fn refund_from(item: &Item) -> Result<Refund, StoreError> {
         order_fee: money("order_fee_minor")?,
         seller_held: money("seller_held_minor")?,
         split,
-        psp_refund: opt_s(item, "psp_ref")?
-            .map(PspRefundId::parse)
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?,
+        psp_refund: opt_parse(item, "psp_ref", PspRefundId::parse)?,
         failure_code: opt_s(item, "failure_code")?.map(str::to_owned),
         failure_message: opt_s(item, "failure_message")?.map(str::to_owned),
         created_at: get_time(item, "created_at")?,
