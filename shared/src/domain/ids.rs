@@ -71,6 +71,14 @@ macro_rules! minted_id {
                 $name(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
             }
 
+            /// The id that `seed` always gives (SHA-256, its first 128 bits): the same input,
+            /// the same id, so a retried write finds what its first attempt wrote.
+            pub fn derived(seed: &str) -> Self {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(seed.as_bytes());
+                $name(format!("{}{}", $prefix, hex::encode(&digest[..16])))
+            }
+
             /// Parses an id received from outside (a path parameter, a stored item).
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 let hex = s.strip_prefix($prefix).ok_or(IdError::Format { kind: $kind })?;
@@ -117,6 +125,14 @@ minted_id!(
 minted_id!(
     /// One payout of a seller's balance to their bank; the PSP's idempotency keys derive from it.
     PayoutId, "pout_", "payout"
+);
+minted_id!(
+    /// One reconciliation run: derived from its file's SHA-256, so the same content is one run.
+    ReconRunId, "recon_", "reconciliation run"
+);
+minted_id!(
+    /// One break of a run: derived from the run and what broke, so a retried run rewrites it.
+    BreakId, "brk_", "break"
 );
 minted_id!(
     /// An API key's public id (the key itself is never stored).

@@ -14,6 +14,7 @@ pub mod pay_in;
 pub mod payouts;
 pub mod psp;
 pub mod rate_limit;
+pub mod reconciliation;
 pub mod refunds;
 pub mod time;
 

@@ -22,7 +22,10 @@ pub fn shard_count(account: &LedgerAccount) -> u32 {
         LedgerAccount::PspReceivable
         | LedgerAccount::PlatformFeeRevenue
         | LedgerAccount::Bank(_)
-        | LedgerAccount::Refunds => PLATFORM_SHARDS,
+        | LedgerAccount::Refunds
+        | LedgerAccount::PspFeeExpense
+        | LedgerAccount::BankInTransit
+        | LedgerAccount::Suspense => PLATFORM_SHARDS,
     }
 }
 

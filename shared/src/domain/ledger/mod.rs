@@ -11,6 +11,9 @@
 //! | `seller_payout_clearing:<seller_id>` | liability [credit] | payouts sent to the PSP, not yet confirmed (payouts) |
 //! | `bank:<account>` | asset [debit] | our bank account (settlement, reconciliation) |
 //! | `refunds` | contra-income [debit] | refunds given back to buyers (refunds) |
+//! | `psp_fee_expense` | expense [debit] | the PSP's processing fees, booked from its settlement file (reconciliation) |
+//! | `bank_in_transit` | asset [debit] | the platform's payouts from the PSP to its bank, not yet on a bank statement (reconciliation) |
+//! | `suspense` | liability [credit] | PSP balance moves nobody has explained yet (adjustments): a person clears it (reconciliation) |
 //!
 //! The design's "debit buyer, credit seller" becomes: a buyer's payment of A with fee F is
 //! **debit `psp_receivable` A, credit `seller_payable:<seller>` A−F, credit
@@ -37,6 +40,7 @@ pub enum AccountType {
     Liability,
     Income,
     ContraIncome,
+    Expense,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,15 +51,21 @@ pub enum LedgerAccount {
     SellerPayoutClearing(SellerId),
     Bank(String),
     Refunds,
+    PspFeeExpense,
+    BankInTransit,
+    Suspense,
 }
 
 impl LedgerAccount {
     pub fn account_type(&self) -> AccountType {
         match self {
-            LedgerAccount::PspReceivable | LedgerAccount::Bank(_) => AccountType::Asset,
-            LedgerAccount::SellerPayable(_) | LedgerAccount::SellerPayoutClearing(_) => {
-                AccountType::Liability
+            LedgerAccount::PspReceivable | LedgerAccount::Bank(_) | LedgerAccount::BankInTransit => {
+                AccountType::Asset
             }
+            LedgerAccount::SellerPayable(_)
+            | LedgerAccount::SellerPayoutClearing(_)
+            | LedgerAccount::Suspense => AccountType::Liability,
+            LedgerAccount::PspFeeExpense => AccountType::Expense,
             LedgerAccount::PlatformFeeRevenue => AccountType::Income,
             LedgerAccount::Refunds => AccountType::ContraIncome,
         }
@@ -64,7 +74,7 @@ impl LedgerAccount {
     /// Debit-normal accounts grow with debits; the others with credits.
     pub fn normal_direction(&self) -> Direction {
         match self.account_type() {
-            AccountType::Asset | AccountType::ContraIncome => Direction::Debit,
+            AccountType::Asset | AccountType::ContraIncome | AccountType::Expense => Direction::Debit,
             AccountType::Liability | AccountType::Income => Direction::Credit,
         }
     }
@@ -76,6 +86,9 @@ impl LedgerAccount {
                 "psp_receivable" => LedgerAccount::PspReceivable,
                 "platform_fee_revenue" => LedgerAccount::PlatformFeeRevenue,
                 "refunds" => LedgerAccount::Refunds,
+                "psp_fee_expense" => LedgerAccount::PspFeeExpense,
+                "bank_in_transit" => LedgerAccount::BankInTransit,
+                "suspense" => LedgerAccount::Suspense,
                 _ => return Err(format!("unknown ledger account {s:?}")),
             },
             Some(("seller_payable", id)) => LedgerAccount::SellerPayable(seller(id)?),
@@ -95,6 +108,9 @@ impl fmt::Display for LedgerAccount {
             LedgerAccount::SellerPayoutClearing(s) => write!(f, "seller_payout_clearing:{s}"),
             LedgerAccount::Bank(b) => write!(f, "bank:{b}"),
             LedgerAccount::Refunds => f.write_str("refunds"),
+            LedgerAccount::PspFeeExpense => f.write_str("psp_fee_expense"),
+            LedgerAccount::BankInTransit => f.write_str("bank_in_transit"),
+            LedgerAccount::Suspense => f.write_str("suspense"),
         }
     }
 }
