@@ -3,7 +3,7 @@
 
 use crate::faults::FaultRequest;
 use crate::refunds::{RefundFlow, RefundStatus, SettleError, FAILURE_REASONS};
-use crate::store::{self, format_minor, Cause, SessionStatus, State};
+use crate::store::{self, Cause, SessionStatus, State};
 use crate::{stripe_error, unrecognized, App, Req, Resp};
 use serde_json::{json, Value};
 
@@ -158,7 +158,7 @@ pub fn handle(app: &App, req: &Req) -> Resp {
                 .and_hms_opt(0, 0, 0)
                 .map(|d| d.and_utc().timestamp())
                 .unwrap_or(0);
-            let csv = settlement_csv(&app.lock(), start, start + 86_400);
+            let csv = crate::reports::settlement_csv(&app.lock(), start, start + 86_400);
             Resp::text(200, "text/csv; charset=utf-8", csv).with_header(
                 "Content-Disposition",
                 &format!("attachment; filename=\"settlement-{date}.csv\""),
@@ -333,144 +333,10 @@ pub fn async_payment(st: &mut State, id: &str, outcome: &str, public_url: &str) 
     }
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-pub const SETTLEMENT_COLUMNS: &str =
-    "balance_transaction_id,created_utc,available_on_utc,currency,gross,fee,net,\
-reporting_category,source_id,description,customer_facing_amount,automatic_payout_id,charge_id,\
-payment_intent_id,checkout_session_id,client_reference_id";
-
-/// The platform's balance transactions (never a connected account's: those are in
-/// `State::account_txns`) created in `[from, to)`, oldest first, in the columns of Stripe's
-/// balance-change / payout-reconciliation report (amounts in major units, exactly). A refund row
-/// has a negative gross and its refund as `source_id`; `charge_id` is the refunded charge.
-pub fn settlement_csv(st: &State, from: i64, to: i64) -> String {
-    let mut out = String::from(SETTLEMENT_COLUMNS);
-    out.push('\n');
-    let mut rows: Vec<&store::BalanceTxn> = st
-        .balance_txns
-        .iter()
-        .filter(|t| t.created >= from && t.created < to)
-        .collect();
-    rows.sort_by_key(|t| t.created);
-    for t in rows {
-        let fields = [
-            t.id.clone(),
-            store::utc_text(t.created),
-            store::utc_text(t.available_on),
-            t.currency.clone(),
-            format_minor(t.amount, &t.currency),
-            format_minor(t.fee, &t.currency),
-            format_minor(t.net, &t.currency),
-            t.kind.to_string(),
-            t.source.clone(),
-            t.description.clone().unwrap_or_default(),
-            format_minor(t.amount, &t.currency),
-            String::new(),
-            t.charge_id.clone(),
-            t.payment_intent_id.clone(),
-            t.session_id.clone(),
-            t.client_reference_id.clone().unwrap_or_default(),
-        ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-
-    #[test]
-    fn settlement_rows_are_exact_and_quoted() {
-        let mut st = State::new("whsec_x".into());
-        let t = 1_795_595_400; // 2026-11-25 08:30:00 UTC
-        for (amount, currency, cref) in [
-            (9999, "usd", "po_1"),
-            (12_345, "kwd", "a,\"b\""),
-            (5000, "jpy", ""),
-        ] {
-            let fee = store::fee_for(amount, currency);
-            st.balance_txns.push_back(store::BalanceTxn {
-                id: format!("txn_{currency}"),
-                kind: store::TXN_CHARGE,
-                source: "ch_1".into(),
-                account: None,
-                transfer: None,
-                transfer_reversal: None,
-                amount,
-                fee,
-                net: amount - fee,
-                currency: currency.into(),
-                created: t,
-                available_on: store::available_on(t),
-                charge_id: "ch_1".into(),
-                payment_intent_id: "pi_1".into(),
-                session_id: "cs_test_1".into(),
-                client_reference_id: Some(cref.to_string()).filter(|c| !c.is_empty()),
-                metadata: BTreeMap::new(),
-                description: None,
-            });
-        }
-        // A refund of 10.00 of the USD charge, and its later failure: no fee, the refund as the
-        // source, the charge as charge_id.
-        for (kind, amount, at) in [
-            (store::TXN_REFUND, -1000, t + 1),
-            (store::TXN_REFUND_FAILURE, 1000, t + 2),
-        ] {
-            st.balance_txns.push_back(store::BalanceTxn {
-                id: format!("txn_{kind}"),
-                kind,
-                source: "re_1".into(),
-                account: None,
-                transfer: None,
-                transfer_reversal: None,
-                amount,
-                fee: 0,
-                net: amount,
-                currency: "usd".into(),
-                created: at,
-                available_on: at,
-                charge_id: "ch_1".into(),
-                payment_intent_id: "pi_1".into(),
-                session_id: "cs_test_1".into(),
-                client_reference_id: Some("po_1".into()),
-                metadata: BTreeMap::new(),
-                description: None,
-            });
-        }
-        let csv = settlement_csv(&st, t - 100, t + 100);
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], SETTLEMENT_COLUMNS);
-        assert_eq!(
-            lines[1],
-            "txn_usd,2026-11-25 08:30:00,2026-11-27 00:00:00,usd,99.99,3.20,96.79,charge,ch_1,,99.99,,ch_1,pi_1,cs_test_1,po_1"
-        );
-        assert!(
-            lines[2].starts_with("txn_kwd,2026-11-25 08:30:00,2026-11-27 00:00:00,kwd,12.345,0.658,11.687,")
-        );
-        assert!(lines[2].ends_with(",\"a,\"\"b\"\"\""));
-        assert!(lines[3].contains(",jpy,5000,145,4855,"));
-        assert_eq!(
-            lines[4],
-            "txn_refund,2026-11-25 08:30:01,2026-11-25 08:30:01,usd,-10.00,0.00,-10.00,refund,re_1,,-10.00,,ch_1,pi_1,cs_test_1,po_1"
-        );
-        assert_eq!(
-            lines[5],
-            "txn_refund_failure,2026-11-25 08:30:02,2026-11-25 08:30:02,usd,10.00,0.00,10.00,refund_failure,re_1,,10.00,,ch_1,pi_1,cs_test_1,po_1"
-        );
-        assert_eq!(lines.len(), 6);
-        assert_eq!(settlement_csv(&st, 0, 1).lines().count(), 1);
-    }
 
     #[test]
     fn async_outcomes() {

@@ -5,6 +5,7 @@
 use crate::connect;
 use crate::form::{self, Node};
 use crate::refunds::Refund;
+use crate::reports;
 use crate::store::{self, Cause, Endpoint, LineItem, PaymentIntent, Session, SessionStatus, State};
 use crate::{stripe_error, unrecognized, App, Req, Resp};
 use base64::Engine;
@@ -42,11 +43,11 @@ impl Ctx<'_> {
 
 // --- errors ------------------------------------------------------------------------------------
 
-fn invalid(message: &str, param: Option<&str>) -> Resp {
+pub(crate) fn invalid(message: &str, param: Option<&str>) -> Resp {
     stripe_error(400, "invalid_request_error", None, message, param)
 }
 
-fn invalid_code(code: &str, message: &str, param: &str) -> Resp {
+pub(crate) fn invalid_code(code: &str, message: &str, param: &str) -> Resp {
     stripe_error(400, "invalid_request_error", Some(code), message, Some(param))
 }
 
@@ -58,7 +59,7 @@ fn unknown_param(param: &str) -> Resp {
     )
 }
 
-fn missing(param: &str) -> Resp {
+pub(crate) fn missing(param: &str) -> Resp {
     invalid_code(
         "parameter_missing",
         &format!("Missing required param: {param}."),
@@ -66,7 +67,7 @@ fn missing(param: &str) -> Resp {
     )
 }
 
-fn no_such(kind: &str, id: &str, param: &str) -> Resp {
+pub(crate) fn no_such(kind: &str, id: &str, param: &str) -> Resp {
     stripe_error(
         404,
         "invalid_request_error",
@@ -85,7 +86,7 @@ fn child(prefix: &str, key: &str) -> String {
 }
 
 /// Every key of the hash `node` (named `prefix`) must be in `allowed`.
-fn only(node: &Node, allowed: &[&str], prefix: &str) -> Result<(), Resp> {
+pub(crate) fn only(node: &Node, allowed: &[&str], prefix: &str) -> Result<(), Resp> {
     match node {
         Node::Map(m) => {
             for k in m.keys() {
@@ -99,7 +100,7 @@ fn only(node: &Node, allowed: &[&str], prefix: &str) -> Result<(), Resp> {
     }
 }
 
-fn string<'n>(node: Option<&'n Node>, param: &str) -> Result<Option<&'n str>, Resp> {
+pub(crate) fn string<'n>(node: Option<&'n Node>, param: &str) -> Result<Option<&'n str>, Resp> {
     match node {
         None => Ok(None),
         Some(Node::Str(s)) => Ok(Some(s)),
@@ -110,14 +111,14 @@ fn string<'n>(node: Option<&'n Node>, param: &str) -> Result<Option<&'n str>, Re
     }
 }
 
-fn required<'n>(node: Option<&'n Node>, param: &str) -> Result<&'n str, Resp> {
+pub(crate) fn required<'n>(node: Option<&'n Node>, param: &str) -> Result<&'n str, Resp> {
     match string(node, param)? {
         Some(s) if !s.is_empty() => Ok(s),
         _ => Err(missing(param)),
     }
 }
 
-fn integer(s: &str, param: &str) -> Result<i64, Resp> {
+pub(crate) fn integer(s: &str, param: &str) -> Result<i64, Resp> {
     let digits = s.strip_prefix('-').unwrap_or(s);
     if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid_code(
@@ -212,7 +213,7 @@ pub fn metadata(node: Option<&Node>, param: &str) -> Result<BTreeMap<String, Str
 }
 
 /// `expand[]` values, each of which must be in `allowed`.
-fn expand(root: &Node, allowed: &[&str]) -> Result<Vec<String>, Resp> {
+pub(crate) fn expand(root: &Node, allowed: &[&str]) -> Result<Vec<String>, Resp> {
     let Some(node) = root.get("expand") else {
         return Ok(Vec::new());
     };
@@ -499,12 +500,19 @@ fn dispatch(st: &mut State, ctx: &Ctx, req: &Req, pairs: &[(String, String)]) ->
         }
         (["balance_transactions"], _, true) => list_balance_txns(st, req, &root),
         (["balance_transactions", id], _, true) => retrieve_balance_txn(st, req, &root, id),
+        (["reporting", "report_runs"], true, _) => reports::create_run(st, ctx, &root),
+        (["reporting", "report_runs"], _, true) => reports::list_runs(st, &root),
+        (["reporting", "report_runs", id], _, true) => reports::retrieve_run(st, &root, id),
+        (["reporting", "report_types"], _, true) => reports::list_types(st, &root),
+        (["reporting", "report_types", id], _, true) => reports::retrieve_type(st, &root, id),
+        (["files", id], _, true) => reports::retrieve_file(st, &root, id),
+        (["files", id, "contents"], _, true) => reports::file_contents(st, &root, id),
         _ => Err(unrecognized(req)),
     };
     result.unwrap_or_else(|e| e)
 }
 
-type Out = Result<Resp, Resp>;
+pub(crate) type Out = Result<Resp, Resp>;
 
 // --- Checkout Sessions ---------------------------------------------------------------------------
 
@@ -892,13 +900,13 @@ const REFUND_REASONS: &[&str] = &["duplicate", "fraudulent", "requested_by_custo
 
 /// Apply the refund moves already due before a read, so that what a client reads never lags
 /// the settle time (the background tick would within 50 ms).
-fn settle_due(st: &mut State) {
+pub(crate) fn settle_due(st: &mut State) {
     st.settle_due_refunds(store::now_ms());
     st.settle_due_payouts(store::now_ms());
 }
 
 /// `1.50 USD`: how refusal messages show an amount.
-fn money(amount: i64, currency: &str) -> String {
+pub(crate) fn money(amount: i64, currency: &str) -> String {
     format!(
         "{} {}",
         store::format_minor(amount, currency),
@@ -1059,7 +1067,7 @@ fn list_charge_refunds(st: &mut State, root: &Node, id: &str) -> Out {
 
 // --- lists ---------------------------------------------------------------------------------------
 
-fn list(data: Vec<Value>, has_more: bool, url: &str) -> Resp {
+pub(crate) fn list(data: Vec<Value>, has_more: bool, url: &str) -> Resp {
     Resp::json(
         200,
         &json!({"object": "list", "data": data, "has_more": has_more, "url": url}),
@@ -1078,7 +1086,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn parse(root: &Node) -> Result<ListQuery, Resp> {
+    pub(crate) fn parse(root: &Node) -> Result<ListQuery, Resp> {
         let mut q = ListQuery {
             limit: 10,
             ..ListQuery::default()
@@ -1120,7 +1128,7 @@ impl ListQuery {
         Ok(q)
     }
 
-    fn created_ok(&self, t: i64) -> bool {
+    pub(crate) fn created_ok(&self, t: i64) -> bool {
         self.gt.is_none_or(|v| t > v)
             && self.gte.is_none_or(|v| t >= v)
             && self.lt.is_none_or(|v| t < v)
@@ -1128,7 +1136,7 @@ impl ListQuery {
     }
 
     /// One page of `all` (newest first) kept by `keep`, after/before the cursors.
-    fn page<'a, T>(
+    pub(crate) fn page<'a, T>(
         &self,
         all: &[&'a T],
         id_of: impl Fn(&T) -> &str,
@@ -2759,7 +2767,7 @@ mod tests {
             ),
         );
         assert_eq!(resp.status, 404, "a connected account's id is not the platform's");
-        let csv = crate::admin::settlement_csv(&st, 0, i64::MAX);
+        let csv = crate::reports::settlement_csv(&st, 0, i64::MAX);
         assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
         for t in st.account_txns.iter() {
             assert!(!csv.contains(&t.id));
@@ -3220,6 +3228,7 @@ mod tests {
                 webhook_timeout_ms: 1000,
                 refund_settle_ms: 1000,
                 payout_settle_ms: 1000,
+                report_run_ms: 300,
                 exit_on_stdin_eof: false,
             },
             state: std::sync::Mutex::new(st),

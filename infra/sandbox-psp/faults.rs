@@ -1,9 +1,11 @@
 //! Fault injection for tests (`POST /__sandbox/faults`). Counters are consumed one per API call
 //! (under `/v1`) or one per webhook delivery (an event to one endpoint, first attempt).
 
+use crate::reports::ReportFaults;
 use crate::webhooks::Job;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 #[derive(Debug, Default)]
 pub struct Faults {
@@ -26,6 +28,11 @@ pub struct Faults {
     /// While true, deliveries queue up; `hold: false` releases them in order.
     pub hold: bool,
     pub held: Vec<Job>,
+    /// Checkout Sessions none of whose events (the session's, its PaymentIntent's, its
+    /// charges') is ever delivered: recorded, `pending_webhooks` left as it was.
+    pub drop_sessions: BTreeSet<String>,
+    /// Faults applied to every report rendered (report runs, settlement CSV).
+    pub report: ReportFaults,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +60,8 @@ pub struct WebhookFaults {
     pub late_next: Option<u32>,
     pub late_by_s: Option<i64>,
     pub hold: Option<bool>,
+    /// Checkout Session ids (`cs_…`) added to the sessions whose events are never delivered.
+    pub drop_sessions: Option<Vec<String>>,
 }
 
 /// Longest injected API delay (10 minutes).
@@ -111,6 +120,10 @@ impl Faults {
             } else if let Some(s) = w.late_by_s {
                 self.late_by_s = s;
             }
+            if let Some(ids) = w.drop_sessions {
+                self.drop_sessions
+                    .extend(ids.into_iter().filter(|i| !i.is_empty()));
+            }
             if let Some(h) = w.hold {
                 self.hold = h;
                 if !h {
@@ -136,7 +149,8 @@ impl Faults {
             "webhooks": {"drop_next": self.drop_next, "duplicate_next": self.duplicate_next,
                          "reorder_next": self.reorder_next, "reorder_buffered": self.reorder_buffer.len(),
                          "late_next": self.late_next, "late_by_s": self.late_by_s,
-                         "hold": self.hold, "held": self.held.len()},
+                         "hold": self.hold, "held": self.held.len(),
+                         "drop_sessions": self.drop_sessions},
         })
     }
 

@@ -15,6 +15,7 @@ mod faults;
 mod form;
 mod page;
 mod refunds;
+mod reports;
 mod store;
 mod webhooks;
 
@@ -49,7 +50,8 @@ environment:
   SANDBOX_WEBHOOK_ATTEMPTS_MAX=8        attempts per delivery, the first included
   SANDBOX_WEBHOOK_TIMEOUT_MS=5000       an endpoint slower than this counts as failed
   SANDBOX_REFUND_SETTLE_MS=1000         delayed refund moves (test cards 7726, 5126) happen this long after creation
-  SANDBOX_PAYOUT_SETTLE_MS=1000         a connected account's payout is in_transit half this long after creation, then paid or failed";
+  SANDBOX_PAYOUT_SETTLE_MS=1000         a connected account's payout is in_transit half this long after creation, then paid or failed
+  SANDBOX_REPORT_RUN_MS=300             a report run succeeds (its CSV is rendered) this long after creation";
 
 const BODY_BYTES_MAX: usize = 1 << 20;
 
@@ -63,6 +65,7 @@ pub struct Config {
     pub webhook_timeout_ms: u64,
     pub refund_settle_ms: u64,
     pub payout_settle_ms: u64,
+    pub report_run_ms: u64,
     pub exit_on_stdin_eof: bool,
 }
 
@@ -230,6 +233,7 @@ fn config() -> Result<Config, String> {
         webhook_timeout_ms: env_number("SANDBOX_WEBHOOK_TIMEOUT_MS", 5000)?,
         refund_settle_ms: env_number("SANDBOX_REFUND_SETTLE_MS", store::REFUND_SETTLE_MS_DEFAULT)?,
         payout_settle_ms: env_number("SANDBOX_PAYOUT_SETTLE_MS", store::PAYOUT_SETTLE_MS_DEFAULT)?,
+        report_run_ms: env_number("SANDBOX_REPORT_RUN_MS", reports::REPORT_RUN_MS_DEFAULT)?,
         exit_on_stdin_eof,
     })
 }
@@ -283,6 +287,7 @@ async fn run(cfg: Config, listener: std::net::TcpListener) -> i32 {
     let mut state = State::new(cfg.webhook_secret.clone());
     state.refund_settle_ms = i64::try_from(cfg.refund_settle_ms).unwrap_or(i64::MAX);
     state.payout_settle_ms = i64::try_from(cfg.payout_settle_ms).unwrap_or(i64::MAX);
+    state.report_run_ms = i64::try_from(cfg.report_run_ms).unwrap_or(i64::MAX);
     let app = Arc::new(App {
         state: Mutex::new(state),
         cfg,
@@ -382,6 +387,7 @@ async fn refund_settler(app: Arc<App>) {
         app.with_state(|st| {
             st.settle_due_refunds(store::now_ms());
             st.settle_due_payouts(store::now_ms());
+            st.settle_due_reports(store::now_ms());
         });
     }
 }

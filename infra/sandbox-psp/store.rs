@@ -338,6 +338,15 @@ pub struct State {
     /// A payout goes `in_transit` half this long after creation, and is `paid` or `failed`
     /// (its bank account decides) this long after (`SANDBOX_PAYOUT_SETTLE_MS`).
     pub payout_settle_ms: i64,
+    /// Report runs by id, their ids oldest first, and when the pending ones succeed (due at,
+    /// ms; run id). A run succeeds `report_run_ms` after creation (`SANDBOX_REPORT_RUN_MS`).
+    pub report_runs: HashMap<String, crate::reports::ReportRun>,
+    pub report_run_order: VecDeque<String>,
+    pub report_timers: BTreeSet<(i64, String)>,
+    pub report_run_ms: i64,
+    /// Files (a report run's CSV) by id, and their ids oldest first.
+    pub files: HashMap<String, crate::reports::StoredFile>,
+    pub file_order: VecDeque<String>,
 }
 
 /// Default of `SANDBOX_PAYOUT_SETTLE_MS`.
@@ -387,6 +396,12 @@ impl State {
             payout_timers: BTreeSet::new(),
             payout_settle_ms: PAYOUT_SETTLE_MS_DEFAULT as i64,
             refund_settle_ms: REFUND_SETTLE_MS_DEFAULT as i64,
+            report_runs: HashMap::new(),
+            report_run_order: VecDeque::new(),
+            report_timers: BTreeSet::new(),
+            report_run_ms: crate::reports::REPORT_RUN_MS_DEFAULT as i64,
+            files: HashMap::new(),
+            file_order: VecDeque::new(),
         }
     }
 
