@@ -62,6 +62,26 @@ pub fn handle(app: &App, req: &Req) -> Resp {
                 Err(msg) => bad(&msg),
             }
         }
+        (["report_faults"], true, _) => Resp::json(200, &app.lock().faults.report.describe()),
+        (["report_faults"], _, true) => {
+            let parsed: crate::reports::ReportFaults = match json_body(req).and_then(|v| {
+                serde_json::from_value(v).map_err(|e| bad(&format!("invalid report fault request: {e}")))
+            }) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            if let Err(msg) = parsed.validate() {
+                return bad(&msg);
+            }
+            let mut st = app.lock();
+            st.faults.report.merge(parsed);
+            Resp::json(200, &st.faults.report.describe())
+        }
+        (["report_faults"], _, _) if req.method == hyper::Method::DELETE => {
+            let mut st = app.lock();
+            st.faults.report = Default::default();
+            Resp::json(200, &st.faults.report.describe())
+        }
         (["reset"], _, true) => {
             let release = app.lock().faults.reset();
             let released = release.len();
@@ -337,6 +357,109 @@ pub fn async_payment(st: &mut State, id: &str, outcome: &str, public_url: &str) 
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    pub fn test_app(st: State) -> std::sync::Arc<App> {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        std::sync::Arc::new(App {
+            cfg: crate::Config {
+                port: 0,
+                secret_key: "sk_test_unit".into(),
+                webhook_secret: "whsec_x".into(),
+                public_url: "http://127.0.0.1:4000".into(),
+                webhook_retry_base_ms: 1000,
+                webhook_attempts_max: 1,
+                webhook_timeout_ms: 1000,
+                refund_settle_ms: 1000,
+                payout_settle_ms: 1000,
+                report_run_ms: 300,
+                exit_on_stdin_eof: false,
+            },
+            state: std::sync::Mutex::new(st),
+            jobs: tx,
+        })
+    }
+
+    pub fn admin(app: &App, method: hyper::Method, path: &str, body: &str) -> (u16, String) {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let r = Req {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: hyper::HeaderMap::new(),
+            body: bytes::Bytes::from(body.to_string()),
+            peer: "127.0.0.1:1".parse().expect("addr"),
+        };
+        let resp = handle(app, &r);
+        (resp.status, String::from_utf8(resp.body).expect("utf8"))
+    }
+
+    #[test]
+    fn report_faults_are_set_shown_applied_and_cleared() {
+        use hyper::Method;
+        let t0 = 1_795_595_400; // 2026-11-25 08:30:00 UTC
+        let app = test_app(crate::reports::tests::ledger_at(t0));
+        let (status, body) = admin(
+            &app,
+            Method::POST,
+            "/__sandbox/report_faults",
+            r#"{"alter": [{"id": "txn_usd", "gross": "100.00"}], "omit": ["re_1"]}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = admin(
+            &app,
+            Method::POST,
+            "/__sandbox/report_faults",
+            r#"{"duplicate": ["tr_1"], "append_lines": ["x,y"]}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        let shown: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(
+            shown,
+            json!({"alter": [{"id": "txn_usd", "gross": "100.00"}], "omit": ["re_1"],
+                   "duplicate": ["tr_1"], "append_lines": ["x,y"]})
+        );
+        let (_, get) = admin(&app, Method::GET, "/__sandbox/report_faults", "");
+        assert_eq!(serde_json::from_str::<Value>(&get).expect("json"), shown);
+        for bad in [
+            r#"{"nope": []}"#,
+            r#"{"alter": [{"id": "x", "gross": "abc"}]}"#,
+            "[1",
+        ] {
+            assert_eq!(
+                admin(&app, Method::POST, "/__sandbox/report_faults", bad).0,
+                400,
+                "{bad}"
+            );
+        }
+        let (status, csv) = admin(&app, Method::GET, "/__sandbox/settlement.csv?date=2026-11-25", "");
+        assert_eq!(status, 200);
+        let ids: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            ids,
+            ["txn_usd", "txn_kwd", "txn_jpy", "txn_tr", "txn_tr", "txn_trr", "x"]
+        );
+        assert!(csv
+            .lines()
+            .nth(1)
+            .expect("row")
+            .contains(",usd,100.00,3.20,96.80,charge,"));
+        let (status, _) = admin(&app, Method::DELETE, "/__sandbox/report_faults", "");
+        assert_eq!(status, 200);
+        let (_, csv) = admin(&app, Method::GET, "/__sandbox/settlement.csv?date=2026-11-25", "");
+        assert_eq!(csv.lines().count(), 8);
+        admin(
+            &app,
+            Method::POST,
+            "/__sandbox/report_faults",
+            r#"{"omit": ["txn_usd"]}"#,
+        );
+        assert_eq!(admin(&app, Method::POST, "/__sandbox/reset", "").0, 200);
+        assert!(app.lock().faults.report.is_empty(), "reset clears them");
+    }
 
     #[test]
     fn async_outcomes() {

@@ -839,7 +839,7 @@ pub fn file_contents(st: &mut State, root: &Node, id: &str) -> Out {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
     fn txn(
