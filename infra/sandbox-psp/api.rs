@@ -3210,6 +3210,91 @@ mod tests {
         assert_eq!(resp.status, 200);
     }
 
+    /// Fault `drop_sessions`: every event of the session (its own, its PaymentIntent's, its
+    /// charge's) is recorded but never delivered, and stays `delivery_success=false`; another
+    /// session's are sent. The faults reset clears it.
+    #[test]
+    fn a_dropped_sessions_events_are_never_delivered() {
+        let mut st = State::new("whsec_x".into());
+        let (resp, _) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                "/v1/webhook_endpoints",
+                "url=http%3A%2F%2F127.0.0.1%3A9%2Fhook&enabled_events[]=*",
+                None,
+            ),
+        );
+        assert_eq!(resp.status, 200);
+        let (_, s1) = call(
+            &mut st,
+            &req(hyper::Method::POST, "/v1/checkout/sessions", BODY, None),
+        );
+        let (_, s2) = call(
+            &mut st,
+            &req(hyper::Method::POST, "/v1/checkout/sessions", BODY, None),
+        );
+        let (cs1, cs2) = (s1["id"].as_str().unwrap(), s2["id"].as_str().unwrap());
+        let pi1 = s1["payment_intent"].as_str().unwrap().to_string();
+        let fault: crate::faults::FaultRequest =
+            serde_json::from_value(json!({"webhooks": {"drop_sessions": [cs1]}})).expect("fault");
+        st.faults.apply(fault).expect("ok");
+        assert_eq!(st.faults.describe()["webhooks"]["drop_sessions"], json!([cs1]));
+        crate::page::pay(
+            &mut st,
+            cs1,
+            CardOutcome::Declined {
+                decline_code: "generic_decline",
+                message: "Your card was declined.",
+            },
+            "http://x",
+        );
+        crate::page::pay(
+            &mut st,
+            cs1,
+            CardOutcome::Success(RefundFlow::Immediate, store::Funds::Pending),
+            "http://x",
+        );
+        let (resp, _) = refund(&mut st, &format!("payment_intent={pi1}&amount=100"), None);
+        assert_eq!(resp.status, 200);
+        crate::page::pay(
+            &mut st,
+            cs2,
+            CardOutcome::Success(RefundFlow::Immediate, store::Funds::Pending),
+            "http://x",
+        );
+        let sent: Vec<&str> = st.outbox.iter().map(|j| j.event_type.as_str()).collect();
+        // The refund's own events are not the session's: only charge.refunded is dropped.
+        assert_eq!(sent, ["refund.created", "checkout.session.completed"]);
+        let (_, undelivered) = call(
+            &mut st,
+            &req(
+                hyper::Method::GET,
+                "/v1/events?delivery_success=false&limit=100",
+                "",
+                None,
+            ),
+        );
+        let types: Vec<&str> = undelivered["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["pending_webhooks"] == 1)
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert!(types.contains(&"payment_intent.payment_failed"), "{types:?}");
+        assert!(types.contains(&"checkout.session.completed"));
+        assert!(types.contains(&"charge.refunded"));
+        let dropped = st
+            .deliveries
+            .iter()
+            .filter(|d| d["error"].as_str().is_some_and(|e| e.contains("drop_sessions")))
+            .count();
+        assert_eq!(dropped, 3);
+        st.faults.reset();
+        assert!(st.faults.drop_sessions.is_empty());
+    }
+
     #[test]
     fn fault_injection_covers_refunds() {
         let mut st = State::new("whsec_x".into());

@@ -674,17 +674,20 @@ impl State {
             "type": event_type,
         });
         let body = json.to_string();
-        for e in targets {
-            self.outbox.push(Job {
-                event_id: id.clone(),
-                event_type: event_type.to_string(),
-                endpoint_id: e.id.clone(),
-                url: e.url.clone(),
-                secret: e.secret.clone(),
-                body: body.clone(),
-                late_by_s: 0,
-                copy: 0,
-            });
+        if let Some(cs) = self.dropped_session(&json["data"]["object"]) {
+            // Fault `drop_sessions`: recorded, never sent; `pending_webhooks` stays as it is
+            // (as for an event whose deliveries all failed), so `delivery_success=false`.
+            for e in &targets {
+                push_bounded(
+                    &mut self.deliveries,
+                    json!({"event_id": id, "type": event_type, "endpoint": e.id, "url": e.url,
+                           "attempt": 1, "duplicate": false, "signed_at": created, "late_by_s": 0,
+                           "status": null, "ok": false, "at_ms": now_ms(),
+                           "error": format!("dropped by fault injection (drop_sessions: {cs})")}),
+                );
+            }
+        } else {
+            self.queue_deliveries(&id, event_type, &targets, &body);
         }
         if self.event_order.len() >= RECORDS_MAX {
             if let Some(old) = self.event_order.pop_front() {
@@ -702,6 +705,42 @@ impl State {
             },
         );
         id
+    }
+
+    fn queue_deliveries(&mut self, id: &str, event_type: &str, targets: &[Endpoint], body: &str) {
+        for e in targets {
+            self.outbox.push(Job {
+                event_id: id.to_string(),
+                event_type: event_type.to_string(),
+                endpoint_id: e.id.clone(),
+                url: e.url.clone(),
+                secret: e.secret.clone(),
+                body: body.to_string(),
+                late_by_s: 0,
+                copy: 0,
+            });
+        }
+    }
+
+    /// The Checkout Session (in fault `drop_sessions`) an event's object belongs to: the
+    /// session itself, its PaymentIntent, or a charge of that PaymentIntent.
+    fn dropped_session(&self, object: &Value) -> Option<String> {
+        let drop = &self.faults.drop_sessions;
+        if drop.is_empty() {
+            return None;
+        }
+        let pi = match object["object"].as_str()? {
+            "checkout.session" => {
+                let id = object["id"].as_str()?;
+                return drop.contains(id).then(|| id.to_string());
+            }
+            "payment_intent" => object["id"].as_str()?,
+            "charge" => object["payment_intent"].as_str()?,
+            _ => return None,
+        };
+        drop.iter()
+            .find(|cs| self.sessions.get(*cs).is_some_and(|s| s.payment_intent == pi))
+            .cloned()
     }
 
     pub fn delivered(&mut self, event_id: &str) {
