@@ -498,6 +498,7 @@ fn dispatch(st: &mut State, ctx: &Ctx, req: &Req, pairs: &[(String, String)]) ->
         (["webhook_endpoints", id], _, _) if req.method == hyper::Method::DELETE => {
             delete_endpoint(st, &root, id)
         }
+        (["balance"], _, true) => retrieve_balance(st, req, &root),
         (["balance_transactions"], _, true) => list_balance_txns(st, req, &root),
         (["balance_transactions", id], _, true) => retrieve_balance_txn(st, req, &root, id),
         (["reporting", "report_runs"], true, _) => reports::create_run(st, ctx, &root),
@@ -1784,6 +1785,40 @@ fn delete_endpoint(st: &mut State, root: &Node, id: &str) -> Out {
 }
 
 // --- balance transactions ------------------------------------------------------------------------
+
+/// `GET /v1/balance`: the platform's balance from its ledger (net amounts; `available` once
+/// `available_on` has passed, else `pending`), or with `Stripe-Account` that connected
+/// account's (its rows are all available at once). One entry per currency with transactions.
+fn retrieve_balance(st: &mut State, req: &Req, root: &Node) -> Out {
+    only(root, &["expand"], "")?;
+    let account = ledger_account(st, req)?.map(str::to_string);
+    settle_due(st);
+    let now = store::now();
+    let mut sums: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    let rows: Box<dyn Iterator<Item = &store::BalanceTxn>> = match &account {
+        None => Box::new(st.balance_txns.iter()),
+        Some(a) => Box::new(
+            st.account_txns
+                .iter()
+                .filter(move |t| t.account.as_deref() == Some(a.as_str())),
+        ),
+    };
+    for t in rows {
+        let e = sums.entry(t.currency.as_str()).or_default();
+        if t.available_on <= now {
+            e.0 += t.net;
+        } else {
+            e.1 += t.net;
+        }
+    }
+    let entry = |currency: &str, amount: i64| json!({"amount": amount, "currency": currency, "source_types": {"card": amount}});
+    let available: Vec<Value> = sums.iter().map(|(c, (a, _))| entry(c, *a)).collect();
+    let pending: Vec<Value> = sums.iter().map(|(c, (_, p))| entry(c, *p)).collect();
+    Ok(Resp::json(
+        200,
+        &json!({"object": "balance", "available": available, "livemode": false, "pending": pending}),
+    ))
+}
 
 /// The platform's balance transactions, or with `Stripe-Account` that connected account's only.
 /// `payout=po_…`: Stripe lists what an automatic payout paid out; a connected account's payouts
@@ -3293,6 +3328,37 @@ mod tests {
         assert_eq!(dropped, 3);
         st.faults.reset();
         assert!(st.faults.drop_sessions.is_empty());
+    }
+
+    /// `GET /v1/balance`: the platform's available and pending net amounts per currency; with
+    /// `Stripe-Account` the connected account's.
+    #[test]
+    fn balance_of_the_platform_and_of_a_connected_account() {
+        let mut st = State::new("whsec_unit".into());
+        let (_, b) = call(&mut st, &req(hyper::Method::GET, "/v1/balance", "", None));
+        assert_eq!(
+            b,
+            json!({"object": "balance", "available": [], "pending": [], "livemode": false})
+        );
+        paid_with(&mut st, RefundFlow::Immediate, store::Funds::Available);
+        paid(&mut st, RefundFlow::Immediate);
+        let acct = account(&mut st);
+        let body = format!("amount=1000&currency=usd&destination={acct}");
+        let (resp, _) = call(&mut st, &req(hyper::Method::POST, "/v1/transfers", &body, None));
+        assert_eq!(resp.status, 200);
+        let net = 9999 - store::fee_for(9999, "usd");
+        let (_, b) = call(&mut st, &req(hyper::Method::GET, "/v1/balance", "", None));
+        assert_eq!(b["object"], "balance");
+        assert_eq!(
+            b["available"],
+            json!([{"amount": net - 1000, "currency": "usd", "source_types": {"card": net - 1000}}])
+        );
+        assert_eq!(b["pending"][0]["amount"], net);
+        let (_, b) = get_as(&mut st, &acct, "/v1/balance");
+        assert_eq!(b["available"][0]["amount"], 1000);
+        assert_eq!(b["pending"][0]["amount"], 0);
+        let (status, _) = get_as(&mut st, "acct_nope", "/v1/balance");
+        assert_eq!(status, 403);
     }
 
     #[test]
