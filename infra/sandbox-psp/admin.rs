@@ -82,6 +82,13 @@ pub fn handle(app: &App, req: &Req) -> Resp {
             st.faults.report = Default::default();
             Resp::json(200, &st.faults.report.describe())
         }
+        (["balance_transactions"], _, true) => {
+            let body = match json_body(req) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            app.with_state(|st| admin_balance_txn(st, &body))
+        }
         (["reset"], _, true) => {
             let release = app.lock().faults.reset();
             let released = release.len();
@@ -221,6 +228,47 @@ fn settle_payout(st: &mut State, id: &str, body: &Value) -> Resp {
         ),
         Err(e) => bad(&format!("cannot move the payout: {e:?}")),
     }
+}
+
+/// `POST /__sandbox/balance_transactions` `{"type": "adjustment"|"stripe_fee", "amount":
+/// <signed minor units>, "currency", "description"?}`: a platform balance transaction Stripe
+/// writes on its own (no source, no fee, available at once). A `stripe_fee` is a debit
+/// (negative amount). Answers the balance transaction.
+pub fn admin_balance_txn(st: &mut State, body: &Value) -> Resp {
+    let Some(fields) = body.as_object() else {
+        return bad("the body must be a JSON object");
+    };
+    if let Some(k) = fields
+        .keys()
+        .find(|k| !["type", "amount", "currency", "description"].contains(&k.as_str()))
+    {
+        return bad(&format!("unknown field {k:?}"));
+    }
+    let kind = match body["type"].as_str() {
+        Some("adjustment") => store::TXN_ADJUSTMENT,
+        Some("stripe_fee") => store::TXN_STRIPE_FEE,
+        _ => return bad("type must be \"adjustment\" or \"stripe_fee\""),
+    };
+    let Some(amount) = body["amount"]
+        .as_i64()
+        .filter(|a| *a != 0 && a.unsigned_abs() <= 999_999_999_999)
+    else {
+        return bad("amount must be a non-zero integer in minor units");
+    };
+    if kind == store::TXN_STRIPE_FEE && amount > 0 {
+        return bad("a stripe_fee is a debit: its amount is negative");
+    }
+    let currency = body["currency"].as_str().unwrap_or("").to_ascii_lowercase();
+    if !store::is_currency(&currency) {
+        return bad("currency must be a currency code the sandbox knows (e.g. \"usd\")");
+    }
+    let description = match body.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.clone()).filter(|d| !d.is_empty()),
+        Some(_) => return bad("description must be a string"),
+    };
+    let t = st.admin_txn(kind, amount, &currency, description);
+    Resp::json(200, &State::balance_txn_json(&t))
 }
 
 /// A refund as the API shows it, plus a `sandbox` member: its scheduled move, if any.
@@ -459,6 +507,59 @@ mod tests {
         );
         assert_eq!(admin(&app, Method::POST, "/__sandbox/reset", "").0, 200);
         assert!(app.lock().faults.report.is_empty(), "reset clears them");
+    }
+
+    #[test]
+    fn admin_adjustments_and_stripe_fees_are_platform_rows() {
+        let mut st = State::new("whsec_x".into());
+        let resp = admin_balance_txn(
+            &mut st,
+            &json!({"type": "stripe_fee", "amount": -250, "currency": "USD", "description": "Radar"}),
+        );
+        assert_eq!(resp.status, 200);
+        let v: Value = serde_json::from_slice(&resp.body).expect("json");
+        assert_eq!(
+            (
+                &v["type"],
+                &v["reporting_category"],
+                &v["amount"],
+                &v["fee"],
+                &v["net"],
+                &v["source"]
+            ),
+            (
+                &json!("stripe_fee"),
+                &json!("fee"),
+                &json!(-250),
+                &json!(0),
+                &json!(-250),
+                &Value::Null
+            )
+        );
+        assert_eq!(v["description"], "Radar");
+        let resp = admin_balance_txn(
+            &mut st,
+            &json!({"type": "adjustment", "amount": 75, "currency": "usd"}),
+        );
+        assert_eq!(resp.status, 200);
+        assert_eq!(st.platform_available("usd"), -175);
+        for bad in [
+            json!({"type": "stripe_fee", "amount": 5, "currency": "usd"}),
+            json!({"type": "charge", "amount": 5, "currency": "usd"}),
+            json!({"type": "adjustment", "amount": 0, "currency": "usd"}),
+            json!({"type": "adjustment", "amount": 5, "currency": "xyz"}),
+            json!({"type": "adjustment", "amount": 5, "currency": "usd", "extra": 1}),
+        ] {
+            assert_eq!(admin_balance_txn(&mut st, &bad).status, 400, "{bad}");
+        }
+        let csv = crate::reports::settlement_csv(&st, 0, i64::MAX);
+        let cats: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(7).unwrap_or(""))
+            .collect();
+        assert_eq!(cats, ["fee", "adjustment"]);
+        assert!(csv.contains(",usd,-2.50,0.00,-2.50,fee,,Radar,,,"));
     }
 
     #[test]

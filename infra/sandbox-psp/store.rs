@@ -276,6 +276,10 @@ pub const TXN_REFUND: &str = "refund";
 pub const TXN_REFUND_FAILURE: &str = "refund_failure";
 pub const TXN_TRANSFER: &str = "transfer";
 pub const TXN_TRANSFER_REVERSAL: &str = "transfer_refund";
+/// Written by the admin API only (`POST /__sandbox/balance_transactions`): a balance adjustment,
+/// and a Stripe fee billed on its own (reporting categories `adjustment` and `fee`).
+pub const TXN_ADJUSTMENT: &str = "adjustment";
+pub const TXN_STRIPE_FEE: &str = "stripe_fee";
 /// A connected account's side of Connect: a transfer arriving (the transfer's
 /// `destination_payment`, `py_…`), a reversal leaving (the reversal's
 /// `destination_payment_refund`, `pyr_…`), a payout, and a failed payout's money coming back.
@@ -546,7 +550,8 @@ impl State {
             "available_on": t.available_on, "created": t.created, "currency": t.currency,
             "description": opt(t.description.clone()), "exchange_rate": null, "fee": t.fee,
             "fee_details": fee_details,
-            "net": t.net, "reporting_category": reporting_category(t.kind), "source": t.source,
+            "net": t.net, "reporting_category": reporting_category(t.kind),
+            "source": if t.source.is_empty() { Value::Null } else { json!(t.source) },
             "status": if now() >= t.available_on { "available" } else { "pending" },
             "type": t.kind,
             // Sandbox extension (not in Stripe's object): what the charge paid for, or, on a
@@ -603,6 +608,26 @@ impl State {
             .filter(|t| t.currency == currency && t.available_on <= now)
             .map(|t| t.net)
             .sum()
+    }
+
+    /// A platform balance transaction written by the admin API (`TXN_ADJUSTMENT`,
+    /// `TXN_STRIPE_FEE`): signed `amount`, no fee, no source, available at once. Returns it.
+    pub fn admin_txn(
+        &mut self,
+        kind: &'static str,
+        amount: i64,
+        currency: &str,
+        description: Option<String>,
+    ) -> BalanceTxn {
+        let id = self.transfer_txn(kind, "", amount, currency, &BTreeMap::new());
+        let t = self
+            .balance_txns
+            .iter_mut()
+            .rev()
+            .find(|t| t.id == id)
+            .expect("just written");
+        t.description = description;
+        t.clone()
     }
 
     /// The platform's balance transaction of a transfer (`amount` negative) or of its reversal
@@ -891,6 +916,7 @@ pub fn reporting_category(kind: &'static str) -> &'static str {
         TXN_PAYMENT => TXN_CHARGE,
         TXN_PAYMENT_REFUND => TXN_REFUND,
         TXN_PAYOUT_FAILURE => "payout_reversal",
+        TXN_STRIPE_FEE => "fee",
         other => other,
     }
 }
