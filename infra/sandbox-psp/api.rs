@@ -1630,7 +1630,11 @@ fn create_payout(st: &mut State, ctx: &Ctx, req: &Req, root: &Node) -> Out {
         "",
     )?;
     expand(root, &[])?;
-    let account = acting_account(st, req)?;
+    // Without Stripe-Account (or with an empty one) the platform pays out to its own bank.
+    let account = match req.header("stripe-account").filter(|a| !a.is_empty()) {
+        None => "",
+        Some(_) => acting_account(st, req)?,
+    };
     let amount = positive_amount(root)?;
     let currency = required(root.get("currency"), "currency")?.to_ascii_lowercase();
     match string(root.get("method"), "method")? {
@@ -1667,7 +1671,10 @@ fn create_payout(st: &mut State, ctx: &Ctx, req: &Req, root: &Node) -> Out {
 
 fn retrieve_payout(st: &mut State, req: &Req, root: &Node, id: &str) -> Out {
     only(root, &["expand"], "")?;
-    let account = acting_account(st, req)?.to_string();
+    let account = match req.header("stripe-account").filter(|a| !a.is_empty()) {
+        None => String::new(),
+        Some(_) => acting_account(st, req)?.to_string(),
+    };
     settle_due(st);
     let p = st
         .payouts
@@ -1823,8 +1830,8 @@ fn retrieve_balance(st: &mut State, req: &Req, root: &Node) -> Out {
 /// The platform's balance transactions, or with `Stripe-Account` that connected account's only.
 /// `payout=po_…`: Stripe lists what an automatic payout paid out; a connected account's payouts
 /// here are manual ones, whose transactions Stripe cannot attribute, so the list is the payout's
-/// own `payout` transaction (its `payout_failure` one is found with `source=po_…`). The platform
-/// makes no payouts: `payout=` without the header lists nothing.
+/// own `payout` transaction (its `payout_failure` one is found with `source=po_…`). Without the
+/// header the same for the platform's own (manual) payouts; another ledger's payout lists nothing.
 fn list_balance_txns(st: &mut State, req: &Req, root: &Node) -> Out {
     only(
         root,
@@ -1850,11 +1857,16 @@ fn list_balance_txns(st: &mut State, req: &Req, root: &Node) -> Out {
     let account = ledger_account(st, req)?;
     let (all, payout_txn): (Vec<&store::BalanceTxn>, Option<String>) = match account {
         None => {
-            if payout.is_some() {
-                // The platform makes no payouts: nothing belongs to one.
-                return Ok(list(Vec::new(), false, "/v1/balance_transactions"));
-            }
-            (st.balance_txns.iter().rev().collect(), None)
+            settle_due(st);
+            // A platform payout's own `payout` transaction; any other payout's: nothing here.
+            let payout_txn = match payout {
+                None => None,
+                Some(po) => match st.payouts.get(po).filter(|p| p.account.is_empty()) {
+                    Some(p) => Some(p.balance_transaction.clone()),
+                    None => return Ok(list(Vec::new(), false, "/v1/balance_transactions")),
+                },
+            };
+            (st.balance_txns.iter().rev().collect(), payout_txn)
         }
         Some(account) => {
             settle_due(st);
@@ -2353,9 +2365,18 @@ mod tests {
         );
         let (resp, e) = call(
             &mut st,
-            &req(hyper::Method::POST, "/v1/payouts", "amount=1&currency=usd", None),
+            &req(
+                hyper::Method::POST,
+                "/v1/payouts",
+                "amount=99999999&currency=usd",
+                None,
+            ),
         );
-        assert_eq!(resp.status, 400, "no Stripe-Account: {e}");
+        assert_eq!(
+            (resp.status, e["error"]["code"].as_str()),
+            (400, Some("balance_insufficient")),
+            "no Stripe-Account: the platform's own balance: {e}"
+        );
         let (resp, e) = payout(&mut st, "acct_nope", 1);
         assert_eq!(
             (resp.status, e["error"]["code"].as_str()),
@@ -3359,6 +3380,94 @@ mod tests {
         assert_eq!(b["pending"][0]["amount"], 0);
         let (status, _) = get_as(&mut st, "acct_nope", "/v1/balance");
         assert_eq!(status, 403);
+    }
+
+    /// The platform pays out of its available balance to its own bank (no `Stripe-Account`):
+    /// a `payout` row on its ledger (category `payout`), paid on the clock or failed by the
+    /// admin, which writes a `payout_failure` (category `payout_reversal`) and gives it back.
+    #[test]
+    fn the_platform_pays_out_to_its_own_bank() {
+        let mut st = State::new("whsec_unit".into());
+        st.payout_settle_ms = 3_600_000;
+        paid_with(&mut st, RefundFlow::Immediate, store::Funds::Available);
+        paid(&mut st, RefundFlow::Immediate);
+        let available = st.platform_available("usd");
+        let body = format!("amount={}&currency=usd", available + 1);
+        let (resp, e) = call(&mut st, &req(hyper::Method::POST, "/v1/payouts", &body, None));
+        assert_eq!(
+            (resp.status, e["error"]["code"].as_str()),
+            (400, Some("balance_insufficient"))
+        );
+        let (resp, p) = call(
+            &mut st,
+            &req(
+                hyper::Method::POST,
+                "/v1/payouts",
+                "amount=5000&currency=usd&metadata[k]=v",
+                None,
+            ),
+        );
+        assert_eq!(resp.status, 200, "{p}");
+        let id = p["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            (p["status"].as_str(), p["automatic"].as_bool()),
+            (Some("pending"), Some(false))
+        );
+        assert_eq!(st.platform_available("usd"), available - 5000);
+        let txn = st.balance_txns.back().unwrap().clone();
+        assert_eq!(
+            (txn.kind, txn.amount, txn.source.as_str()),
+            (store::TXN_PAYOUT, -5000, id.as_str())
+        );
+        assert_eq!(p["balance_transaction"], txn.id.as_str());
+        let ev = st
+            .events
+            .values()
+            .find(|e| e.event_type == "payout.created")
+            .unwrap();
+        assert_eq!(ev.json["account"], Value::Null);
+        let (status, got) = {
+            let (r, v) = call(
+                &mut st,
+                &req(hyper::Method::GET, &format!("/v1/payouts/{id}"), "", None),
+            );
+            (r.status, v)
+        };
+        assert_eq!((status, got["id"].as_str()), (200, Some(id.as_str())));
+        let listed = get(&mut st, &format!("/v1/balance_transactions?payout={id}"));
+        assert_eq!(listed["data"][0]["id"], txn.id.as_str());
+        assert_eq!(listed["data"][0]["reporting_category"], "payout");
+        // The admin fails it in transit: the money comes back as a payout_failure.
+        st.move_payout(
+            &id,
+            crate::connect::PayoutStatus::InTransit,
+            None,
+            &Cause::default(),
+        )
+        .expect("in transit");
+        st.move_payout(
+            &id,
+            crate::connect::PayoutStatus::Failed,
+            Some("could_not_process"),
+            &Cause::default(),
+        )
+        .expect("failed");
+        assert_eq!(st.platform_available("usd"), available);
+        let back = st.balance_txns.back().unwrap();
+        assert_eq!((back.kind, back.amount), (store::TXN_PAYOUT_FAILURE, 5000));
+        assert_eq!(store::reporting_category(back.kind), "payout_reversal");
+        let csv = crate::reports::settlement_csv(&st, 0, i64::MAX);
+        assert!(
+            csv.contains(&format!(",usd,-50.00,0.00,-50.00,payout,{id},")),
+            "{csv}"
+        );
+        assert!(
+            csv.contains(&format!(",usd,50.00,0.00,50.00,payout_reversal,{id},")),
+            "{csv}"
+        );
+        // A connected account's payout ids are not the platform's.
+        let (resp, _) = call(&mut st, &req(hyper::Method::GET, "/v1/payouts/po_nope", "", None));
+        assert_eq!(resp.status, 404);
     }
 
     #[test]

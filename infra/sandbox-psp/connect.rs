@@ -22,6 +22,10 @@ use crate::store::{
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// The platform's own bank account, where its payouts (`POST /v1/payouts` without
+/// `Stripe-Account`) go; they always succeed unless the admin API fails them.
+pub const PLATFORM_BANK_ACCOUNT: &str = "ba_sandboxplatformbank00001";
+
 /// The US test routing number Stripe documents for Connect payouts.
 pub const TEST_ROUTING_NUMBER: &str = "110000000";
 
@@ -199,7 +203,7 @@ impl PayoutStatus {
 #[derive(Debug, Clone)]
 pub struct Payout {
     pub id: String,
-    /// The connected account it pays out of.
+    /// The connected account it pays out of; empty for the platform's own payouts.
     pub account: String,
     pub created: i64,
     pub amount: i64,
@@ -272,26 +276,40 @@ impl State {
             metadata,
             description,
         } = new;
-        let a = self.accounts.get_mut(account).ok_or(PayoutError::NoAccount)?;
-        let held = a.balance.get(currency).copied().unwrap_or(0);
+        // `account` empty: the platform pays out of its available balance to its own bank.
+        let platform = account.is_empty();
+        let (held, bank) = if platform {
+            (
+                self.platform_available(currency),
+                PLATFORM_BANK_ACCOUNT.to_string(),
+            )
+        } else {
+            let a = self.accounts.get(account).ok_or(PayoutError::NoAccount)?;
+            (a.balance.get(currency).copied().unwrap_or(0), a.bank.id.clone())
+        };
         if amount > held {
             return Err(PayoutError::Insufficient(held));
         }
-        *a.balance.entry(currency.to_string()).or_default() -= amount;
-        let bank = a.bank.id.clone();
+        if let Some(a) = self.accounts.get_mut(account) {
+            *a.balance.entry(currency.to_string()).or_default() -= amount;
+        }
         let created = now();
         let due = now_ms() + self.payout_settle_ms / 2;
         let id = new_id("po_", 24);
-        let balance_transaction = self.account_txn(AccountTxn {
-            account,
-            kind: TXN_PAYOUT,
-            source: &id,
-            amount: -amount,
-            currency,
-            metadata: &metadata,
-            transfer: None,
-            transfer_reversal: None,
-        });
+        let balance_transaction = if platform {
+            self.transfer_txn(TXN_PAYOUT, &id, -amount, currency, &metadata)
+        } else {
+            self.account_txn(AccountTxn {
+                account,
+                kind: TXN_PAYOUT,
+                source: &id,
+                amount: -amount,
+                currency,
+                metadata: &metadata,
+                transfer: None,
+                transfer_reversal: None,
+            })
+        };
         let p = Payout {
             id,
             account: account.to_string(),
@@ -317,7 +335,8 @@ impl State {
         }
         self.payout_order.push_back(p.id.clone());
         self.payouts.insert(p.id.clone(), p);
-        self.emit_for(Some(account), "payout.created", body.clone(), api_version, cause);
+        let on = Some(account).filter(|a| !a.is_empty());
+        self.emit_for(on, "payout.created", body.clone(), api_version, cause);
         Ok(body)
     }
 
@@ -380,16 +399,20 @@ impl State {
             if let Some(a) = self.accounts.get_mut(&account) {
                 *a.balance.entry(currency.clone()).or_default() += amount;
             }
-            let txn = self.account_txn(AccountTxn {
-                account: &account,
-                kind: TXN_PAYOUT_FAILURE,
-                source: id,
-                amount,
-                currency: &currency,
-                metadata: &metadata,
-                transfer: None,
-                transfer_reversal: None,
-            });
+            let txn = if account.is_empty() {
+                self.transfer_txn(TXN_PAYOUT_FAILURE, id, amount, &currency, &metadata)
+            } else {
+                self.account_txn(AccountTxn {
+                    account: &account,
+                    kind: TXN_PAYOUT_FAILURE,
+                    source: id,
+                    amount,
+                    currency: &currency,
+                    metadata: &metadata,
+                    transfer: None,
+                    transfer_reversal: None,
+                })
+            };
             if let Some(p) = self.payouts.get_mut(id) {
                 p.failure_balance_transaction = Some(txn);
             }
@@ -402,7 +425,7 @@ impl State {
             _ => "payout.updated",
         };
         self.emit_for(
-            Some(&account),
+            Some(account.as_str()).filter(|a| !a.is_empty()),
             event,
             body.clone(),
             crate::store::DEFAULT_API_VERSION,
