@@ -485,13 +485,15 @@ pub const CONTROL_HEADER: &str = "x-twin-control";
 ///   crash would (the invocations they hold fail);
 /// - `POST /__twin/dynamodb/stop|start`: an outage drill (needs `--data-dir`);
 /// - `GET /__twin/schedules`; `POST /__twin/schedules/{Function}/{Event}/fire|pause|resume`
-///   (see `Schedules::handle`).
+///   (see `Schedules::handle`);
+/// - `GET /__twin/buckets`: each bucket's logical id, physical name and notifications.
 pub struct ControlApi {
     pub pool: Arc<Pool>,
     pub queues: Arc<Queues>,
     pub controls: Arc<crate::control::Controls>,
     pub schedules: Arc<crate::schedules::Schedules>,
     pub dynamodb: Arc<crate::services::DynamoDb>,
+    pub buckets: Arc<crate::buckets::Buckets>,
 }
 
 /// Something `serve` hands each request to.
@@ -525,6 +527,7 @@ impl Service for ControlApi {
         match (method.as_str(), path.as_str()) {
             ("GET", "/__twin/queues") => json_response(StatusCode::OK, &self.queues.stats().await),
             ("GET", "/__twin/event-sources") => json_response(StatusCode::OK, &self.controls.describe()),
+            ("GET", "/__twin/buckets") => json_response(StatusCode::OK, &self.buckets.describe()),
             ("POST", "/__twin/dynamodb/stop") => match self.dynamodb.stop().await {
                 Ok(()) => json_response(StatusCode::OK, &serde_json::json!({"dynamodb": "stopped"})),
                 Err(e) => json_message(StatusCode::CONFLICT, &e),

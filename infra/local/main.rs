@@ -5,6 +5,7 @@
 //! schedules (`Type: Schedule` events) by running the very same Lambda `bootstrap` binaries
 //! behind a Lambda Runtime API it hosts itself (one child process per warm instance).
 
+mod buckets;
 mod control;
 mod esm;
 mod filter;
@@ -345,6 +346,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
             .collect(),
     };
     tpl.queues(&preliminary).map_err(|e| e.to_string())?;
+    tpl.buckets(&preliminary).map_err(|e| e.to_string())?;
     tpl.functions(&preliminary).map_err(|e| e.to_string())?;
     let dynamodb_local = services::find_dynamodb_local(cfg.jar.clone(), cfg.launcher_dir.clone())?;
     std::fs::create_dir_all(&cfg.log_dir)
@@ -389,7 +391,6 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     let attributes = tokio::time::timeout(STARTUP_CALL_TIMEOUT, resources::create_tables(&client, &tables))
         .await
         .map_err(|_| format!("DynamoDB Local did not answer within {STARTUP_CALL_TIMEOUT:?}"))??;
-    resources::report_unsupported(&tpl);
     let moto_sdk = shared::adapters::aws::static_sdk_config(&moto_endpoint, REGION, "local", "local").await;
     let queue_specs = tpl
         .queues(&template::Runtime {
@@ -407,6 +408,24 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     );
     let mut attributes = attributes;
     attributes.extend(queues.attributes());
+    let bucket_specs = tpl
+        .buckets(&template::Runtime {
+            moto_endpoint: moto_endpoint.clone(),
+            attributes: attributes.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    let buckets = Arc::new(
+        tokio::time::timeout(
+            STARTUP_CALL_TIMEOUT,
+            buckets::Buckets::create(
+                &buckets::client(aws_sdk_s3::config::Builder::from(&moto_sdk)),
+                &bucket_specs,
+            ),
+        )
+        .await
+        .map_err(|_| format!("moto did not answer within {STARTUP_CALL_TIMEOUT:?}"))??,
+    );
+    attributes.extend(buckets.attributes());
     let rt_values = template::Runtime {
         moto_endpoint,
         attributes,
@@ -454,6 +473,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         controls: Arc::clone(&controls),
         schedules: Arc::clone(&schedules),
         dynamodb: Arc::clone(&ddb),
+        buckets: Arc::clone(&buckets),
     });
     let server = tokio::spawn(http_api::serve(
         listener,
@@ -479,7 +499,7 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
     )?;
     event_sources.run_schedules(&schedules);
 
-    print_banner(&cfg, &api, &pool, &functions, &queues, t0);
+    print_banner(&cfg, &api, &pool, &functions, &queues, &buckets, t0);
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
@@ -631,6 +651,7 @@ fn print_banner(
     pool: &runtime::Pool,
     functions: &[template::FunctionSpec],
     queues: &queues::Queues,
+    buckets: &buckets::Buckets,
     t0: Instant,
 ) {
     let data = match &cfg.data {
@@ -679,6 +700,22 @@ fn print_banner(
                 None => String::new(),
             };
             b.push_str(&format!("│   {:<20} {}{dlq}\n", q.name, q.url));
+        }
+    }
+    if !buckets.list.is_empty() {
+        b.push_str("│ buckets:\n");
+        for bucket in &buckets.list {
+            let versioning = match &bucket.versioning {
+                Some(v) => format!(" (versioning {v})"),
+                None => String::new(),
+            };
+            b.push_str(&format!(
+                "│   {:<20} {}{versioning}\n",
+                bucket.logical_id, bucket.name
+            ));
+            for n in &bucket.notifications {
+                b.push_str(&format!("│   {:<20}   {n}\n", ""));
+            }
         }
     }
     let mappings = esm::banner_lines(functions);

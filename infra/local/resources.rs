@@ -1,6 +1,6 @@
 //! Creates the template's resources in the local services (idempotently).
 
-use crate::template::{IndexSpec, KeyElement, TableSpec, Template, T_BUCKET};
+use crate::template::{IndexSpec, KeyElement, TableSpec};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex,
     Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
@@ -245,11 +245,4 @@ pub async fn create_tables(client: &Client, tables: &[TableSpec]) -> Result<Attr
         eprintln!("twin: table {:<28} {state}", t.name);
     }
     Ok(attrs)
-}
-
-/// Buckets arrive in a later issue; say so instead of failing.
-pub fn report_unsupported(template: &Template) {
-    for id in template.ids_of_type(T_BUCKET) {
-        eprintln!("twin: bucket {id}: skipped (not yet supported)");
-    }
 }

@@ -190,6 +190,28 @@ pub struct QueueSpec {
     pub redrive_policy: Option<String>,
 }
 
+/// An `AWS::S3::Bucket`: what the twin applies in moto.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSpec {
+    pub logical_id: String,
+    pub name: String,
+    /// `VersioningConfiguration.Status` (`Enabled` or `Suspended`).
+    pub versioning: Option<String>,
+    /// `NotificationConfiguration.QueueConfigurations`, queue ARNs resolved.
+    pub queue_notifications: Vec<QueueNotificationSpec>,
+    /// Notification kinds the twin does not apply (Lambda, Topic, EventBridge), by property name.
+    pub unsupported_notifications: Vec<String>,
+}
+
+/// One `QueueConfigurations` entry: S3 sends `event`s on keys matching the filter to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueNotificationSpec {
+    pub event: String,
+    pub queue_arn: String,
+    /// `Filter.S3Key.Rules` as (name lowercased: `prefix` or `suffix`, value).
+    pub filter_rules: Vec<(String, String)>,
+}
+
 /// CloudFormation properties of `AWS::SQS::Queue` that are SQS attributes of the same name.
 const QUEUE_ATTRIBUTES: &[&str] = &[
     "ContentBasedDeduplication",
@@ -496,6 +518,72 @@ impl Template {
                 name,
                 attributes,
                 redrive_policy,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every `AWS::S3::Bucket`, in template order (queue ARNs resolved through `rt`).
+    pub fn buckets(&self, rt: &Runtime) -> Result<Vec<BucketSpec>, TemplateError> {
+        let mut out = Vec::new();
+        for id in self.ids_of_type(T_BUCKET) {
+            let empty = Mapping::new();
+            let p = self.properties(&id).unwrap_or(&empty);
+            let name = self.physical_name(&id, rt)?;
+            let ctx = |f: &str| format!("{id}.Properties.{f}");
+            let versioning = match p.get("VersioningConfiguration") {
+                Some(v) => {
+                    let status = self.field_string(v, "Status", rt, &ctx("VersioningConfiguration"))?;
+                    if status != "Enabled" && status != "Suspended" {
+                        return err(format!(
+                            "{}: Status must be Enabled or Suspended, not {status:?}",
+                            ctx("VersioningConfiguration")
+                        ));
+                    }
+                    Some(status)
+                }
+                None => None,
+            };
+            let mut queue_notifications = Vec::new();
+            let mut unsupported_notifications = Vec::new();
+            if let Some(n) = p.get("NotificationConfiguration").and_then(Value::as_mapping) {
+                for (k, v) in n {
+                    let key = key_str(k);
+                    if key != "QueueConfigurations" {
+                        unsupported_notifications.push(key);
+                        continue;
+                    }
+                    for (i, q) in seq(Some(v)).iter().enumerate() {
+                        let qctx = ctx(&format!("NotificationConfiguration.QueueConfigurations[{i}]"));
+                        let event = self.field_string(q, "Event", rt, &qctx)?;
+                        let queue_arn = self.field_string(q, "Queue", rt, &qctx)?;
+                        let mut filter_rules = Vec::new();
+                        let rules = q
+                            .get("Filter")
+                            .and_then(|f| f.get("S3Key"))
+                            .and_then(|k| k.get("Rules"));
+                        for r in seq(rules) {
+                            let rctx = format!("{qctx}.Filter.S3Key.Rules");
+                            let rule = self.field_string(r, "Name", rt, &rctx)?.to_ascii_lowercase();
+                            if rule != "prefix" && rule != "suffix" {
+                                return err(format!("{rctx}: Name must be prefix or suffix, not {rule:?}"));
+                            }
+                            filter_rules.push((rule, self.field_string(r, "Value", rt, &rctx)?));
+                        }
+                        queue_notifications.push(QueueNotificationSpec {
+                            event,
+                            queue_arn,
+                            filter_rules,
+                        });
+                    }
+                }
+            }
+            out.push(BucketSpec {
+                logical_id: id.clone(),
+                name,
+                versioning,
+                queue_notifications,
+                unsupported_notifications,
             });
         }
         Ok(out)
@@ -1426,6 +1514,98 @@ Resources:
         );
         assert_eq!(qs[1].name, "work-dlq");
         assert_eq!(qs[1].redrive_policy, None);
+    }
+
+    const B: &str = r#"
+Resources:
+  Files:
+    Type: AWS::S3::Bucket
+    DependsOn: FilesQueuePolicy
+    Properties:
+      VersioningConfiguration: { Status: Enabled }
+      BucketEncryption: { ServerSideEncryptionConfiguration: [] }
+      NotificationConfiguration:
+        QueueConfigurations:
+          - Event: s3:ObjectCreated:*
+            Queue: !GetAtt FilesQueue.Arn
+            Filter:
+              S3Key:
+                Rules:
+                  - { Name: prefix, Value: psp/ }
+                  - { Name: Suffix, Value: .csv }
+          - Event: s3:ObjectRemoved:*
+            Queue: !GetAtt FilesQueue.Arn
+        LambdaConfigurations:
+          - { Event: s3:ObjectCreated:*, Function: arn:aws:lambda:us-east-1:000000000000:function:f }
+  Named:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: !Sub "my-files-${AWS::AccountId}"
+  FilesQueue:
+    Type: AWS::SQS::Queue
+  FilesQueuePolicy:
+    Type: AWS::SQS::QueuePolicy
+    Properties:
+      Queues: [!Ref FilesQueue]
+      PolicyDocument: { Statement: [] }
+  Reader:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: reader } }
+    Properties:
+      Environment:
+        Variables:
+          FILES: !Ref Files
+          NAMED: !Ref Named
+          FILES_ARN: !GetAtt Files.Arn
+"#;
+
+    #[test]
+    fn buckets_are_parsed_and_named_as_ref_names_them() {
+        let tpl = Template::parse(B, &[]).expect("parse");
+        let bs = tpl.buckets(&Runtime::default()).expect("buckets");
+        assert_eq!(bs.len(), 2);
+        assert_eq!(bs[0].name, "files");
+        assert_eq!(bs[0].versioning.as_deref(), Some("Enabled"));
+        assert_eq!(
+            bs[0].queue_notifications,
+            vec![
+                QueueNotificationSpec {
+                    event: "s3:ObjectCreated:*".into(),
+                    queue_arn: "arn:aws:sqs:us-east-1:000000000000:FilesQueue".into(),
+                    filter_rules: vec![("prefix".into(), "psp/".into()), ("suffix".into(), ".csv".into())],
+                },
+                QueueNotificationSpec {
+                    event: "s3:ObjectRemoved:*".into(),
+                    queue_arn: "arn:aws:sqs:us-east-1:000000000000:FilesQueue".into(),
+                    filter_rules: vec![],
+                },
+            ]
+        );
+        assert_eq!(
+            bs[0].unsupported_notifications,
+            vec!["LambdaConfigurations".to_string()]
+        );
+        assert_eq!(bs[1].name, "my-files-000000000000");
+        assert_eq!(bs[1].versioning, None);
+        assert!(bs[1].queue_notifications.is_empty());
+        // The functions see the same names (and the queue policy, unknown, is no obstacle).
+        let fns = tpl.functions(&Runtime::default()).expect("functions");
+        let env = &fns[0].environment;
+        assert_eq!(env["FILES"], "files");
+        assert_eq!(env["NAMED"], "my-files-000000000000");
+        assert_eq!(env["FILES_ARN"], "arn:aws:s3:::files");
+        // A bad filter rule names itself.
+        let bad = B.replace("Name: Suffix", "Name: middle");
+        let e = Template::parse(&bad, &[])
+            .expect("parse")
+            .buckets(&Runtime::default())
+            .expect_err("bad rule");
+        assert!(
+            e.0.contains(
+                "Files.Properties.NotificationConfiguration.QueueConfigurations[0].Filter.S3Key.Rules"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
