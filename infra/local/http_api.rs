@@ -485,7 +485,7 @@ pub const CONTROL_HEADER: &str = "x-twin-control";
 ///   crash would (the invocations they hold fail);
 /// - `POST /__twin/dynamodb/stop|start`: an outage drill (needs `--data-dir`);
 /// - `GET /__twin/schedules`; `POST /__twin/schedules/{Function}/{Event}/fire|pause|resume`
-///   (see `Schedules::handle`);
+///   (see `Schedules::handle`; a fire's optional JSON body is the event to invoke with);
 /// - `GET /__twin/buckets`: each bucket's logical id, physical name and notifications.
 pub struct ControlApi {
     pub pool: Arc<Pool>,
@@ -550,7 +550,16 @@ impl Service for ControlApi {
                 }
             }
             (m, p) if p == "/__twin/schedules" || p.starts_with("/__twin/schedules/") => {
-                match self.schedules.handle(m, p).await {
+                // A fire may carry the event to invoke with, as `aws lambda invoke --payload`
+                // (a synchronous invocation's 6 MB limit).
+                let body = match collect(req.into_body(), crate::schedules::FIRE_PAYLOAD_MAX).await {
+                    Ok(b) => b,
+                    Err(true) => {
+                        return json_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+                    }
+                    Err(false) => return json_message(StatusCode::BAD_REQUEST, "Bad Request"),
+                };
+                match self.schedules.handle(m, p, &body).await {
                     Ok(v) => json_response(StatusCode::OK, &v),
                     Err((code, msg)) => json_message(
                         StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),

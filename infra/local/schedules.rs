@@ -29,6 +29,8 @@ use tokio::task::JoinSet;
 
 /// Waits before the two retries of a failed scheduled invocation.
 pub const RETRY_BACKOFF: &[Duration] = &[Duration::from_secs(1), Duration::from_secs(2)];
+/// The largest event a fire may carry: Lambda's limit for a synchronous invocation's payload.
+pub const FIRE_PAYLOAD_MAX: usize = 6 * 1024 * 1024;
 /// The longest a schedule sleeps before looking at the clock again (a machine that slept,
 /// a wall clock that moved).
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -230,11 +232,13 @@ impl Schedules {
     /// - `GET /__twin/schedules`: every schedule, its switch, next fire and counts;
     /// - `POST /__twin/schedules/{Function}/{Event}/fire`: invoke now and wait for the answer
     ///   (paused or not), `{"function", "event", "result"}`; 502 if the function failed, 503
-    ///   if it cannot run;
+    ///   if it cannot run. With a body (not blank), the function gets exactly that JSON as its
+    ///   event instead of the scheduled one, as `aws lambda invoke --payload` would give it
+    ///   (400 if it is not JSON, as Lambda's `InvalidRequestContentException`);
     /// - `POST /__twin/schedules/{Function}/{Event}/pause|resume`: the schedule, switched.
     ///
     /// Errors are (status, message); an unknown schedule or action is a 404.
-    pub async fn handle(&self, method: &str, path: &str) -> Result<Value, (u16, String)> {
+    pub async fn handle(&self, method: &str, path: &str, body: &[u8]) -> Result<Value, (u16, String)> {
         let not_found = || (404, "Not Found".to_string());
         let rest = path.strip_prefix("/__twin/schedules").ok_or_else(not_found)?;
         if rest.is_empty() {
@@ -257,7 +261,7 @@ impl Schedules {
             )
         })?;
         match action {
-            "fire" => self.fire_now(s).await,
+            "fire" => self.fire_now(s, fire_payload(body)?).await,
             "pause" => {
                 s.pause();
                 Ok(s.describe())
@@ -270,15 +274,19 @@ impl Schedules {
         }
     }
 
-    /// One invocation now, synchronously (no retries: the caller sees the failure).
-    async fn fire_now(&self, s: &Schedule) -> Result<Value, (u16, String)> {
+    /// One invocation now, synchronously (no retries: the caller sees the failure), with
+    /// `payload` as the event if given, else the schedule's own.
+    async fn fire_now(&self, s: &Schedule, payload: Option<Bytes>) -> Result<Value, (u16, String)> {
         let Some(ctx) = self.ctx.get() else {
             return Err((503, "the twin's schedules are not running yet".into()));
         };
         let function = &s.spec.function;
         s.fired.fetch_add(1, Ordering::Relaxed);
         let outcome = ctx
-            .invoke_bytes(function, s.event(Utc::now().trunc_subsecs(0)))
+            .invoke_bytes(
+                function,
+                payload.unwrap_or_else(|| s.event(Utc::now().trunc_subsecs(0))),
+            )
             .await;
         let failed = |code: u16, msg: String| {
             s.failed.fetch_add(1, Ordering::Relaxed);
@@ -295,6 +303,16 @@ impl Schedules {
             Invoked::Stopping => Err((503, "the twin is stopping".into())),
         }
     }
+}
+
+/// A fire's own event: the request's body as sent, if it is not blank; it must be JSON.
+fn fire_payload(body: &[u8]) -> Result<Option<Bytes>, (u16, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map_err(|e| (400, format!("the fire's body is not JSON: {e}")))?;
+    Ok(Some(Bytes::copy_from_slice(body)))
 }
 
 /// A function's response as JSON: parsed, or its text if it is not JSON (null if empty).
@@ -438,11 +456,19 @@ mod tests {
 
     /// A context over a pool without functions: every invocation is "no function …".
     fn context() -> (Arc<Context>, tokio::sync::watch::Sender<bool>) {
+        context_with(&[], &std::env::temp_dir())
+    }
+
+    /// A context over a pool running `functions` from `bin_dir`.
+    fn context_with(
+        functions: &[FunctionSpec],
+        bin_dir: &std::path::Path,
+    ) -> (Arc<Context>, tokio::sync::watch::Sender<bool>) {
         let logs = crate::logs::LogWriter::start(false).expect("log thread");
         let pool = crate::runtime::Pool::new(
-            &[],
+            functions,
             &crate::runtime::PoolOptions {
-                bin_dir: std::env::temp_dir(),
+                bin_dir: bin_dir.to_path_buf(),
                 max_instances: 1,
                 base_env: Vec::new(),
             },
@@ -486,11 +512,11 @@ mod tests {
     #[tokio::test]
     async fn controls_are_routed() {
         let s = schedules(Utc::now());
-        let list = s.handle("GET", "/__twin/schedules").await.expect("list");
+        let list = s.handle("GET", "/__twin/schedules", b"").await.expect("list");
         assert_eq!(list.as_array().map(Vec::len), Some(2));
         // Pause and resume flip the switch and the plan.
         let paused = s
-            .handle("POST", "/__twin/schedules/Check/Hourly/pause")
+            .handle("POST", "/__twin/schedules/Check/Hourly/pause", b"")
             .await
             .expect("pause");
         assert_eq!(paused["enabled"], false);
@@ -501,7 +527,7 @@ mod tests {
         );
         let before = Utc::now().trunc_subsecs(0);
         let resumed = s
-            .handle("POST", "/__twin/schedules/Check/Hourly/resume")
+            .handle("POST", "/__twin/schedules/Check/Hourly/resume", b"")
             .await
             .expect("resume");
         assert_eq!(resumed["enabled"], true);
@@ -509,7 +535,7 @@ mod tests {
         assert!(next >= before + chrono::TimeDelta::hours(1), "{next}");
         // A paused-at-start cron resumes at its next 06:00.
         let daily = s
-            .handle("POST", "/__twin/schedules/Payout/Daily/resume")
+            .handle("POST", "/__twin/schedules/Payout/Daily/resume", b"")
             .await
             .expect("resume");
         assert!(
@@ -557,7 +583,7 @@ mod tests {
                 "not running yet",
             ),
         ] {
-            let (c, msg) = s.handle(method, path).await.expect_err(path);
+            let (c, msg) = s.handle(method, path, b"").await.expect_err(path);
             assert_eq!(c, code, "{method} {path}: {msg}");
             assert!(msg.contains(says), "{method} {path}: {msg}");
         }
@@ -634,7 +660,7 @@ mod tests {
         let mut tasks = JoinSet::new();
         schedules.start(&ctx, &mut tasks);
         let (code, msg) = schedules
-            .handle("POST", "/__twin/schedules/Gone/Tick/fire")
+            .handle("POST", "/__twin/schedules/Gone/Tick/fire", b"")
             .await
             .expect_err("no such function");
         assert_eq!(code, 503);
@@ -658,5 +684,94 @@ mod tests {
         })
         .await
         .expect("the schedule stops with the twin");
+    }
+
+    /// A bootstrap that answers each invocation with its event (the Runtime API over curl).
+    const ECHO_BOOTSTRAP: &str = r#"#!/bin/sh
+api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+dir=$(mktemp -d)
+while :; do
+  curl -sf -D "$dir/h" -o "$dir/b" "$api/invocation/next" || exit 1
+  id=$(grep -i '^lambda-runtime-aws-request-id:' "$dir/h" | cut -d' ' -f2 | tr -d '\r\n')
+  curl -sf -X POST --data-binary "@$dir/b" "$api/invocation/$id/response" >/dev/null || exit 1
+done
+"#;
+
+    #[tokio::test]
+    async fn a_fire_with_a_body_invokes_with_exactly_that_event() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("twin-fire-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let bin = dir.join("echo");
+        std::fs::write(&bin, ECHO_BOOTSTRAP).expect("script");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut daily = spec("Fetch", "Daily", "cron(0 3 * * ? *)", true);
+        daily.input = Some(r#"{"from":"input"}"#.into());
+        let function = FunctionSpec {
+            logical_id: "Fetch".into(),
+            function_name: "Fetch".into(),
+            binary: "echo".into(),
+            handler: "bootstrap".into(),
+            timeout_secs: 10,
+            memory_mb: 128,
+            environment: Default::default(),
+            routes: Vec::new(),
+            event_sources: Vec::new(),
+            schedules: vec![spec("Fetch", "Hourly", "rate(1 hour)", true), daily],
+        };
+        let (ctx, stop) = context_with(std::slice::from_ref(&function), &dir);
+        let schedules = Schedules::for_functions(std::slice::from_ref(&function), Utc::now());
+        let mut tasks = JoinSet::new();
+        schedules.start(&ctx, &mut tasks);
+        // With a body: that JSON, byte for byte (the echo gives it back as the result).
+        let payload = br#"{"interval_start": 1764460800, "interval_end": 1764547200}"#;
+        let out = schedules
+            .handle("POST", "/__twin/schedules/Fetch/Hourly/fire", payload)
+            .await
+            .expect("fire");
+        assert_eq!(out["function"], "Fetch");
+        assert_eq!(out["event"], "Hourly");
+        assert_eq!(
+            out["result"],
+            json!({"interval_start": 1764460800, "interval_end": 1764547200})
+        );
+        // It wins over the rule's Input too; any JSON value will do.
+        let out = schedules
+            .handle("POST", "/__twin/schedules/Fetch/Daily/fire", b"[1, \"two\"]")
+            .await
+            .expect("fire");
+        assert_eq!(out["result"], json!([1, "two"]));
+        // Without one (empty or blank): the schedule's own event.
+        for blank in [&b""[..], b"  \n"] {
+            let out = schedules
+                .handle("POST", "/__twin/schedules/Fetch/Hourly/fire", blank)
+                .await
+                .expect("fire");
+            assert_eq!(out["result"]["detail-type"], "Scheduled Event", "{out}");
+        }
+        let out = schedules
+            .handle("POST", "/__twin/schedules/Fetch/Daily/fire", b"")
+            .await
+            .expect("fire");
+        assert_eq!(out["result"], json!({"from": "input"}));
+        // Not JSON: refused, as Lambda refuses it, and nothing is invoked.
+        let before = schedules.get("Fetch", "Hourly").expect("schedule").describe()["fired"].clone();
+        let (code, msg) = schedules
+            .handle("POST", "/__twin/schedules/Fetch/Hourly/fire", b"{not json")
+            .await
+            .expect_err("not json");
+        assert_eq!(code, 400);
+        assert!(msg.contains("not JSON"), "{msg}");
+        assert_eq!(
+            schedules.get("Fetch", "Hourly").expect("schedule").describe()["fired"],
+            before
+        );
+        assert_eq!(
+            schedules.get("Fetch", "Hourly").expect("schedule").describe()["failed"],
+            0
+        );
+        let _ = stop.send(true);
+        ctx.pool.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
