@@ -8,13 +8,14 @@ DYNAMODB_PORT ?= 8000
 MOTO_PORT ?= 5000
 export API_PORT DYNAMODB_PORT MOTO_PORT
 
-.PHONY: help deps build dev test lint fmt clippy cfn-lint unit integration bench clean check dlq redrive check-macos
+.PHONY: help deps build dev test lint fmt clippy cfn-lint unit integration bench clean check dlq redrive reconcile check-macos
 
 help:
 	@echo "make dev    - run the local twin (API on :$(API_PORT)), data kept in .local/data"
 	@echo "make test   - fmt, clippy, cfn-lint, unit and integration tests (what CI runs)"
 	@echo "make bench  - release build, latency/throughput next to the DynamoDB floor"
 	@echo "make clean  - wipe local data and logs"
+	@echo "make reconcile FILE=<csv> [ACCOUNT=acct_platform] - upload a settlement file to the running twin's bucket"
 
 deps:
 	@scripts/setup.sh
@@ -57,7 +58,8 @@ bench: deps
 
 # Operator commands against the running `make dev` stack (same ports).
 OPS_ENV = AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
-	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$(DYNAMODB_PORT) AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$(MOTO_PORT)
+	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$(DYNAMODB_PORT) AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$(MOTO_PORT) \
+	AWS_ENDPOINT_URL_S3=http://127.0.0.1:$(MOTO_PORT)
 
 check:
 	cargo build -p ops -q && $(OPS_ENV) target/debug/ops check
@@ -67,6 +69,10 @@ dlq:
 
 redrive:
 	cargo build -p ops -q && $(OPS_ENV) target/debug/ops redrive $(QUEUE)
+
+# Uploads FILE to the settlement bucket at psp/<ACCOUNT>/<file name>, which starts a run.
+reconcile:
+	cargo build -p ops -q && $(OPS_ENV) target/debug/ops reconcile $(FILE) $(ACCOUNT)
 
 # Type-checks the whole workspace for Apple silicon, where many SAM users develop. Only the C in
 # ring needs an Apple toolchain, and `cargo check` never links it, so `true` stands in for cc/ar.

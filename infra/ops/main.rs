@@ -4,9 +4,13 @@
 //! - `ops check`: reads everything and prints the invariant report as JSON; exit 1 if broken.
 //! - `ops dlq`: lists what sits in each DLQ, with its failure reason.
 //! - `ops redrive <QUEUE>`: moves a DLQ's messages back to their source queue (after a fix).
+//! - `ops reconcile <FILE> [ACCOUNT]`: uploads a settlement file to the settlement bucket at
+//!   `psp/<ACCOUNT>/<file name>` (which starts a reconciliation run), S3 checking its SHA-256.
 //!
 //! Names: `PAYMENTS_TABLE`, `LEDGER_TABLE`, `WALLETS_TABLE`, `LEDGER_BALANCES_TABLE` (default:
-//! the template's logical ids, as the twin names them); queues by name.
+//! the template's logical ids, as the twin names them); queues by name; `SETTLEMENT_BUCKET`
+//! (default `settlementbucket`, the twin's name for SettlementBucket) and `SETTLEMENT_ACCOUNT_ID`
+//! (default `acct_platform`).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -22,7 +26,14 @@ const DLQS: &[(&str, &str)] = &[
     ("RefundDLQ", "RefundQueue"),
     ("PayoutDLQ", "PayoutQueue"),
     ("PayoutScanDLQ", "PayoutScanQueue"),
+    ("ReconcileDLQ", "ReconcileQueue"),
 ];
+
+/// The twin's name for `SettlementBucket` (a bucket without `BucketName` is its lowercased
+/// logical id there).
+const DEFAULT_SETTLEMENT_BUCKET: &str = "settlementbucket";
+const DEFAULT_SETTLEMENT_ACCOUNT: &str = "acct_platform";
+const RECONCILE_USAGE: &str = "usage: ops reconcile <FILE> [ACCOUNT]";
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -47,6 +58,84 @@ fn attributes_of(msg: &aws_sdk_sqs::types::Message) -> HashMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// An S3 client from the shared config; path-style addressing when an endpoint is set (a local
+/// one: `http://localhost:PORT` has no `<bucket>.localhost` subdomains).
+fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|u| !u.is_empty()));
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(local)
+            .build(),
+    )
+}
+
+/// `ops reconcile <FILE> [ACCOUNT]`: the file to `psp/<ACCOUNT>/<its base name>`, with its
+/// SHA-256 sent along for S3 to check and store.
+async fn reconcile(config: &aws_config::SdkConfig, args: &[String]) -> Result<(), String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let file = args.get(1).filter(|f| !f.is_empty()).ok_or(RECONCILE_USAGE)?;
+    let account = match args.get(2).filter(|a| !a.is_empty()) {
+        Some(a) => a.clone(),
+        None => std::env::var("SETTLEMENT_ACCOUNT_ID")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| DEFAULT_SETTLEMENT_ACCOUNT.to_owned()),
+    };
+    if account.contains('/') {
+        return Err(format!("account {account:?} must not contain '/'"));
+    }
+    let bucket = std::env::var("SETTLEMENT_BUCKET")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| DEFAULT_SETTLEMENT_BUCKET.to_owned());
+    let path = std::path::Path::new(file);
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{file}: no file name"))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{file}: {e}"))?;
+    let digest = sha2::Sha256::digest(&bytes);
+    let key = format!("psp/{account}/{name}");
+    let out = s3_client(config)
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .content_type("text/csv")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
+        .body(aws_sdk_s3::primitives::ByteStream::from(bytes.clone()))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "upload to s3://{bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        })?;
+    let sha256 = hex::encode(digest);
+    // S3 answers with the checksum it stored: it must be ours.
+    if let Some(stored) = out.checksum_sha256() {
+        let stored = base64::engine::general_purpose::STANDARD
+            .decode(stored)
+            .map(hex::encode)
+            .unwrap_or_else(|_| stored.to_owned());
+        if stored != sha256 {
+            return Err(format!("S3 stored SHA-256 {stored}, the file's is {sha256}"));
+        }
+    }
+    println!("bucket  {bucket}");
+    println!("key     {key}");
+    println!("size    {}", bytes.len());
+    println!("sha256  {sha256}");
+    if let Some(v) = out.version_id() {
+        println!("version {v}");
+    }
+    Ok(())
 }
 
 async fn run(args: &[String]) -> Result<bool, String> {
@@ -101,9 +190,9 @@ async fn run(args: &[String]) -> Result<bool, String> {
             Ok(true)
         }
         Some("redrive") => {
-            let dlq = args
-                .get(1)
-                .ok_or("usage: ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ|PayoutDLQ|PayoutScanDLQ>")?;
+            let dlq = args.get(1).ok_or(
+                "usage: ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ|PayoutDLQ|PayoutScanDLQ|ReconcileDLQ>",
+            )?;
             let source = DLQS
                 .iter()
                 .find(|(d, _)| d == dlq)
@@ -174,7 +263,8 @@ async fn run(args: &[String]) -> Result<bool, String> {
             println!("moved {moved} message(s) from {dlq} back to {source}");
             Ok(true)
         }
-        _ => Err("usage: ops check | ops dlq | ops redrive <LedgerDLQ|WalletDLQ|RefundDLQ>".into()),
+        Some("reconcile") => reconcile(&config, args).await.map(|()| true),
+        _ => Err("usage: ops check | ops dlq | ops redrive <DLQ> | ops reconcile <FILE> [ACCOUNT]".into()),
     }
 }
 
