@@ -225,7 +225,7 @@ impl FromEnv for RefundListEnv {
 }
 
 /// The PSP client with the retry policy from `PSP_ATTEMPT_TIMEOUT_MS` and `PSP_RETRY_BUDGET_MS`.
-fn psp_client() -> Result<StripeClient, String> {
+pub fn psp_client() -> Result<StripeClient, String> {
     let policy = RetryPolicy {
         attempt_timeout: Duration::from_millis(number("PSP_ATTEMPT_TIMEOUT_MS", 4_000)?),
         budget: Duration::from_millis(number("PSP_RETRY_BUDGET_MS", 12_000)?),

@@ -5,5 +5,6 @@ pub mod aws;
 pub mod config;
 pub mod dynamo;
 pub mod lambda;
+pub mod s3;
 pub mod sqs;
 pub mod stripe;

@@ -16,6 +16,7 @@ pub mod ledger;
 pub(crate) mod memory;
 pub mod pay_in;
 pub mod payouts;
+pub mod reconciliation;
 pub mod refunds;
 pub mod relay;
 

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod pay_in;
 pub mod payouts;
+pub mod reconciliation;
 pub mod refunds;
 
 pub use auth::{ApiKeyRecord, ApiKeys, Consume};

@@ -11,6 +11,7 @@
 //!   refunds).
 
 pub mod api_keys;
+pub mod batch;
 pub mod codec;
 pub mod cursor;
 pub mod idempotency;
@@ -18,6 +19,7 @@ pub mod invariants;
 pub mod ledger;
 pub mod pay_in;
 pub mod payouts;
+pub mod reconciliation;
 pub mod refunds;
 pub mod tx;
 pub mod wallets;

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod invariants;
+pub mod reconcile;
 pub mod relay;
 pub mod routes;
 pub mod scheduler;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 pub mod amounts;
 pub mod events;
+pub mod reports;
 
 use crate::domain::pay_in::{PspSession, SessionRequest};
 use crate::domain::payouts::{

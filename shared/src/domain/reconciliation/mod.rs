@@ -522,6 +522,68 @@ impl Tally {
     }
 }
 
+/// The file a run reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub bucket: String,
+    pub key: String,
+    pub sha256: String,
+}
+
+/// One reconciliation run: one settlement file's content, whatever key it arrived under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: ReconRunId,
+    pub account_id: AccountId,
+    pub file: FileRef,
+    pub interval: Option<Interval>,
+    pub status: RunStatus,
+    pub failure_reason: Option<String>,
+    pub tally: Tally,
+    /// Per currency, in minor units, after the run: our ledger's `psp_receivable`, and the
+    /// PSP's balance (available + pending) as it answered.
+    pub psp_receivable: BTreeMap<String, i64>,
+    pub psp_balance: BTreeMap<String, i64>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// The run of a file's content: its id derives from the SHA-256, so the same bytes under
+    /// any key are one run.
+    pub fn start(
+        account_id: AccountId,
+        file: FileRef,
+        interval: Option<Interval>,
+        now: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            id: ReconRunId::derived(&format!("sha256:{}", file.sha256)),
+            account_id,
+            file,
+            interval,
+            status: RunStatus::Running,
+            failure_reason: None,
+            tally: Tally::default(),
+            psp_receivable: BTreeMap::new(),
+            psp_balance: BTreeMap::new(),
+            started_at: now,
+            finished_at: None,
+        }
+    }
+}
+
+/// The account a settlement key belongs to: `psp/<account_id>/<name>`.
+pub fn account_of_key(key: &str) -> Result<AccountId, String> {
+    let mut parts = key.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("psp"), Some(account), Some(name)) if !name.is_empty() && !name.ends_with('/') => {
+            AccountId::parse(account).map_err(|e| format!("the key's account {account:?} {e}"))
+        }
+        _ => Err(format!("{key:?} is not psp/<account_id>/<file>")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::row::Columns;

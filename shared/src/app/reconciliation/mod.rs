@@ -1,0 +1,8 @@
+//! Reconciliation use cases: a settlement file's run ([`run`]) and the repair of webhooks that
+//! never arrived ([`repair`]).
+
+pub mod repair;
+pub mod run;
+
+pub use repair::{Repairer, WebhookRepair};
+pub use run::{Reconciler, RunOutcome};

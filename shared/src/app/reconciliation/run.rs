@@ -1,0 +1,515 @@
+//! One reconciliation run (design §10): a settlement file, streamed a chunk of rows at a time.
+//!
+//! Each chunk: the rows parsed (a bad row is a `malformed_row` break, and the file goes on),
+//! our records and their marks read in one batch, each row judged, then written in this order,
+//! each write idempotent so a retried run (the store down, a crash) redoes the same writes:
+//! 1. the ledger: the chunk's PSP fees (one transaction per currency), the platform's bank
+//!    payouts and unexplained money (one transaction per balance transaction);
+//! 2. the breaks (ids from the run and the line);
+//! 3. the marks: a record reconciled by this row, or a balance transaction seen.
+//!
+//! Then our side: every record of ours posted inside the file's interval with no row is
+//! `missing_at_psp` (or `expected` inside the settling window); then our `psp_receivable` next
+//! to the PSP's balance, the report in S3, and the run `SUCCEEDED`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::app::consumers::Failure;
+use crate::domain::currency::Currency;
+use crate::domain::ids::AccountId;
+use crate::domain::reconciliation::books::{fee_cost, fee_postings, is_unexplained, row_posting};
+use crate::domain::reconciliation::row::{signed_text, Columns, SettlementRow};
+use crate::domain::reconciliation::{
+    judge, mark_key, missing_at_psp, named_record, row_kind, row_values, Break, BreakStatus, BreakType,
+    FileRef, Interval, Mark, OurRecord, RecordRef, RowKind, Run, RunStatus, Verdict,
+};
+use crate::domain::time::format_time;
+use crate::ports::reconciliation::{
+    CsvRecord, CsvRecords, ReadError, ReconPsp, ReconStore, RunBegun, SettlementFiles,
+};
+use crate::ports::{LedgerWriter, StoreError};
+
+use super::repair::Repairer;
+
+/// Rows judged together: one batch read of records and marks, one fee posting per currency.
+pub const CHUNK_ROWS: usize = 100;
+
+/// The longest raw line a `malformed_row` break keeps.
+const RAW_CHARS_MAX: usize = 300;
+
+/// What a run needs.
+pub struct Reconciler<'a, F, S, L, P, R> {
+    pub files: &'a F,
+    pub store: &'a S,
+    pub ledger: &'a L,
+    pub psp: &'a P,
+    pub repair: &'a R,
+    /// Records this close to the interval's end are `expected` in the next file.
+    pub settling: chrono::Duration,
+}
+
+/// How a run ended, for the caller's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Done(Box<Run>),
+    /// The same content was reconciled before, by this run.
+    AlreadyDone(Box<Run>),
+}
+
+fn retryable(e: StoreError) -> Failure {
+    Failure::from(e)
+}
+
+impl<F, S, L, P, R> Reconciler<'_, F, S, L, P, R>
+where
+    F: SettlementFiles,
+    S: ReconStore,
+    L: LedgerWriter,
+    P: ReconPsp,
+    R: Repairer,
+{
+    /// Reconciles the file at `bucket`/`key` for `account`. A failure on our side is
+    /// `Retryable` (the queue brings the file back); a bad file is a `FAILED` run, not a
+    /// failure.
+    pub async fn reconcile(
+        &self,
+        account: AccountId,
+        bucket: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunOutcome, Failure> {
+        let sha256 = self.files.sha256(bucket, key).await.map_err(retryable)?;
+        let interval = match self.files.interval(bucket, key).await.map_err(retryable)? {
+            Some(i) => Some(i),
+            None => Interval::day_of_key(key),
+        };
+        let file = FileRef {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            sha256,
+        };
+        let mut run = Run::start(account, file, interval, now);
+        match self.store.begin_run(&run).await.map_err(retryable)? {
+            RunBegun::Finished(first) => {
+                tracing::info!(run_id = %first.id, key, "this content was reconciled before: nothing to do");
+                return Ok(RunOutcome::AlreadyDone(first));
+            }
+            RunBegun::Resumed(earlier) => {
+                tracing::warn!(run_id = %earlier.id, "resuming an interrupted run");
+                run.started_at = earlier.started_at;
+            }
+            RunBegun::Started => {}
+        }
+        let mut records = self.files.open(bucket, key).await.map_err(retryable)?;
+        match self.rows(&mut run, &mut records).await {
+            Ok(true) => {}
+            Ok(false) => {
+                run.finished_at = Some(now_or(now));
+                self.store.finish_run(&run).await.map_err(retryable)?;
+                return Ok(RunOutcome::Done(Box::new(run)));
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(interval) = run.interval {
+            self.our_side(&mut run, &interval).await.map_err(retryable)?;
+        }
+        run.psp_receivable = self
+            .store
+            .psp_receivable(&run.account_id)
+            .await
+            .map_err(retryable)?;
+        run.psp_balance = self
+            .psp
+            .balance()
+            .await
+            .map_err(|e| Failure::Retryable(format!("the PSP's balance: {e}")))?;
+        let breaks = self.store.breaks_of(&run.id).await.map_err(retryable)?;
+        self.files
+            .put_report(
+                &run.file.bucket,
+                &format!("reports/{}.csv", run.id),
+                report_csv(&breaks),
+            )
+            .await
+            .map_err(retryable)?;
+        run.status = RunStatus::Succeeded;
+        run.finished_at = Some(now_or(now));
+        self.store.finish_run(&run).await.map_err(retryable)?;
+        tracing::info!(
+            run_id = %run.id, rows = run.tally.rows, matched = run.tally.matched,
+            breaks = run.tally.breaks_total(), "reconciliation run succeeded"
+        );
+        Ok(RunOutcome::Done(Box::new(run)))
+    }
+
+    /// Streams the rows through the chunks. `Ok(false)`: the file is not a settlement report
+    /// (the run is `FAILED` with the reason, nothing booked).
+    async fn rows<C: CsvRecords>(&self, run: &mut Run, records: &mut C) -> Result<bool, Failure> {
+        let header = loop {
+            match records.next_record().await {
+                Ok(Some(r)) => break r,
+                Ok(None) => return Ok(true),
+                Err(ReadError::Malformed { reason, .. }) => {
+                    return Ok(fail(run, format!("not a CSV file: {reason}")));
+                }
+                Err(ReadError::Store(e)) => return Err(retryable(e)),
+            }
+        };
+        let columns = match Columns::from_header(header.fields.iter().map(String::as_str)) {
+            Ok(c) => c,
+            Err(e) => return Ok(fail(run, format!("not a settlement report: {e}"))),
+        };
+        let mut chunk: Vec<Result<SettlementRow, (u64, String, String)>> = Vec::with_capacity(CHUNK_ROWS);
+        let mut chunk_no = 0u64;
+        loop {
+            let next = match records.next_record().await {
+                Ok(Some(CsvRecord { line, fields })) => {
+                    let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+                    Some(
+                        columns
+                            .parse(line, &refs)
+                            .map_err(|e| (line, raw(&refs), e.to_string())),
+                    )
+                }
+                Ok(None) => None,
+                Err(ReadError::Malformed { line, reason }) => Some(Err((line, String::new(), reason))),
+                Err(ReadError::Store(e)) => return Err(retryable(e)),
+            };
+            let done = next.is_none();
+            if let Some(r) = next {
+                run.tally.rows += 1;
+                chunk.push(r);
+            }
+            if chunk.len() == CHUNK_ROWS || (done && !chunk.is_empty()) {
+                self.chunk(run, chunk_no, std::mem::take(&mut chunk)).await?;
+                chunk_no += 1;
+            }
+            if done {
+                return Ok(true);
+            }
+        }
+    }
+
+    async fn chunk(
+        &self,
+        run: &mut Run,
+        chunk_no: u64,
+        rows: Vec<Result<SettlementRow, (u64, String, String)>>,
+    ) -> Result<(), Failure> {
+        let now = Utc::now();
+        let account = run.account_id.clone();
+        // The record each row names (metadata first, then the PSP id it carries).
+        let mut named: Vec<Option<RecordRef>> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let found = match r {
+                Ok(row) => match named_record(row) {
+                    Some(r) => Some(r),
+                    None if matches!(row_kind(&row.category), RowKind::Record { .. }) => {
+                        self.by_psp_id(row).await.map_err(retryable)?
+                    }
+                    None => None,
+                },
+                Err(_) => None,
+            };
+            named.push(found);
+        }
+        let mark_keys: Vec<String> = rows
+            .iter()
+            .zip(&named)
+            .filter_map(|(r, n)| r.as_ref().ok().map(|row| row_mark_key(row, n.as_ref())))
+            .collect();
+        let refs: Vec<RecordRef> = named.iter().flatten().cloned().collect();
+        let (records, marks) = self.store.lookup(&refs, &mark_keys).await.map_err(retryable)?;
+
+        let mut breaks = Vec::new();
+        let mut new_marks: Vec<(String, Mark)> = Vec::new();
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
+        let mut postings = Vec::new();
+        for (r, reference) in rows.into_iter().zip(named) {
+            let row = match r {
+                Ok(row) => row,
+                Err((line, raw, reason)) => {
+                    let values = BTreeMap::from([("raw".to_owned(), raw)]);
+                    run.tally.add_break(BreakType::MalformedRow);
+                    breaks.push(Break::of_row(
+                        &run.id,
+                        &account,
+                        BreakType::MalformedRow,
+                        reason,
+                        line,
+                        values,
+                        now,
+                    ));
+                    continue;
+                }
+            };
+            let key = row_mark_key(&row, reference.as_ref());
+            // An earlier line of this file with the same key reads as an earlier mark.
+            let earlier_here = seen.get(&key).filter(|l| **l != row.line).map(|l| Mark {
+                run_id: run.id.clone(),
+                balance_transaction_id: row.balance_transaction_id.clone(),
+                line: *l,
+            });
+            let mark = earlier_here.or_else(|| marks.get(&key).cloned());
+            let record = reference.as_ref().and_then(|r| records.get(r));
+            let fresh = mark
+                .as_ref()
+                .is_none_or(|m| m.run_id == run.id && m.line == row.line);
+            let verdict = match row_kind(&row.category) {
+                RowKind::Record { .. } => judge(&row, record, mark.as_ref(), &run.id, &account),
+                _ if !fresh => Verdict::Break {
+                    kind: BreakType::Duplicate,
+                    reason: format!(
+                        "balance transaction {} was already seen (line {})",
+                        row.balance_transaction_id,
+                        mark.as_ref().map_or(0, |m| m.line)
+                    ),
+                },
+                _ if is_unexplained(&row.category) => Verdict::Break {
+                    kind: BreakType::UnexplainedAdjustment,
+                    reason: format!(
+                        "{} of {} booked to suspense: nothing of ours explains it",
+                        row.category.as_str(),
+                        signed_text(row.gross)
+                    ),
+                },
+                _ => Verdict::Matched,
+            };
+            let verdict = match verdict {
+                Verdict::MissedWebhook => self.repair_missed(run, &row, record, &mut breaks, now).await?,
+                v => v,
+            };
+            match &verdict {
+                Verdict::Foreign => {
+                    run.tally.foreign += 1;
+                    continue;
+                }
+                Verdict::Break {
+                    kind: BreakType::Duplicate,
+                    reason,
+                } => {
+                    run.tally.add_break(BreakType::Duplicate);
+                    breaks.push(
+                        Break::of_row(
+                            &run.id,
+                            &account,
+                            BreakType::Duplicate,
+                            reason.clone(),
+                            row.line,
+                            row_values(&row),
+                            now,
+                        )
+                        .with_ours(record),
+                    );
+                    // Booked with its first row; nothing is booked twice.
+                    continue;
+                }
+                Verdict::Break { kind, reason } => {
+                    run.tally.add_break(*kind);
+                    breaks.push(
+                        Break::of_row(
+                            &run.id,
+                            &account,
+                            *kind,
+                            reason.clone(),
+                            row.line,
+                            row_values(&row),
+                            now,
+                        )
+                        .with_ours(record),
+                    );
+                }
+                Verdict::Matched => {
+                    if matches!(row_kind(&row.category), RowKind::Record { .. }) {
+                        run.tally.matched += 1;
+                    }
+                }
+                Verdict::MissedWebhook => unreachable!("repaired above"),
+            }
+            // First time this row is seen: its fee and its own posting are booked now.
+            let cost = fee_cost(&row);
+            if cost.minor() != 0 {
+                *fees.entry(row.currency).or_default() += cost.minor();
+                run.tally.fees_booked += 1;
+            }
+            if let Some(tx) = row_posting(&account, &run.id, &row, &format_time(now))
+                .map_err(|e| Failure::Poison(e.to_string()))?
+            {
+                postings.push(tx);
+            }
+            seen.insert(key.clone(), row.line);
+            new_marks.push((
+                key,
+                Mark {
+                    run_id: run.id.clone(),
+                    balance_transaction_id: row.balance_transaction_id.clone(),
+                    line: row.line,
+                },
+            ));
+        }
+        postings.extend(
+            fee_postings(&account, &run.id, chunk_no, &fees, &format_time(now))
+                .map_err(|e| Failure::Poison(e.to_string()))?,
+        );
+        for tx in &postings {
+            self.ledger.append(tx).await.map_err(retryable)?;
+        }
+        self.store.put_breaks(&breaks).await.map_err(retryable)?;
+        self.store.put_marks(&new_marks).await.map_err(retryable)?;
+        Ok(())
+    }
+
+    /// A charge row whose checkout still waits for its webhook: the PSP's event, applied as
+    /// the webhook would have; the break is recorded `auto_resolved`. If the event cannot be
+    /// found or applied, the break stays open as a status mismatch.
+    async fn repair_missed(
+        &self,
+        run: &mut Run,
+        row: &SettlementRow,
+        record: Option<&OurRecord>,
+        breaks: &mut Vec<Break>,
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, Failure> {
+        let Some(RecordRef::Checkout(checkout)) = record.map(|r| &r.reference) else {
+            return Ok(Verdict::Break {
+                kind: BreakType::StatusMismatch,
+                reason: "the record waits for a webhook but is not a checkout".into(),
+            });
+        };
+        match self.repair.settle_checkout(checkout, now).await? {
+            Ok(note) => {
+                run.tally.auto_resolved += 1;
+                run.tally.add_break(BreakType::StatusMismatch);
+                let mut b = Break::of_row(
+                    &run.id,
+                    &run.account_id,
+                    BreakType::StatusMismatch,
+                    "the PSP charged but its webhook never arrived (our checkout was EXECUTING)".into(),
+                    row.line,
+                    row_values(row),
+                    now,
+                )
+                .with_ours(record);
+                b.status = BreakStatus::AutoResolved;
+                b.resolution_note = Some(note);
+                breaks.push(b);
+                Ok(Verdict::Matched)
+            }
+            Err(why) => Ok(Verdict::Break {
+                kind: BreakType::StatusMismatch,
+                reason: format!("the PSP charged, our checkout is EXECUTING, and the repair failed: {why}"),
+            }),
+        }
+    }
+
+    async fn by_psp_id(&self, row: &SettlementRow) -> Result<Option<RecordRef>, StoreError> {
+        let id = row.source_id.as_str();
+        if id.starts_with("re_") || id.starts_with("tr_") {
+            return self.store.record_by_psp_id(id).await;
+        }
+        Ok(None)
+    }
+
+    /// Our records posted in the interval that no row reconciled.
+    async fn our_side(&self, run: &mut Run, interval: &Interval) -> Result<(), StoreError> {
+        let posted = self.store.posted_in(&run.account_id, interval).await?;
+        let now = Utc::now();
+        for batch in posted.chunks(CHUNK_ROWS) {
+            let keys: Vec<String> = batch.iter().map(|(_, r, c)| mark_key(&r.reference, c)).collect();
+            let (_, marks) = self.store.lookup(&[], &keys).await?;
+            let mut breaks = Vec::new();
+            for ((at, record, category), key) in batch.iter().zip(&keys) {
+                if marks.contains_key(key) {
+                    continue;
+                }
+                match missing_at_psp(*at, interval, self.settling) {
+                    Some(true) => {
+                        run.tally.add_break(BreakType::MissingAtPsp);
+                        breaks.push(Break::of_record(
+                            &run.id,
+                            &run.account_id,
+                            record,
+                            category,
+                            format!(
+                                "our {} {} ({}, posted {}) has no {} row",
+                                record.reference.kind(),
+                                record.reference.as_str(),
+                                record.status.as_str(),
+                                format_time(*at),
+                                category.as_str()
+                            ),
+                            now,
+                        ));
+                    }
+                    Some(false) => run.tally.expected += 1,
+                    None => {}
+                }
+            }
+            self.store.put_breaks(&breaks).await?;
+        }
+        Ok(())
+    }
+}
+
+fn row_mark_key(row: &SettlementRow, reference: Option<&RecordRef>) -> String {
+    match reference {
+        Some(r) => mark_key(r, &row.category),
+        None => format!("bt#{}", row.balance_transaction_id),
+    }
+}
+
+fn fail(run: &mut Run, reason: String) -> bool {
+    tracing::warn!(run_id = %run.id, reason = %reason, "reconciliation run failed");
+    run.status = RunStatus::Failed;
+    run.failure_reason = Some(reason);
+    false
+}
+
+fn now_or(now: DateTime<Utc>) -> DateTime<Utc> {
+    Utc::now().max(now)
+}
+
+fn raw(fields: &[&str]) -> String {
+    fields.join(",").chars().take(RAW_CHARS_MAX).collect()
+}
+
+/// The run's report: one line per break.
+pub fn report_csv(breaks: &[Break]) -> Vec<u8> {
+    let mut out = String::from(
+        "break_id,type,status,line,reason,balance_transaction_id,reporting_category,currency,gross,our_kind,our_id,our_amount,our_status\n",
+    );
+    for b in breaks {
+        let row = |k: &str| b.row.get(k).cloned().unwrap_or_default();
+        let ours = |k: &str| b.ours.get(k).cloned().unwrap_or_default();
+        let fields = [
+            b.id.to_string(),
+            b.kind.as_str().to_owned(),
+            b.status.as_str().to_owned(),
+            b.line.map(|l| l.to_string()).unwrap_or_default(),
+            b.reason.clone(),
+            row("balance_transaction_id"),
+            row("reporting_category"),
+            row("currency"),
+            row("gross"),
+            ours("kind"),
+            ours("id"),
+            ours("amount"),
+            ours("status"),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
