@@ -378,6 +378,73 @@ impl Stack {
         aws_sdk_sqs::Client::new(&config)
     }
 
+    /// An S3 client for the stack's moto (path-style: a bucket cannot be a subdomain of an IP).
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let config =
+            shared::adapters::aws::static_sdk_config(&self.moto, "us-east-1", "local", "local").await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// The physical name of the bucket with this logical id, as the twin created it (its
+    /// `BucketName`, else the lowercased logical id).
+    pub async fn bucket(&self, logical_id: &str) -> String {
+        let all = self.twin(reqwest::Method::GET, "buckets").await;
+        all["buckets"]
+            .as_array()
+            .and_then(|bs| bs.iter().find(|b| b["logical_id"] == logical_id))
+            .and_then(|b| b["name"].as_str())
+            .unwrap_or_else(|| panic!("no bucket {logical_id} in {all}"))
+            .to_owned()
+    }
+
+    /// Puts `bytes` at `key` in the bucket with this logical id (an upload, as the PSP fetcher
+    /// or an operator makes one: it notifies the bucket's queues); panics unless S3 takes it.
+    pub async fn put_object(&self, bucket_logical_id: &str, key: &str, bytes: impl Into<Vec<u8>>) {
+        let bucket = self.bucket(bucket_logical_id).await;
+        self.s3()
+            .await
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes.into()))
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "put s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
+    }
+
+    /// The object at `key` in the bucket with this logical id, as UTF-8 text; None if there is
+    /// no such key.
+    pub async fn get_object_text(&self, bucket_logical_id: &str, key: &str) -> Option<String> {
+        let bucket = self.bucket(bucket_logical_id).await;
+        let out = match self.s3().await.get_object().bucket(&bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return None,
+            Err(e) => panic!(
+                "get s3://{bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            ),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("read s3://{bucket}/{key}: {e}"))
+            .into_bytes();
+        Some(
+            String::from_utf8(bytes.to_vec())
+                .unwrap_or_else(|e| panic!("s3://{bucket}/{key} is not UTF-8: {e}")),
+        )
+    }
+
     pub async fn ledger(&self) -> LedgerStore {
         LedgerStore {
             client: self.store().await.client,
