@@ -60,6 +60,13 @@ pub trait SettlementFiles: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Our records and marks, found by [`ReconStore::lookup`].
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    pub records: HashMap<RecordRef, OurRecord>,
+    pub marks: HashMap<String, Mark>,
+}
+
 /// What [`ReconStore::begin_run`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunBegun {
@@ -88,7 +95,7 @@ pub trait ReconStore: Send + Sync {
         &self,
         refs: &[RecordRef],
         marks: &[String],
-    ) -> impl Future<Output = Result<(HashMap<RecordRef, OurRecord>, HashMap<String, Mark>), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
     /// The record that owns a PSP object id (`re_…`, `tr_…`), when the row has no metadata.
     fn record_by_psp_id(

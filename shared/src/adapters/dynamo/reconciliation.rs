@@ -34,7 +34,7 @@ use crate::domain::reconciliation::{
     Tally,
 };
 use crate::domain::time::format_time;
-use crate::ports::reconciliation::{ReconStore, RunBegun};
+use crate::ports::reconciliation::{Lookup, ReconStore, RunBegun};
 use crate::ports::StoreError;
 
 /// The reconciliation table's index of an account's runs and breaks.
@@ -374,11 +374,7 @@ impl ReconStore for ReconDynamo {
         }
     }
 
-    async fn lookup(
-        &self,
-        refs: &[RecordRef],
-        marks: &[String],
-    ) -> Result<(HashMap<RecordRef, OurRecord>, HashMap<String, Mark>), StoreError> {
+    async fn lookup(&self, refs: &[RecordRef], marks: &[String]) -> Result<Lookup, StoreError> {
         let mut keys: Vec<(String, Item)> = refs
             .iter()
             .map(|r| (self.store.tables.payments.clone(), record_key(r)))
@@ -399,7 +395,10 @@ impl ReconStore for ReconDynamo {
                 }
             }
         }
-        Ok((records, found_marks))
+        Ok(Lookup {
+            records,
+            marks: found_marks,
+        })
     }
 
     async fn record_by_psp_id(&self, psp_id: &str) -> Result<Option<RecordRef>, StoreError> {
@@ -463,7 +462,7 @@ impl ReconStore for ReconDynamo {
                 .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
                 .expression_attribute_values(":pk", s(&pk))
                 .expression_attribute_values(":a", s(format_time(interval.start)))
-                .expression_attribute_values(":b", s(format!("{}", format_time(interval.end))))
+                .expression_attribute_values(":b", s(format_time(interval.end)))
                 .projection_expression("transaction_id, created_at")
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -555,7 +554,7 @@ impl ReconStore for ReconDynamo {
             .into_iter()
             .filter_map(|(at, r, c)| records.get(&r).map(|rec| (at, rec.clone(), c)))
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         Ok(out)
     }
 

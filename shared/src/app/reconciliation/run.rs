@@ -27,7 +27,7 @@ use crate::domain::reconciliation::{
 };
 use crate::domain::time::format_time;
 use crate::ports::reconciliation::{
-    CsvRecord, CsvRecords, ReadError, ReconPsp, ReconStore, RunBegun, SettlementFiles,
+    CsvRecord, CsvRecords, Lookup, ReadError, ReconPsp, ReconStore, RunBegun, SettlementFiles,
 };
 use crate::ports::{LedgerWriter, StoreError};
 
@@ -147,15 +147,14 @@ where
     /// Streams the rows through the chunks. `Ok(false)`: the file is not a settlement report
     /// (the run is `FAILED` with the reason, nothing booked).
     async fn rows<C: CsvRecords>(&self, run: &mut Run, records: &mut C) -> Result<bool, Failure> {
-        let header = loop {
-            match records.next_record().await {
-                Ok(Some(r)) => break r,
-                Ok(None) => return Ok(true),
-                Err(ReadError::Malformed { reason, .. }) => {
-                    return Ok(fail(run, format!("not a CSV file: {reason}")));
-                }
-                Err(ReadError::Store(e)) => return Err(retryable(e)),
+        let header = match records.next_record().await {
+            Ok(Some(r)) => r,
+            // An empty file: a run of 0 rows.
+            Ok(None) => return Ok(true),
+            Err(ReadError::Malformed { reason, .. }) => {
+                return Ok(fail(run, format!("not a CSV file: {reason}")));
             }
+            Err(ReadError::Store(e)) => return Err(retryable(e)),
         };
         let columns = match Columns::from_header(header.fields.iter().map(String::as_str)) {
             Ok(c) => c,
@@ -221,7 +220,7 @@ where
             .filter_map(|(r, n)| r.as_ref().ok().map(|row| row_mark_key(row, n.as_ref())))
             .collect();
         let refs: Vec<RecordRef> = named.iter().flatten().cloned().collect();
-        let (records, marks) = self.store.lookup(&refs, &mark_keys).await.map_err(retryable)?;
+        let Lookup { records, marks } = self.store.lookup(&refs, &mark_keys).await.map_err(retryable)?;
 
         let mut breaks = Vec::new();
         let mut new_marks: Vec<(String, Mark)> = Vec::new();
@@ -419,7 +418,7 @@ where
         let now = Utc::now();
         for batch in posted.chunks(CHUNK_ROWS) {
             let keys: Vec<String> = batch.iter().map(|(_, r, c)| mark_key(&r.reference, c)).collect();
-            let (_, marks) = self.store.lookup(&[], &keys).await?;
+            let marks = self.store.lookup(&[], &keys).await?.marks;
             let mut breaks = Vec::new();
             for ((at, record, category), key) in batch.iter().zip(&keys) {
                 if marks.contains_key(key) {
