@@ -549,8 +549,8 @@ pub struct Run {
 }
 
 impl Run {
-    /// The run of a file's content: its id derives from the SHA-256, so the same bytes under
-    /// any key are one run.
+    /// The run of a file's content for an account: its id derives from both, so the same
+    /// bytes under any of the account's keys are one run.
     pub fn start(
         account_id: AccountId,
         file: FileRef,
@@ -558,7 +558,7 @@ impl Run {
         now: DateTime<Utc>,
     ) -> Run {
         Run {
-            id: ReconRunId::derived(&format!("sha256:{}", file.sha256)),
+            id: ReconRunId::derived(&format!("{account_id}:sha256:{}", file.sha256)),
             account_id,
             file,
             interval,
