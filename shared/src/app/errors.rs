@@ -41,6 +41,7 @@ impl From<RefundRefusal> for Refusal {
             code: r.code(),
             param: r.param(),
             message: r.to_string(),
+            conflict: false,
         }
     }
 }
@@ -51,12 +52,16 @@ impl From<PayoutRefusal> for Refusal {
             code: r.code(),
             param: r.param(),
             message: r.to_string(),
+            conflict: false,
         }
     }
 }
 
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
+        if r.conflict {
+            return ApiError::state_conflict(r.code, r.message);
+        }
         let e = ApiError::invalid(r.code, r.message);
         match r.param {
             Some(p) => e.with_param(p),
@@ -119,6 +124,23 @@ mod tests {
             message: "bad currency".into(),
         });
         assert_eq!((refused.status, refused.code), (402, "psp_rejected"));
+        let not_open = ApiError::from(Refusal {
+            code: "break_not_open",
+            param: None,
+            message: "resolved".into(),
+            conflict: true,
+        });
+        assert_eq!((not_open.status, not_open.code), (409, "break_not_open"));
+        let too_much = ApiError::from(Refusal {
+            code: "amount_exceeds_refundable",
+            param: Some("amount"),
+            message: "nothing left".into(),
+            conflict: false,
+        });
+        assert_eq!(
+            (too_much.status, too_much.param.as_deref()),
+            (400, Some("amount"))
+        );
         assert!(refused.message.contains("bad currency"));
     }
 }

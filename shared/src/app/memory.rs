@@ -728,6 +728,7 @@ impl Refunds for Memory {
                 code: "amount_exceeds_refundable",
                 param: Some("amount"),
                 message: "nothing left".into(),
+                conflict: false,
             }));
         }
         self.records

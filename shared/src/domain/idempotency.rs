@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::ids::{ApiKeyId, CheckoutId, PayoutId, RefundId};
+use super::ids::{ApiKeyId, BreakId, CheckoutId, PayoutId, RefundId};
 
 pub const KEY_LEN_MAX: usize = 255;
 /// Records are kept for replay this long (DynamoDB TTL deletes them afterwards).
@@ -75,6 +75,8 @@ pub enum ResourceKind {
     Checkout,
     Refund,
     Payout,
+    /// A reconciliation break's resolution (the break exists; the POST resolves it).
+    ReconciliationBreak,
 }
 
 impl ResourceKind {
@@ -83,6 +85,7 @@ impl ResourceKind {
             ResourceKind::Checkout => "checkout",
             ResourceKind::Refund => "refund",
             ResourceKind::Payout => "payout",
+            ResourceKind::ReconciliationBreak => "reconciliation_break",
         }
     }
 
@@ -91,6 +94,7 @@ impl ResourceKind {
             "checkout" => Some(ResourceKind::Checkout),
             "refund" => Some(ResourceKind::Refund),
             "payout" => Some(ResourceKind::Payout),
+            "reconciliation_break" => Some(ResourceKind::ReconciliationBreak),
             _ => None,
         }
     }
@@ -125,6 +129,15 @@ impl ResourceRef {
     pub fn payout(id: &PayoutId) -> Self {
         ResourceRef {
             kind: ResourceKind::Payout,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl ResourceRef {
+    pub fn reconciliation_break(id: &BreakId) -> Self {
+        ResourceRef {
+            kind: ResourceKind::ReconciliationBreak,
             id: id.to_string(),
         }
     }

@@ -30,6 +30,9 @@ pub struct Refusal {
     pub code: &'static str,
     pub param: Option<&'static str>,
     pub message: String,
+    /// The resource's state forbids it (`409`: a break already resolved), rather than the
+    /// request being impossible (`400`).
+    pub conflict: bool,
 }
 
 pub trait Claims: Send + Sync {

@@ -87,9 +87,9 @@ impl<S: Checkouts + Claims, P: Psp> Command for OpenCheckout<'_, S, P> {
                 ))),
             },
             // Keys are scoped per API key and a payment's body is never a refund's.
-            ResourceKind::Refund | ResourceKind::Payout => Err(StoreError::Corrupt(format!(
-                "a payment's idempotency record names {reference}"
-            ))),
+            ResourceKind::Refund | ResourceKind::Payout | ResourceKind::ReconciliationBreak => Err(
+                StoreError::Corrupt(format!("a payment's idempotency record names {reference}")),
+            ),
         }
     }
 

@@ -93,9 +93,9 @@ impl<S: Payouts + Claims> Command for OpenPayout<'_, S> {
                     "idempotency record names {reference}: {e}"
                 ))),
             },
-            ResourceKind::Checkout | ResourceKind::Refund => Err(StoreError::Corrupt(format!(
-                "a payout's idempotency record names {reference}"
-            ))),
+            ResourceKind::Checkout | ResourceKind::Refund | ResourceKind::ReconciliationBreak => Err(
+                StoreError::Corrupt(format!("a payout's idempotency record names {reference}")),
+            ),
         }
     }
 

@@ -166,9 +166,9 @@ impl<S: Refunds + Claims> Command for OpenRefund<'_, S> {
                     "idempotency record names {reference}: {e}"
                 ))),
             },
-            ResourceKind::Checkout | ResourceKind::Payout => Err(StoreError::Corrupt(format!(
-                "a refund's idempotency record names {reference}"
-            ))),
+            ResourceKind::Checkout | ResourceKind::Payout | ResourceKind::ReconciliationBreak => Err(
+                StoreError::Corrupt(format!("a refund's idempotency record names {reference}")),
+            ),
         }
     }
 
