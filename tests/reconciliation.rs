@@ -22,6 +22,9 @@ fn stack() -> &'static Stack {
             ("PspAttemptTimeoutMs", "1000"),
             ("ConsumerVisibilityTimeout", "3"),
             ("SettlingWindowSeconds", "0"),
+            // repair_stuck runs when a test fires it, and then treats anything open as stuck.
+            ("RepairSchedule", "rate(1 day)"),
+            ("RepairStuckAfterSeconds", "0"),
         ],
         // DynamoDB Local on disk, so a test can stop it and start it again.
         on_disk: true,
@@ -62,10 +65,14 @@ async fn psp_balance_usd() -> i64 {
 /// A checkout paid on the sandbox's hosted page with Stripe's 0077 card (funds available at
 /// once), once its webhook has made it SUCCESS.
 async fn paid(acct: &Account, body: Value) -> Value {
+    paid_with(acct, body, "4000000000000077").await
+}
+
+async fn paid_with(acct: &Account, body: Value, card: &str) -> Value {
     let r = acct.create(&body).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.json["checkout_id"].as_str().unwrap().to_owned();
-    pay(&r.json).await;
+    pay_with(&r.json, card).await;
     common::eventually(&format!("checkout {id} SUCCESS"), 20, || async {
         let c = acct.get(&format!("/v1/checkouts/{id}")).await.json;
         (c["status"] == "SUCCESS").then_some(c)
@@ -74,10 +81,14 @@ async fn paid(acct: &Account, body: Value) -> Value {
 }
 
 async fn pay(checkout: &Value) {
+    pay_with(checkout, "4000000000000077").await
+}
+
+async fn pay_with(checkout: &Value, card: &str) {
     let url = checkout["psp_redirect_url"].as_str().unwrap();
     let page = common::no_redirects()
         .post(url)
-        .form(&[("card_number", "4000000000000077")])
+        .form(&[("card_number", card)])
         .send()
         .await
         .unwrap();
@@ -643,4 +654,95 @@ async fn a_run_cut_short_is_retried_and_books_nothing_twice() {
         "nothing booked twice"
     );
     s.assert_invariants().await;
+}
+
+/// Fires `repair_stuck` now: its summary.
+async fn repair() -> Value {
+    let out = stack()
+        .twin(reqwest::Method::POST, "schedules/RepairStuckFunction/Every/fire")
+        .await;
+    out["result"].clone()
+}
+
+#[tokio::test]
+async fn repair_stuck_settles_what_waits_on_the_psp_after_its_webhooks_were_dropped() {
+    let _turn = TURN.lock().await;
+    stack().sandbox_reset().await;
+    let acct = stack().new_account(None).await;
+    // A checkout all of whose webhooks are dropped: EXECUTING, though the buyer paid.
+    let r = acct.create(&single("seller_r", "80.00")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let c = r.json;
+    let id = c["checkout_id"].as_str().unwrap().to_owned();
+    stack()
+        .sandbox_admin(
+            "/__sandbox/faults",
+            Some(json!({"webhooks": {"drop_sessions": [c["psp_token"]]}})),
+        )
+        .await;
+    pay(&c).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        acct.get(&format!("/v1/checkouts/{id}")).await.json["status"],
+        "EXECUTING"
+    );
+    let summary = repair().await;
+    assert!(
+        summary["undelivered_applied"].as_u64().unwrap() + summary["stuck_applied"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert_eq!(
+        acct.get(&format!("/v1/checkouts/{id}")).await.json["status"],
+        "SUCCESS",
+        "{summary}"
+    );
+    common::eventually("the seller credited", 30, || async {
+        let w = acct.get("/v1/wallets/seller_r").await.json;
+        (w["balances"][0]["balance"] == "78.00").then_some(())
+    })
+    .await;
+    // Again: nothing new (each event's marker makes it a duplicate).
+    let again = repair().await;
+    assert_eq!(again["stuck_applied"], 0, "{again}");
+    assert_eq!(again["undelivered_applied"], 0, "{again}");
+
+    // A refund that goes pending at the PSP (Stripe's 7726 card) and succeeds a second later,
+    // every webhook of it dropped: PENDING here until repair_stuck reads its events.
+    let paid_c = paid_with(&acct, single("seller_r", "30.00"), "4000000000007726").await;
+    let po = paid_c["payment_orders"][0]["payment_order_id"].as_str().unwrap();
+    stack()
+        .sandbox_admin("/__sandbox/faults", Some(json!({"webhooks": {"drop_next": 50}})))
+        .await;
+    let rf = acct
+        .post(
+            "/v1/refunds",
+            Some(&new_key()),
+            &json!({"payment_order_id": po, "amount": "5.00"}).to_string(),
+        )
+        .await;
+    assert_eq!(rf.status, 201, "{}", rf.text);
+    let refund_id = rf.json["refund_id"].as_str().unwrap().to_owned();
+    common::eventually("the refund pending at the PSP", 30, || async {
+        let r = acct.get(&format!("/v1/refunds/{refund_id}")).await.json;
+        (!r["psp_refund_id"].is_null()).then_some(r)
+    })
+    .await;
+    // The PSP settles it a second later; we never hear of it.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        acct.get(&format!("/v1/refunds/{refund_id}")).await.json["status"],
+        "PENDING"
+    );
+    let summary = repair().await;
+    stack().sandbox_reset().await;
+    assert!(
+        summary["undelivered_applied"].as_u64().unwrap() + summary["stuck_applied"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert_eq!(
+        acct.get(&format!("/v1/refunds/{refund_id}")).await.json["status"],
+        "SUCCEEDED",
+        "{summary}"
+    );
+    stack().settled("all booked", |r, _| r.ok).await;
 }

@@ -356,3 +356,52 @@ impl ConsumerFromEnv for WalletConsumer<LedgerStore> {
         })
     }
 }
+
+/// The reconciliation table as the template names it (`RECONCILIATION_TABLE`).
+fn recon_table(
+    store: &DynamoStore,
+) -> Result<crate::adapters::dynamo::reconciliation_api::ReconTable, String> {
+    Ok(crate::adapters::dynamo::reconciliation_api::ReconTable {
+        store: store.clone(),
+        table: var("RECONCILIATION_TABLE")?,
+    })
+}
+
+/// `GET /v1/reconciliation/runs/{run_id}`, `GET /v1/reconciliation/breaks/{break_id}` and
+/// `POST /v1/reconciliation/breaks/{break_id}/resolve`: the API and the reconciliation table.
+pub struct ReconApiEnv {
+    pub api: Env,
+    pub recon: crate::adapters::dynamo::reconciliation_api::ReconTable,
+    /// Whose API keys this warm instance has seen (see `app::auth`).
+    pub callers: CallerCache,
+}
+
+impl FromEnv for ReconApiEnv {
+    async fn load() -> Result<ReconApiEnv, String> {
+        let api = Env::load().await?;
+        let recon = recon_table(&api.store)?;
+        Ok(ReconApiEnv {
+            api,
+            recon,
+            callers: CallerCache::default(),
+        })
+    }
+}
+
+/// `GET /v1/reconciliation/runs` and `GET /v1/reconciliation/breaks`: the API, the table and
+/// the lists' sealed cursors.
+pub struct ReconListEnv {
+    pub api: Env,
+    pub reads: crate::adapters::dynamo::reconciliation_api::ReconListReads,
+}
+
+impl FromEnv for ReconListEnv {
+    async fn load() -> Result<ReconListEnv, String> {
+        let api = Env::load().await?;
+        let reads = crate::adapters::dynamo::reconciliation_api::ReconListReads {
+            table: recon_table(&api.store)?,
+            cursors: cursors()?,
+        };
+        Ok(ReconListEnv { api, reads })
+    }
+}

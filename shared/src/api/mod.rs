@@ -6,6 +6,7 @@ pub mod json;
 pub mod ledger;
 pub mod pay_in;
 pub mod payouts;
+pub mod reconciliation;
 pub mod refunds;
 
 pub use error::ApiError;

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod pay_in;
 pub mod payouts;
 pub mod reconciliation;
+pub mod reconciliation_api;
 pub mod refunds;
 
 pub use auth::{ApiKeyRecord, ApiKeys, Consume};

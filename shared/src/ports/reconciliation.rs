@@ -7,7 +7,9 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::domain::ids::{AccountId, ReconRunId};
+use crate::domain::ids::{AccountId, CheckoutId, PayoutId, ReconRunId, RefundId};
+use crate::domain::pay_in::PspNotice;
+use crate::domain::psp::{PspAccountId, PspEventId, PspPayoutId, PspRefundId, PspSessionId};
 use crate::domain::reconciliation::row::Category;
 use crate::domain::reconciliation::{Break, BreakType, Interval, Mark, OurRecord, RecordRef, Run};
 
@@ -136,15 +138,62 @@ pub trait ReconPsp: Send + Sync {
 /// Counts of a run's breaks by type, for the API.
 pub type BreakCounts = BTreeMap<BreakType, u64>;
 
-/// The PSP's events, for repairing a webhook that never arrived.
+/// The PSP's events, for repairing webhooks that never arrived: each as the webhook would
+/// have parsed it, oldest first.
 pub trait PspEvents: Send + Sync {
-    /// The events about checkout session `session` created since `since`, oldest first, as
-    /// the webhook would have parsed them.
+    /// The events about checkout session `session` since `since`.
     fn session_events(
         &self,
-        session: &crate::domain::psp::PspSessionId,
+        session: &PspSessionId,
         since: DateTime<Utc>,
-    ) -> impl Future<
-        Output = Result<Vec<(crate::domain::psp::PspEventId, crate::domain::pay_in::PspNotice)>, String>,
-    > + Send;
+    ) -> impl Future<Output = Result<Vec<(PspEventId, PspNotice)>, String>> + Send;
+
+    /// The events about refund `refund` since `since`.
+    fn refund_events(
+        &self,
+        refund: &PspRefundId,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<(PspEventId, PspNotice)>, String>> + Send;
+
+    /// The events about connected account `account`'s payout `payout` since `since`.
+    fn payout_events(
+        &self,
+        payout: &PspPayoutId,
+        account: &PspAccountId,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<(PspEventId, PspNotice)>, String>> + Send;
+
+    /// The events of the kinds we act on that the PSP has not delivered to us since `since`
+    /// (Stripe's `delivery_success=false`).
+    fn undelivered(
+        &self,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<(PspEventId, PspNotice)>, String>> + Send;
+}
+
+/// A record of ours that waits on the PSP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stuck {
+    Checkout(CheckoutId),
+    Refund {
+        id: RefundId,
+        psp: PspRefundId,
+        since: DateTime<Utc>,
+    },
+    Payout {
+        id: PayoutId,
+        psp: PspPayoutId,
+        account: PspAccountId,
+        since: DateTime<Utc>,
+    },
+}
+
+pub trait StuckRecords: Send + Sync {
+    /// What has waited on the PSP since before `before`, oldest first per kind, at most
+    /// `limit` of each kind.
+    fn stuck(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Stuck>, StoreError>> + Send;
 }

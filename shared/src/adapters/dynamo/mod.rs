@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod pay_in;
 pub mod payouts;
 pub mod reconciliation;
+pub mod reconciliation_api;
 pub mod refunds;
 pub mod tx;
 pub mod wallets;

@@ -60,6 +60,9 @@ pub fn checkout_item(c: &Checkout) -> Item {
     ]);
     if let Some(session) = &c.psp_session {
         item.insert("psp_ref".into(), s(session.as_str()));
+        if c.status == PaymentStatus::Executing {
+            item.extend(super::open::open_attrs("checkout", c.id.as_str(), c.updated_at));
+        }
     }
     if let Some(intent) = &c.payment_intent {
         item.insert("payment_intent".into(), s(intent.as_str()));

@@ -81,6 +81,10 @@ pub fn payout_item(p: &Payout) -> Item {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
     );
+    // Sent, and waiting for the bank's answer: repair_stuck asks after it if it waits too long.
+    if p.status == PayoutStatus::InTransit && p.psp_payout.is_some() {
+        item.extend(super::open::open_attrs("payout", p.id.as_str(), p.updated_at));
+    }
     item
 }
 

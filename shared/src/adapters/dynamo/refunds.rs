@@ -84,6 +84,10 @@ pub fn refund_item(r: &Refund) -> Item {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
     );
+    // At the PSP and not yet final: repair_stuck asks after it if it waits too long.
+    if r.status == RefundStatus::Pending && r.psp_refund.is_some() {
+        item.extend(super::open::open_attrs("refund", r.id.as_str(), r.updated_at));
+    }
     item
 }
 

@@ -6,6 +6,7 @@ pub mod http;
 pub mod invariants;
 pub mod reconcile;
 pub mod relay;
+pub mod repair;
 pub mod routes;
 pub mod scheduler;
 pub mod sqs_batch;

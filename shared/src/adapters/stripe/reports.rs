@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::events::parse_event;
 use super::{encode_form, Call, StripeClient, STRIPE_VERSION};
 use crate::domain::pay_in::PspNotice;
-use crate::domain::psp::{PspError, PspEventId, PspSessionId};
+use crate::domain::psp::{PspAccountId, PspError, PspEventId, PspPayoutId, PspRefundId, PspSessionId};
 use crate::ports::reconciliation::{PspEvents, ReconPsp};
 
 /// Stripe's itemized balance-change report: one row per balance transaction.
@@ -87,37 +87,65 @@ impl ReconPsp for StripeClient {
     }
 }
 
-impl PspEvents for StripeClient {
-    async fn session_events(
+/// Refund events (a refund's `charge.refunded` names its charge, not the refund: its
+/// `refund.*` events carry it).
+const REFUND_EVENT_TYPES: &[&str] = &["refund.created", "refund.updated", "refund.failed"];
+const PAYOUT_EVENT_TYPES: &[&str] = &[
+    "payout.updated",
+    "payout.paid",
+    "payout.failed",
+    "payout.canceled",
+];
+
+impl StripeClient {
+    /// The events of `types` since `since` (as the platform, or as connected account
+    /// `account`), newest first, for which `keep` holds, up to [`EVENT_PAGES_MAX`] pages.
+    async fn events(
         &self,
-        session: &PspSessionId,
+        types: &[&str],
         since: DateTime<Utc>,
+        undelivered: bool,
+        account: Option<&str>,
+        keep: impl Fn(&serde_json::Value) -> bool,
     ) -> Result<Vec<(PspEventId, PspNotice)>, String> {
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..EVENT_PAGES_MAX {
-            let mut params: Vec<(String, String)> = SESSION_EVENT_TYPES
+            let mut params: Vec<(String, String)> = types
                 .iter()
                 .enumerate()
                 .map(|(i, t)| (format!("types[{i}]"), (*t).to_owned()))
                 .collect();
             params.push(("created[gte]".into(), since.timestamp().to_string()));
             params.push(("limit".into(), "100".into()));
+            if undelivered {
+                params.push(("delivery_success".into(), "false".into()));
+            }
             if let Some(a) = &after {
                 params.push(("starting_after".into(), a.clone()));
             }
             let path = format!("/v1/events?{}", encode_form(&params));
             let body = self
-                .call(Call::Get, &path, None)
+                .call(Call::Get, &path, account)
                 .await
                 .map_err(|e| e.to_string())?;
             let list: EventList =
                 serde_json::from_str(&body).map_err(|e| format!("unexpected event list: {e}"))?;
             after = list.data.last().and_then(|e| e["id"].as_str()).map(str::to_owned);
-            for event in &list.data {
-                if event["data"]["object"]["id"].as_str() == Some(session.as_str()) {
-                    let raw = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-                    found.push(parse_event(&raw)?);
+            for mut event in list.data {
+                if !keep(&event) {
+                    continue;
+                }
+                // Listed as the connected account, an event names it as its webhook would.
+                if let (Some(a), None) = (account, event.get("account").and_then(|v| v.as_str())) {
+                    event["account"] = serde_json::Value::String(a.to_owned());
+                }
+                let raw = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+                match parse_event(&raw) {
+                    Ok(parsed) => found.push(parsed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an event the webhook could not read either; skipped")
+                    }
                 }
             }
             if !list.has_more || after.is_none() {
@@ -127,6 +155,56 @@ impl PspEvents for StripeClient {
         // Newest first from the API; applied oldest first.
         found.reverse();
         Ok(found)
+    }
+}
+
+fn about(id: &str) -> impl Fn(&serde_json::Value) -> bool + '_ {
+    move |event| event["data"]["object"]["id"].as_str() == Some(id)
+}
+
+impl PspEvents for StripeClient {
+    async fn session_events(
+        &self,
+        session: &PspSessionId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(PspEventId, PspNotice)>, String> {
+        self.events(SESSION_EVENT_TYPES, since, false, None, about(session.as_str()))
+            .await
+    }
+
+    async fn refund_events(
+        &self,
+        refund: &PspRefundId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(PspEventId, PspNotice)>, String> {
+        self.events(REFUND_EVENT_TYPES, since, false, None, about(refund.as_str()))
+            .await
+    }
+
+    async fn payout_events(
+        &self,
+        payout: &PspPayoutId,
+        account: &PspAccountId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(PspEventId, PspNotice)>, String> {
+        self.events(
+            PAYOUT_EVENT_TYPES,
+            since,
+            false,
+            Some(account.as_str()),
+            about(payout.as_str()),
+        )
+        .await
+    }
+
+    async fn undelivered(&self, since: DateTime<Utc>) -> Result<Vec<(PspEventId, PspNotice)>, String> {
+        let types: Vec<&str> = SESSION_EVENT_TYPES
+            .iter()
+            .chain(REFUND_EVENT_TYPES)
+            .chain(["charge.refunded"].iter())
+            .copied()
+            .collect();
+        self.events(&types, since, true, None, |_| true).await
     }
 }
 

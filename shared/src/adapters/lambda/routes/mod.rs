@@ -3,4 +3,5 @@
 pub mod ledger;
 pub mod pay_in;
 pub mod payouts;
+pub mod reconciliation;
 pub mod refunds;
