@@ -6,5 +6,5 @@ pub mod repair;
 pub mod resolve;
 pub mod run;
 
-pub use repair::{Repairer, WebhookRepair};
+pub use repair::{RepairSummary, Repairer, StuckRepair, WebhookRepair};
 pub use run::{Reconciler, RunOutcome};
