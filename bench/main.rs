@@ -11,6 +11,7 @@
 //! The floors run with the outbox relay paused. Writes bench/results.json.
 
 mod payouts;
+mod reconcile;
 mod refunds;
 
 use std::path::Path;
@@ -317,7 +318,7 @@ async fn main() {
     })
     .await;
 
-    // BENCH_ONLY=create,refunds,pipeline,webhook,ledger,bootstrap,payouts runs some scenarios; the others keep their
+    // BENCH_ONLY=create,refunds,pipeline,webhook,ledger,bootstrap,reconcile,payouts runs some scenarios; the others keep their
     // last figures in bench/results.json.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
@@ -416,6 +417,9 @@ async fn main() {
     }
     if run("bootstrap") {
         bootstrap(&release, &stack, &mut results).await;
+    }
+    if run("reconcile") {
+        reconcile::run(&stack, &mut results).await;
     }
     // Last: it leaves the relay paused and wallets without their ledger.
     if run("payouts") {

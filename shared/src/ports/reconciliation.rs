@@ -69,6 +69,13 @@ pub struct Lookup {
     pub marks: HashMap<String, Mark>,
 }
 
+/// A page of [`ReconStore::posted_in`].
+#[derive(Debug, Clone, Default)]
+pub struct PostedPage {
+    pub records: Vec<(DateTime<Utc>, OurRecord, Category)>,
+    pub next: Option<String>,
+}
+
 /// What [`ReconStore::begin_run`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunBegun {
@@ -111,13 +118,15 @@ pub trait ReconStore: Send + Sync {
     /// Records breaks, each once (a retried run rewrites the same ids to the same content).
     fn put_breaks(&self, breaks: &[Break]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The money-moving records of ours posted in `interval` (from the ledger's
-    /// `psp_receivable` lines): when, which record, and the category of the row it should have.
+    /// One page of the money-moving records of ours posted in `interval` (from the ledger's
+    /// `psp_receivable` lines, after position `after`): when, which record, and the category of
+    /// the row it should have; and the position of the next page (`None`: the last).
     fn posted_in(
         &self,
         account: &AccountId,
         interval: &Interval,
-    ) -> impl Future<Output = Result<Vec<(DateTime<Utc>, OurRecord, Category)>, StoreError>> + Send;
+        after: Option<String>,
+    ) -> impl Future<Output = Result<PostedPage, StoreError>> + Send;
 
     /// Our ledger's `psp_receivable` per currency (minor units, debit-normal).
     fn psp_receivable(

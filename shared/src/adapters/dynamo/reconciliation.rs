@@ -34,8 +34,11 @@ use crate::domain::reconciliation::{
     Tally,
 };
 use crate::domain::time::format_time;
-use crate::ports::reconciliation::{Lookup, ReconStore, RunBegun};
+use crate::ports::reconciliation::{Lookup, PostedPage, ReconStore, RunBegun};
 use crate::ports::StoreError;
+
+/// Ledger lines read per page of our side (a page's records are judged, then dropped).
+const POSTED_PAGE: i32 = 1000;
 
 /// The reconciliation table's index of an account's runs and breaks.
 pub const BY_ACCOUNT_INDEX: &str = "by_account";
@@ -448,37 +451,37 @@ impl ReconStore for ReconDynamo {
         &self,
         account: &AccountId,
         interval: &Interval,
-    ) -> Result<Vec<(DateTime<Utc>, OurRecord, Category)>, StoreError> {
-        // 1. The psp_receivable lines posted in the interval: (transaction id, when).
+        after: Option<String>,
+    ) -> Result<PostedPage, StoreError> {
+        // 1. A page of the psp_receivable lines posted in the interval: (transaction id, when).
         let pk = format!("ACCT#{account}#{}", LedgerAccount::PspReceivable);
+        let start = after.map(|sk| HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(sk))]));
+        let out = self
+            .store
+            .client
+            .query()
+            .table_name(&self.ledger.ledger_table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":a", s(format_time(interval.start)))
+            .expression_attribute_values(":b", s(format_time(interval.end)))
+            .projection_expression("sk, transaction_id, created_at")
+            .limit(POSTED_PAGE)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| unavailable("Query ledger lines", e))?;
         let mut lines: Vec<(String, DateTime<Utc>)> = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .store
-                .client
-                .query()
-                .table_name(&self.ledger.ledger_table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":a", s(format_time(interval.start)))
-                .expression_attribute_values(":b", s(format_time(interval.end)))
-                .projection_expression("transaction_id, created_at")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("Query ledger lines", e))?;
-            for item in out.items.unwrap_or_default() {
-                let at = get_time(&item, "created_at")?;
-                if at >= interval.start && at < interval.end {
-                    lines.push((get_s(&item, "transaction_id")?.to_owned(), at));
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
+        for item in out.items.unwrap_or_default() {
+            let at = get_time(&item, "created_at")?;
+            if at >= interval.start && at < interval.end {
+                lines.push((get_s(&item, "transaction_id")?.to_owned(), at));
             }
         }
+        let next = match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => Some(get_s(&k, "sk")?.to_owned()),
+            _ => None,
+        };
         // Our own bookings (fees, bank payouts, suspense) are not records.
         lines.retain(|(id, _)| {
             !(id.starts_with("ltx_pspfee_")
@@ -555,7 +558,7 @@ impl ReconStore for ReconDynamo {
             .filter_map(|(at, r, c)| records.get(&r).map(|rec| (at, rec.clone(), c)))
             .collect();
         out.sort_by_key(|a| a.0);
-        Ok(out)
+        Ok(PostedPage { records: out, next })
     }
 
     async fn psp_receivable(&self, account: &AccountId) -> Result<BTreeMap<String, i64>, StoreError> {

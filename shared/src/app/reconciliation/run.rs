@@ -160,8 +160,11 @@ where
             Ok(c) => c,
             Err(e) => return Ok(fail(run, format!("not a settlement report: {e}"))),
         };
-        let mut chunk: Vec<Result<SettlementRow, (u64, String, String)>> = Vec::with_capacity(CHUNK_ROWS);
+        let mut chunk: Vec<Parsed> = Vec::with_capacity(CHUNK_ROWS);
         let mut chunk_no = 0u64;
+        // One chunk's writes go on while the next chunk is read and judged; the next chunk's
+        // judging sees the marks in flight as this file's earlier lines.
+        let mut in_flight: Option<ChunkWrites> = None;
         loop {
             let next = match records.next_record().await {
                 Ok(Some(CsvRecord { line, fields })) => {
@@ -182,21 +185,57 @@ where
                 chunk.push(r);
             }
             if chunk.len() == CHUNK_ROWS || (done && !chunk.is_empty()) {
-                self.chunk(run, chunk_no, std::mem::take(&mut chunk)).await?;
+                let earlier: HashMap<String, u64> = in_flight
+                    .as_ref()
+                    .map(|w| w.marks.iter().map(|(k, m)| (k.clone(), m.line)).collect())
+                    .unwrap_or_default();
+                let judging = self.judge(run, chunk_no, std::mem::take(&mut chunk), earlier);
+                let writing = async {
+                    match in_flight.take() {
+                        Some(w) => self.write(w).await,
+                        None => Ok(()),
+                    }
+                };
+                let (judged, written) = futures_util::future::join(judging, writing).await;
+                written?;
+                in_flight = Some(judged?);
                 chunk_no += 1;
             }
             if done {
+                if let Some(w) = in_flight.take() {
+                    self.write(w).await?;
+                }
                 return Ok(true);
             }
         }
     }
 
-    async fn chunk(
+    /// A chunk's writes, in their order: the ledger and the breaks, then the marks (a crash
+    /// before the marks leaves the rows to be judged again, and the ledger's ids make the
+    /// second booking a no-op).
+    async fn write(&self, w: ChunkWrites) -> Result<(), Failure> {
+        let ledger = async {
+            for tx in &w.postings {
+                self.ledger.append(tx).await?;
+            }
+            Ok::<(), StoreError>(())
+        };
+        let (booked, broke) = futures_util::future::join(ledger, self.store.put_breaks(&w.breaks)).await;
+        booked.map_err(retryable)?;
+        broke.map_err(retryable)?;
+        self.store.put_marks(&w.marks).await.map_err(retryable)
+    }
+
+    /// Judges one chunk: its rows' records and marks read in one batch, each row's verdict,
+    /// and what that writes. `earlier`: the mark keys of the chunk still being written, with
+    /// their lines.
+    async fn judge(
         &self,
         run: &mut Run,
         chunk_no: u64,
-        rows: Vec<Result<SettlementRow, (u64, String, String)>>,
-    ) -> Result<(), Failure> {
+        rows: Vec<Parsed>,
+        earlier: HashMap<String, u64>,
+    ) -> Result<ChunkWrites, Failure> {
         let now = Utc::now();
         let account = run.account_id.clone();
         // The record each row names (metadata first, then the PSP id it carries).
@@ -224,7 +263,7 @@ where
 
         let mut breaks = Vec::new();
         let mut new_marks: Vec<(String, Mark)> = Vec::new();
-        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut seen: HashMap<String, u64> = earlier;
         let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
         let mut postings = Vec::new();
         for (r, reference) in rows.into_iter().zip(named) {
@@ -353,12 +392,11 @@ where
             fee_postings(&account, &run.id, chunk_no, &fees, &format_time(now))
                 .map_err(|e| Failure::Poison(e.to_string()))?,
         );
-        for tx in &postings {
-            self.ledger.append(tx).await.map_err(retryable)?;
-        }
-        self.store.put_breaks(&breaks).await.map_err(retryable)?;
-        self.store.put_marks(&new_marks).await.map_err(retryable)?;
-        Ok(())
+        Ok(ChunkWrites {
+            postings,
+            breaks,
+            marks: new_marks,
+        })
     }
 
     /// A charge row whose checkout still waits for its webhook: the PSP's event, applied as
@@ -414,43 +452,78 @@ where
 
     /// Our records posted in the interval that no row reconciled.
     async fn our_side(&self, run: &mut Run, interval: &Interval) -> Result<(), StoreError> {
-        let posted = self.store.posted_in(&run.account_id, interval).await?;
         let now = Utc::now();
-        for batch in posted.chunks(CHUNK_ROWS) {
-            let keys: Vec<String> = batch.iter().map(|(_, r, c)| mark_key(&r.reference, c)).collect();
-            let marks = self.store.lookup(&[], &keys).await?.marks;
-            let mut breaks = Vec::new();
-            for ((at, record, category), key) in batch.iter().zip(&keys) {
-                if marks.contains_key(key) {
-                    continue;
-                }
-                match missing_at_psp(*at, interval, self.settling) {
-                    Some(true) => {
-                        run.tally.add_break(BreakType::MissingAtPsp);
-                        breaks.push(Break::of_record(
-                            &run.id,
-                            &run.account_id,
-                            record,
-                            category,
-                            format!(
-                                "our {} {} ({}, posted {}) has no {} row",
-                                record.reference.kind(),
-                                record.reference.as_str(),
-                                record.status.as_str(),
-                                format_time(*at),
-                                category.as_str()
-                            ),
-                            now,
-                        ));
-                    }
-                    Some(false) => run.tally.expected += 1,
-                    None => {}
-                }
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .posted_in(&run.account_id, interval, after.take())
+                .await?;
+            for batch in page.records.chunks(CHUNK_ROWS) {
+                self.unreconciled(run, interval, batch, now).await?;
             }
-            self.store.put_breaks(&breaks).await?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
         }
+    }
+
+    /// Of `batch`, the records no row reconciled: breaks, or expected in the next file.
+    async fn unreconciled(
+        &self,
+        run: &mut Run,
+        interval: &Interval,
+        batch: &[(
+            DateTime<Utc>,
+            OurRecord,
+            crate::domain::reconciliation::row::Category,
+        )],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<String> = batch.iter().map(|(_, r, c)| mark_key(&r.reference, c)).collect();
+        let marks = self.store.lookup(&[], &keys).await?.marks;
+        let mut breaks = Vec::new();
+        for ((at, record, category), key) in batch.iter().zip(&keys) {
+            if marks.contains_key(key) {
+                continue;
+            }
+            match missing_at_psp(*at, interval, self.settling) {
+                Some(true) => {
+                    run.tally.add_break(BreakType::MissingAtPsp);
+                    breaks.push(Break::of_record(
+                        &run.id,
+                        &run.account_id,
+                        record,
+                        category,
+                        format!(
+                            "our {} {} ({}, posted {}) has no {} row",
+                            record.reference.kind(),
+                            record.reference.as_str(),
+                            record.status.as_str(),
+                            format_time(*at),
+                            category.as_str()
+                        ),
+                        now,
+                    ));
+                }
+                Some(false) => run.tally.expected += 1,
+                None => {}
+            }
+        }
+        self.store.put_breaks(&breaks).await?;
         Ok(())
     }
+}
+
+/// A data row: parsed, or (line, raw text, why not).
+type Parsed = Result<SettlementRow, (u64, String, String)>;
+
+/// What judging a chunk writes.
+struct ChunkWrites {
+    postings: Vec<crate::domain::ledger::LedgerTransaction>,
+    breaks: Vec<Break>,
+    marks: Vec<(String, Mark)>,
 }
 
 fn row_mark_key(row: &SettlementRow, reference: Option<&RecordRef>) -> String {
