@@ -29,6 +29,10 @@ const DLQS: &[(&str, &str)] = &[
     ("ReconcileDLQ", "ReconcileQueue"),
 ];
 
+/// Where Lambda puts a scheduled invocation that still failed after its retries (the event,
+/// with Lambda's `ErrorMessage`): listed, not redriven (invoke the function with it again).
+const ASYNC_DLQS: &[&str] = &["FetchSettlementDLQ"];
+
 /// The twin's name for `SettlementBucket` (a bucket without `BucketName` is its lowercased
 /// logical id there).
 const DEFAULT_SETTLEMENT_BUCKET: &str = "settlementbucket";
@@ -160,7 +164,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
         }
         Some("dlq") => {
             let sqs = aws_sdk_sqs::Client::new(&config);
-            for (dlq, _) in DLQS {
+            for dlq in DLQS.iter().map(|(d, _)| d).chain(ASYNC_DLQS) {
                 let url = queue_url(&sqs, dlq).await?;
                 // Peek: a short visibility timeout so the messages stay where they are.
                 let got = sqs
@@ -182,6 +186,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
                         attrs.get("event_id").map(String::as_str).unwrap_or("-"),
                         attrs
                             .get("failure_reason")
+                            .or_else(|| attrs.get("ErrorMessage"))
                             .map(String::as_str)
                             .unwrap_or("(redriven by SQS after maxReceiveCount)")
                     );

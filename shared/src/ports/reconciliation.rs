@@ -106,7 +106,8 @@ pub trait ReconStore: Send + Sync {
         marks: &[String],
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
-    /// The record that owns a PSP object id (`re_…`, `tr_…`), when the row has no metadata.
+    /// The record that owns a PSP object id (`re_…`, `tr_…`, a session's `cs_…`), when the
+    /// row has no metadata.
     fn record_by_psp_id(
         &self,
         psp_id: &str,
@@ -142,6 +143,11 @@ pub trait ReconStore: Send + Sync {
 pub trait ReconPsp: Send + Sync {
     /// The platform's balance, available + pending, per currency (minor units).
     fn balance(&self) -> impl Future<Output = Result<BTreeMap<String, i64>, String>> + Send;
+
+    /// The checkout session that created payment intent `payment_intent`, if any: how a
+    /// charge row without our metadata is traced to our checkout.
+    fn session_of(&self, payment_intent: &str)
+        -> impl Future<Output = Result<Option<String>, String>> + Send;
 }
 
 /// Counts of a run's breaks by type, for the API.

@@ -27,7 +27,7 @@ use crate::domain::ids::{AccountId, BreakId, CheckoutId, PaymentOrderId, PayoutI
 use crate::domain::ledger::balances::sum_shards;
 use crate::domain::ledger::{Direction, LedgerAccount};
 use crate::domain::money::Money;
-use crate::domain::psp::{PspRef, PspRefundId, PspTransferId};
+use crate::domain::psp::{PspRef, PspRefundId, PspSessionId, PspTransferId};
 use crate::domain::reconciliation::row::Category;
 use crate::domain::reconciliation::{
     Break, BreakStatus, BreakType, FileRef, Interval, Mark, OurRecord, OurStatus, RecordRef, Run, RunStatus,
@@ -311,6 +311,33 @@ impl ReconDynamo {
     }
 }
 
+impl ReconDynamo {
+    /// Puts a break unless it was resolved; its pointer item, to write next.
+    async fn put_break(&self, b: &Break) -> Result<Item, StoreError> {
+        let [item, pointer] = break_items(b);
+        let put = self
+            .store
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR break_status <> :resolved")
+            .expression_attribute_values(":resolved", s(BreakStatus::Resolved.as_str()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(pointer),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(pointer)
+            }
+            Err(e) => Err(unavailable("PutItem break", e)),
+        }
+    }
+}
+
 impl ReconStore for ReconDynamo {
     async fn begin_run(&self, run: &Run) -> Result<RunBegun, StoreError> {
         let put = self
@@ -405,7 +432,9 @@ impl ReconStore for ReconDynamo {
     }
 
     async fn record_by_psp_id(&self, psp_id: &str) -> Result<Option<RecordRef>, StoreError> {
-        let psp_ref = if let Ok(id) = PspRefundId::parse(psp_id) {
+        let psp_ref = if let Ok(id) = PspSessionId::parse(psp_id) {
+            PspRef::Session(id)
+        } else if let Ok(id) = PspRefundId::parse(psp_id) {
             PspRef::Refund(id)
         } else if let Ok(id) = PspTransferId::parse(psp_id) {
             PspRef::Transfer(id)
@@ -414,7 +443,9 @@ impl ReconStore for ReconDynamo {
         };
         let keys = self.store.find_psp_ref(&psp_ref).await?;
         Ok(keys.iter().find_map(|pk| {
-            if let Some(id) = pk.strip_prefix("RF#") {
+            if let Some(id) = pk.strip_prefix("CO#") {
+                CheckoutId::parse(id).ok().map(RecordRef::Checkout)
+            } else if let Some(id) = pk.strip_prefix("RF#") {
                 RefundId::parse(id).ok().map(RecordRef::Refund)
             } else if let Some(id) = pk.strip_prefix("PAYOUT#") {
                 PayoutId::parse(id).ok().map(RecordRef::Payout)
@@ -442,9 +473,15 @@ impl ReconStore for ReconDynamo {
         batch_put(&self.store.client, &self.table, items).await
     }
 
+    /// Each break is put unless a person resolved it meanwhile (a run that goes again must not
+    /// reopen it); its pointer alongside. Breaks are few next to rows: one conditional put each.
     async fn put_breaks(&self, breaks: &[Break]) -> Result<(), StoreError> {
-        let items = breaks.iter().flat_map(break_items).collect();
-        batch_put(&self.store.client, &self.table, items).await
+        let mut pointers = Vec::with_capacity(breaks.len());
+        for chunk in breaks.chunks(8) {
+            pointers
+                .extend(futures_util::future::try_join_all(chunk.iter().map(|b| self.put_break(b))).await?);
+        }
+        batch_put(&self.store.client, &self.table, pointers).await
     }
 
     async fn posted_in(

@@ -72,7 +72,34 @@ fn unexpected(what: &str, e: impl std::fmt::Display) -> PspError {
     PspError::Unavailable(format!("unexpected {what}: {e}"))
 }
 
+#[derive(Deserialize)]
+struct SessionList {
+    data: Vec<IdOnly>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
 impl ReconPsp for StripeClient {
+    async fn session_of(&self, payment_intent: &str) -> Result<Option<String>, String> {
+        let path = format!(
+            "/v1/checkout/sessions?{}",
+            encode_form(&[
+                ("payment_intent".to_owned(), payment_intent.to_owned()),
+                ("limit".to_owned(), "1".to_owned())
+            ])
+        );
+        let body = self
+            .call(Call::Get, &path, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let list: SessionList =
+            serde_json::from_str(&body).map_err(|e| format!("unexpected session list: {e}"))?;
+        Ok(list.data.into_iter().next().map(|s| s.id))
+    }
+
     async fn balance(&self) -> Result<BTreeMap<String, i64>, String> {
         let body = self
             .call(Call::Get, "/v1/balance", None)

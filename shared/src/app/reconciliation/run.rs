@@ -12,7 +12,7 @@
 //! `missing_at_psp` (or `expected` inside the settling window); then our `psp_receivable` next
 //! to the PSP's balance, the report in S3, and the run `SUCCEEDED`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
@@ -65,8 +65,8 @@ fn retryable(e: StoreError) -> Failure {
 impl<F, S, L, P, R> Reconciler<'_, F, S, L, P, R>
 where
     F: SettlementFiles,
-    S: ReconStore,
-    L: LedgerWriter,
+    S: ReconStore + Clone + 'static,
+    L: LedgerWriter + Clone + 'static,
     P: ReconPsp,
     R: Repairer,
 {
@@ -162,9 +162,9 @@ where
         };
         let mut chunk: Vec<Parsed> = Vec::with_capacity(CHUNK_ROWS);
         let mut chunk_no = 0u64;
-        // One chunk's writes go on while the next chunk is read and judged; the next chunk's
-        // judging sees the marks in flight as this file's earlier lines.
-        let mut in_flight: Option<ChunkWrites> = None;
+        // Up to WRITES_IN_FLIGHT chunks' writes go on while the next chunks are read and
+        // judged; judging sees the marks in flight as this file's earlier lines.
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         loop {
             let next = match records.next_record().await {
                 Ok(Some(CsvRecord { line, fields })) => {
@@ -186,44 +186,30 @@ where
             }
             if chunk.len() == CHUNK_ROWS || (done && !chunk.is_empty()) {
                 let earlier: HashMap<String, u64> = in_flight
-                    .as_ref()
-                    .map(|w| w.marks.iter().map(|(k, m)| (k.clone(), m.line)).collect())
-                    .unwrap_or_default();
-                let judging = self.judge(run, chunk_no, std::mem::take(&mut chunk), earlier);
-                let writing = async {
-                    match in_flight.take() {
-                        Some(w) => self.write(w).await,
-                        None => Ok(()),
-                    }
-                };
-                let (judged, written) = futures_util::future::join(judging, writing).await;
-                written?;
-                in_flight = Some(judged?);
+                    .iter()
+                    .flat_map(|f| f.marks.iter().map(|(k, l)| (k.clone(), *l)))
+                    .collect();
+                let judged = self
+                    .judge(run, chunk_no, std::mem::take(&mut chunk), earlier)
+                    .await?;
+                while in_flight.len() >= WRITES_IN_FLIGHT {
+                    finish(in_flight.pop_front()).await?;
+                }
+                let marks = judged.marks.iter().map(|(k, m)| (k.clone(), m.line)).collect();
+                let (store, ledger) = (self.store.clone(), self.ledger.clone());
+                in_flight.push_back(InFlight {
+                    task: tokio::spawn(async move { write(&store, &ledger, judged).await }),
+                    marks,
+                });
                 chunk_no += 1;
             }
             if done {
-                if let Some(w) = in_flight.take() {
-                    self.write(w).await?;
+                while let Some(f) = in_flight.pop_front() {
+                    finish(Some(f)).await?;
                 }
                 return Ok(true);
             }
         }
-    }
-
-    /// A chunk's writes, in their order: the ledger and the breaks, then the marks (a crash
-    /// before the marks leaves the rows to be judged again, and the ledger's ids make the
-    /// second booking a no-op).
-    async fn write(&self, w: ChunkWrites) -> Result<(), Failure> {
-        let ledger = async {
-            for tx in &w.postings {
-                self.ledger.append(tx).await?;
-            }
-            Ok::<(), StoreError>(())
-        };
-        let (booked, broke) = futures_util::future::join(ledger, self.store.put_breaks(&w.breaks)).await;
-        booked.map_err(retryable)?;
-        broke.map_err(retryable)?;
-        self.store.put_marks(&w.marks).await.map_err(retryable)
     }
 
     /// Judges one chunk: its rows' records and marks read in one batch, each row's verdict,
@@ -245,7 +231,7 @@ where
                 Ok(row) => match named_record(row) {
                     Some(r) => Some(r),
                     None if matches!(row_kind(&row.category), RowKind::Record { .. }) => {
-                        self.by_psp_id(row).await.map_err(retryable)?
+                        self.by_psp_id(row).await?
                     }
                     None => None,
                 },
@@ -442,10 +428,25 @@ where
         }
     }
 
-    async fn by_psp_id(&self, row: &SettlementRow) -> Result<Option<RecordRef>, StoreError> {
+    /// A row without our metadata: its record through the PSP's ids — a refund's `re_…` or a
+    /// transfer's `tr_…` (our `by_psp_ref` index), a charge's payment intent through its
+    /// checkout session (asked of the PSP).
+    async fn by_psp_id(&self, row: &SettlementRow) -> Result<Option<RecordRef>, Failure> {
         let id = row.source_id.as_str();
         if id.starts_with("re_") || id.starts_with("tr_") {
-            return self.store.record_by_psp_id(id).await;
+            return self.store.record_by_psp_id(id).await.map_err(retryable);
+        }
+        if let (crate::domain::reconciliation::row::Category::Charge, Some(pi)) =
+            (&row.category, &row.payment_intent_id)
+        {
+            let session = self
+                .psp
+                .session_of(pi)
+                .await
+                .map_err(|e| Failure::Retryable(format!("the PSP's session of {pi}: {e}")))?;
+            if let Some(session) = session {
+                return self.store.record_by_psp_id(&session).await.map_err(retryable);
+            }
         }
         Ok(None)
     }
@@ -514,6 +515,41 @@ where
         self.store.put_breaks(&breaks).await?;
         Ok(())
     }
+}
+
+/// Chunks whose writes may be in flight at once.
+const WRITES_IN_FLIGHT: usize = 4;
+
+/// A chunk being written, and its marks' keys with their lines.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), Failure>>,
+    marks: HashMap<String, u64>,
+}
+
+async fn finish(f: Option<InFlight>) -> Result<(), Failure> {
+    match f {
+        Some(f) => f
+            .task
+            .await
+            .map_err(|e| Failure::Retryable(format!("a chunk's writes did not finish: {e}")))?,
+        None => Ok(()),
+    }
+}
+
+/// A chunk's writes, in their order: the ledger and the breaks, then the marks (a crash before
+/// the marks leaves the rows to be judged again, and the ledger's ids make the second booking
+/// a no-op).
+async fn write<S: ReconStore, L: LedgerWriter>(store: &S, ledger: &L, w: ChunkWrites) -> Result<(), Failure> {
+    let booking = async {
+        for tx in &w.postings {
+            ledger.append(tx).await?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let (booked, broke) = futures_util::future::join(booking, store.put_breaks(&w.breaks)).await;
+    booked.map_err(retryable)?;
+    broke.map_err(retryable)?;
+    store.put_marks(&w.marks).await.map_err(retryable)
 }
 
 /// A data row: parsed, or (line, raw text, why not).
