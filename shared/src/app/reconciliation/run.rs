@@ -13,6 +13,7 @@
 //! to the PSP's balance, the report in S3, and the run `SUCCEEDED`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -34,7 +35,7 @@ use crate::ports::{LedgerWriter, StoreError};
 use super::repair::Repairer;
 
 /// Rows judged together: one batch read of records and marks, one fee posting per currency.
-pub const CHUNK_ROWS: usize = 100;
+pub const CHUNK_ROWS: usize = 250;
 
 /// The longest raw line a `malformed_row` break keeps.
 const RAW_CHARS_MAX: usize = 300;
@@ -165,8 +166,14 @@ where
         // Up to WRITES_IN_FLIGHT chunks' writes go on while the next chunks are read and
         // judged; judging sees the marks in flight as this file's earlier lines.
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        // Where the time goes, for the run's log line: reading the file, judging (its batch
+        // reads included), waiting for earlier chunks' writes.
+        let (mut reading, mut judging, mut waiting) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         loop {
-            let next = match records.next_record().await {
+            let t = Instant::now();
+            let record = records.next_record().await;
+            reading += t.elapsed();
+            let next = match record {
                 Ok(Some(CsvRecord { line, fields })) => {
                     let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
                     Some(
@@ -189,12 +196,16 @@ where
                     .iter()
                     .flat_map(|f| f.marks.iter().map(|(k, l)| (k.clone(), *l)))
                     .collect();
+                let t = Instant::now();
                 let judged = self
                     .judge(run, chunk_no, std::mem::take(&mut chunk), earlier)
                     .await?;
+                judging += t.elapsed();
+                let t = Instant::now();
                 while in_flight.len() >= WRITES_IN_FLIGHT {
                     finish(in_flight.pop_front()).await?;
                 }
+                waiting += t.elapsed();
                 let marks = judged.marks.iter().map(|(k, m)| (k.clone(), m.line)).collect();
                 let (store, ledger) = (self.store.clone(), self.ledger.clone());
                 in_flight.push_back(InFlight {
@@ -204,9 +215,16 @@ where
                 chunk_no += 1;
             }
             if done {
+                let t = Instant::now();
                 while let Some(f) = in_flight.pop_front() {
                     finish(Some(f)).await?;
                 }
+                waiting += t.elapsed();
+                tracing::info!(
+                    run_id = %run.id, rows = run.tally.rows, chunks = chunk_no,
+                    reading_ms = reading.as_millis() as u64, judging_ms = judging.as_millis() as u64,
+                    waiting_for_writes_ms = waiting.as_millis() as u64, "rows done"
+                );
                 return Ok(true);
             }
         }
