@@ -255,6 +255,22 @@ async fn a_clean_day_reconciles_with_no_breaks_books_the_fees_and_matches_the_ps
         (acct.get(&format!("/v1/payouts/{payout_id}")).await.json["status"] == "PAID").then_some(())
     })
     .await;
+    // The platform pays 20.00 of its PSP balance out to its own bank, and the PSP charges a
+    // fee of 1.50 apart from any charge.
+    let bank_payout = psp(
+        reqwest::Method::POST,
+        "/v1/payouts",
+        &[("amount", "2000"), ("currency", "usd")],
+    )
+    .await;
+    stack()
+        .sandbox_admin(
+            "/__sandbox/balance_transactions",
+            Some(
+                json!({"type": "stripe_fee", "amount": -150, "currency": "usd", "description": "Radar fee"}),
+            ),
+        )
+        .await;
     stack().assert_invariants().await;
     let end = next_second().await;
 
@@ -269,19 +285,54 @@ async fn a_clean_day_reconciles_with_no_breaks_books_the_fees_and_matches_the_ps
     assert_eq!(run["run_status"], "SUCCEEDED", "{run}");
     let breaks = breaks_of(run["run_id"].as_str().unwrap()).await;
     assert!(breaks.is_empty(), "a clean day has no breaks: {breaks:#?}");
-    // Three charges, one refund, one transfer: each matched once.
-    assert_eq!(count(run, "rows"), 5, "{run}");
+    // Three charges, one refund, one transfer: each matched once; the bank payout and the fee
+    // row are the platform's own, booked.
+    assert_eq!(count(run, "rows"), 7, "{run}");
     assert_eq!(count(run, "matched"), 5, "{run}");
-    assert_eq!(count(run, "fees_booked"), 3, "{run}");
+    assert_eq!(count(run, "fees_booked"), 4, "{run}");
     // Our books now say what the PSP's balance says (what this test moved of it).
     let ours = run["psp_receivable"]["USD"].as_i64().unwrap();
     let theirs = run["psp_balance"]["USD"].as_i64().unwrap();
     assert_eq!(ours, theirs - balance_before, "{run}");
     // 2.9% + 0.30 on each charge: 100.00 → 3.20, 100.00 → 3.20, 12.34 → 0.66.
-    let ledger_fee_lines = stack().ledger_transaction_ids().await;
+    let ids = stack().ledger_transaction_ids().await;
     assert!(
-        ledger_fee_lines.iter().any(|id| id.starts_with("ltx_pspfee_")),
-        "the fees are booked: {ledger_fee_lines:?}"
+        ids.iter().any(|id| id.starts_with("ltx_pspfee_")),
+        "the fees are booked: {ids:?}"
+    );
+    // Every fee the PSP took in the interval, to the cent: each charge's, and the fee row.
+    let txns = psp(
+        reqwest::Method::GET,
+        &format!("/v1/balance_transactions?limit=100&created[gte]={start}&created[lt]={end}"),
+        &[],
+    )
+    .await;
+    let taken: i64 = txns["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["fee"].as_i64().unwrap()
+                + if t["type"] == "stripe_fee" {
+                    -t["net"].as_i64().unwrap()
+                } else {
+                    0
+                }
+        })
+        .sum();
+    assert_eq!(
+        taken,
+        320 + 320 + 66 + 150,
+        "2.9% + 0.30 a charge, and the 1.50 fee: {txns}"
+    );
+    let expense = acct.get("/v1/ledger/accounts/psp_fee_expense").await.json;
+    assert_eq!(expense["balances"][0]["balance"], "8.56", "{expense}");
+    assert!(
+        ids.contains(&format!(
+            "ltx_bankpayout_{}",
+            bank_payout["balance_transaction"].as_str().unwrap()
+        )),
+        "the bank payout is booked to bank_in_transit: {bank_payout} {ids:?}"
     );
     assert_eq!(
         stack()
