@@ -131,7 +131,10 @@ async fn one(stack: &common::Stack, n: usize) -> (String, serde_json::Map<String
             rows += 1;
             let id = CheckoutId::parse(&record[12]).unwrap();
             keys.push(("PaymentsTable".into(), checkout_key(&id)));
-            keys.push(("ReconciliationTable".into(), mark_key(&format!("REC#{id}#charge"))));
+            keys.push((
+                "ReconciliationTable".into(),
+                mark_key(&format!("REC#{id}#charge")),
+            ));
         }
         if keys.len() == 2 * CHUNK_ROWS || (!more && !keys.is_empty()) {
             let got = batch_get(&store.client, &keys, true).await.unwrap();
@@ -154,7 +157,10 @@ async fn one(stack: &common::Stack, n: usize) -> (String, serde_json::Map<String
             .flat_map(|id| {
                 [
                     ("PaymentsTable".to_owned(), checkout_key(id)),
-                    ("ReconciliationTable".to_owned(), mark_key(&format!("REC#{id}#charge"))),
+                    (
+                        "ReconciliationTable".to_owned(),
+                        mark_key(&format!("REC#{id}#charge")),
+                    ),
                 ]
             })
             .collect();
@@ -165,12 +171,17 @@ async fn one(stack: &common::Stack, n: usize) -> (String, serde_json::Map<String
             .map(|(i, id)| {
                 let mut m = mark_key(&format!("REC#bench#{id}#charge"));
                 m.insert("run_id".into(), AttributeValue::S("recon_bench".into()));
-                m.insert("balance_transaction_id".into(), AttributeValue::S(format!("txn_b{i}")));
+                m.insert(
+                    "balance_transaction_id".into(),
+                    AttributeValue::S(format!("txn_b{i}")),
+                );
                 m.insert("line".into(), AttributeValue::N(i.to_string()));
                 m
             })
             .collect();
-        batch_put(&store.client, "ReconciliationTable", marks).await.unwrap();
+        batch_put(&store.client, "ReconciliationTable", marks)
+            .await
+            .unwrap();
     }
     let reads_writes_s = started.elapsed().as_secs_f64();
 
@@ -246,7 +257,10 @@ async fn one(stack: &common::Stack, n: usize) -> (String, serde_json::Map<String
     figures.insert("floor_rows_per_s".into(), json!(round(floor_rate)));
     figures.insert("rate_ratio".into(), json!(round(rate / floor_rate)));
     figures.insert("reads_and_marks_rows_per_s".into(), json!(round(rw_rate)));
-    figures.insert("rate_ratio_to_reads_and_marks".into(), json!(round(rate / rw_rate)));
+    figures.insert(
+        "rate_ratio_to_reads_and_marks".into(),
+        json!(round(rate / rw_rate)),
+    );
     figures.insert("file_mb".into(), json!(round(file_mb)));
     (name, figures)
 }

@@ -796,4 +796,57 @@ async fn repair_stuck_settles_what_waits_on_the_psp_after_its_webhooks_were_drop
         "{summary}"
     );
     stack().settled("all booked", |r, _| r.ok).await;
+
+    // A payout the bank pays a moment after it is sent, its payout.paid dropped: IN_TRANSIT
+    // here until repair_stuck reads the connected account's events.
+    let connected = psp(
+        reqwest::Method::POST,
+        "/v1/accounts",
+        &[
+            ("type", "custom"),
+            ("external_account[object]", "bank_account"),
+            ("external_account[routing_number]", "110000000"),
+            ("external_account[account_number]", "000123456789"),
+        ],
+    )
+    .await;
+    let put = acct
+        .put(
+            "/v1/sellers/seller_r/payout_account",
+            &json!({"psp_account_id": connected["id"]}).to_string(),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    stack().settled("the refund booked", |r, _| r.ok).await;
+    stack()
+        .sandbox_admin("/__sandbox/faults", Some(json!({"webhooks": {"drop_next": 50}})))
+        .await;
+    let p = acct
+        .post(
+            "/v1/payouts",
+            Some(&new_key()),
+            &json!({"seller_id": "seller_r", "amount": "10.00", "currency": "USD"}).to_string(),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.text);
+    let payout_id = p.json["payout_id"].as_str().unwrap().to_owned();
+    common::eventually("the payout sent", 30, || async {
+        (acct.get(&format!("/v1/payouts/{payout_id}")).await.json["status"] == "IN_TRANSIT").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        acct.get(&format!("/v1/payouts/{payout_id}")).await.json["status"],
+        "IN_TRANSIT",
+        "its webhooks were dropped"
+    );
+    let summary = repair().await;
+    stack().sandbox_reset().await;
+    assert!(summary["stuck_applied"].as_u64().unwrap() >= 1, "{summary}");
+    assert_eq!(
+        acct.get(&format!("/v1/payouts/{payout_id}")).await.json["status"],
+        "PAID",
+        "{summary}"
+    );
+    stack().settled("all booked", |r, _| r.ok).await;
 }
