@@ -8,6 +8,10 @@
 //! 2. the breaks (ids from the run and the line);
 //! 3. the marks: a record reconciled by this row, or a balance transaction seen.
 //!
+//! A chunk's writes run on their own task while the next chunks are read and judged (at most
+//! [`WRITES_IN_FLIGHT`] at once); judging reads the marks still in flight as this file's
+//! earlier lines, so a duplicate across chunks is found either way.
+//!
 //! Then our side: every record of ours posted inside the file's interval with no row is
 //! `missing_at_psp` (or `expected` inside the settling window); then our `psp_receivable` next
 //! to the PSP's balance, the report in S3, and the run `SUCCEEDED`.
