@@ -643,3 +643,7 @@ fn csv_field(s: &str) -> String {
         s.to_owned()
     }
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
