@@ -135,8 +135,12 @@ pub trait ReconStore: Send + Sync {
         account: &AccountId,
     ) -> impl Future<Output = Result<BTreeMap<String, i64>, StoreError>> + Send;
 
-    /// A run's breaks, oldest first (for its report).
-    fn breaks_of(&self, run: &ReconRunId) -> impl Future<Output = Result<Vec<Break>, StoreError>> + Send;
+    /// A run's breaks, at most `limit` of them, by line (for its report).
+    fn breaks_of(
+        &self,
+        run: &ReconRunId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Break>, StoreError>> + Send;
 }
 
 /// The PSP as reconciliation needs it.

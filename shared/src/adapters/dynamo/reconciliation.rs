@@ -623,10 +623,10 @@ impl ReconStore for ReconDynamo {
             .collect())
     }
 
-    async fn breaks_of(&self, run: &ReconRunId) -> Result<Vec<Break>, StoreError> {
+    async fn breaks_of(&self, run: &ReconRunId, limit: usize) -> Result<Vec<Break>, StoreError> {
         let mut breaks = Vec::new();
         let mut start: Option<Item> = None;
-        loop {
+        while breaks.len() < limit {
             let out = self
                 .store
                 .client
@@ -650,6 +650,7 @@ impl ReconStore for ReconDynamo {
                 _ => break,
             }
         }
+        breaks.truncate(limit);
         breaks.sort_by(|a, b| (a.line, &a.created_at).cmp(&(b.line, &b.created_at)));
         Ok(breaks)
     }

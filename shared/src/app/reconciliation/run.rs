@@ -41,6 +41,9 @@ use super::repair::Repairer;
 /// Rows judged together: one batch read of records and marks, one fee posting per currency.
 pub const CHUNK_ROWS: usize = 250;
 
+/// The most breaks a run's report lists.
+pub const REPORT_BREAKS_MAX: usize = 50_000;
+
 /// The longest raw line a `malformed_row` break keeps.
 const RAW_CHARS_MAX: usize = 300;
 
@@ -130,13 +133,27 @@ where
             .balance()
             .await
             .map_err(|e| Failure::Retryable(format!("the PSP's balance: {e}")))?;
-        let breaks = self.store.breaks_of(&run.id).await.map_err(retryable)?;
+        // The report lists the breaks up to a bound (a file of nothing but bad rows must not
+        // make it unbounded in memory); past it, a last line says how many more the API has.
+        let breaks = self
+            .store
+            .breaks_of(&run.id, REPORT_BREAKS_MAX)
+            .await
+            .map_err(retryable)?;
+        let mut report = report_csv(&breaks);
+        let total = run.tally.breaks_total() as usize;
+        if total > breaks.len() {
+            report.extend_from_slice(
+                format!(
+                    "# {} more break(s): GET /v1/reconciliation/breaks?run_id={}\n",
+                    total - breaks.len(),
+                    run.id
+                )
+                .as_bytes(),
+            );
+        }
         self.files
-            .put_report(
-                &run.file.bucket,
-                &format!("reports/{}.csv", run.id),
-                report_csv(&breaks),
-            )
+            .put_report(&run.file.bucket, &format!("reports/{}.csv", run.id), report)
             .await
             .map_err(retryable)?;
         run.status = RunStatus::Succeeded;

@@ -172,8 +172,15 @@ impl ReconStore for Mem {
         }))
     }
 
-    async fn breaks_of(&self, run: &ReconRunId) -> Result<Vec<Break>, StoreError> {
-        Ok(self.with(|s| s.breaks.values().filter(|b| &b.run_id == run).cloned().collect()))
+    async fn breaks_of(&self, run: &ReconRunId, limit: usize) -> Result<Vec<Break>, StoreError> {
+        Ok(self.with(|s| {
+            s.breaks
+                .values()
+                .filter(|b| &b.run_id == run)
+                .take(limit)
+                .cloned()
+                .collect()
+        }))
     }
 }
 
