@@ -585,9 +585,9 @@ async fn the_same_file_twice_is_one_run_and_a_file_that_is_not_a_report_fails_wi
             "name,amount\nx,1\n",
         )
         .await;
-    // An empty file is a day with nothing in it.
+    // An empty file is a day with nothing in it (under a key S3 must encode in its event).
     stack()
-        .put_object("SettlementBucket", &format!("psp/{a}/empty.csv"), "")
+        .put_object("SettlementBucket", &format!("psp/{a}/empty day+1:é.csv"), "")
         .await;
     let runs = finished_runs(&acct, 4).await;
     let by_key = |k: &str| {
@@ -611,7 +611,7 @@ async fn the_same_file_twice_is_one_run_and_a_file_that_is_not_a_report_fails_wi
             .contains("missing required column(s): balance_transaction_id"),
         "{other}"
     );
-    let empty = by_key("empty.csv");
+    let empty = by_key(&format!("psp/{a}/empty day+1:é.csv"));
     assert_eq!(
         (empty["run_status"].as_str(), count(&empty, "rows")),
         (Some("SUCCEEDED"), 0)

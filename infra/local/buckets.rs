@@ -178,3 +178,119 @@ impl Buckets {
         json!({ "buckets": list })
     }
 }
+
+/// moto's S3 event notification, shaped as AWS shapes it, so a function reads on the twin
+/// exactly what it reads on AWS: moto leaves out `userIdentity`, `requestParameters`,
+/// `responseElements`, the bucket's `ownerIdentity` and the object's `sequencer`, and encodes
+/// `/` in keys (Python's `quote_plus`), which AWS leaves as is. `None` for any other body (an
+/// AWS-shaped one is returned unchanged in substance).
+pub fn aws_shaped_s3_event(body: &str) -> Option<String> {
+    let mut v: Value = serde_json::from_str(body).ok()?;
+    let records = v.get_mut("Records")?.as_array_mut()?;
+    if records.is_empty() || !records.iter().all(|r| r["eventSource"] == "aws:s3") {
+        return None;
+    }
+    for (i, r) in records.iter_mut().enumerate() {
+        let obj = r.as_object_mut()?;
+        obj.entry("userIdentity")
+            .or_insert_with(|| json!({"principalId": "AWS:AIDALOCALTWIN"}));
+        obj.entry("requestParameters")
+            .or_insert_with(|| json!({"sourceIPAddress": "127.0.0.1"}));
+        obj.entry("responseElements").or_insert_with(
+            || json!({"x-amz-request-id": format!("TWIN{i:012}"), "x-amz-id-2": "twin/local"}),
+        );
+        let millis = obj
+            .get("eventTime")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp_millis());
+        let s3 = obj.get_mut("s3")?.as_object_mut()?;
+        if let Some(bucket) = s3.get_mut("bucket").and_then(Value::as_object_mut) {
+            bucket
+                .entry("ownerIdentity")
+                .or_insert_with(|| json!({"principalId": "A3TWINLOCALOWNER"}));
+        }
+        let object = s3.get_mut("object")?.as_object_mut()?;
+        object
+            .entry("sequencer")
+            .or_insert_with(|| json!(format!("{millis:016X}")));
+        let key = object.get("key")?.as_str()?;
+        let aws_key = aws_key_encoding(&form_decode(key)?);
+        object.insert("key".into(), json!(aws_key));
+    }
+    serde_json::to_string(&v).ok()
+}
+
+/// `+` is a space, `%XX` a byte.
+fn form_decode(key: &str) -> Option<String> {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                out.push(u8::from_str_radix(key.get(i + 1..i + 3)?, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A key as AWS writes it in an event: form-encoded (a space is `+`), `/` and the unreserved
+/// characters left as they are.
+fn aws_key_encoding(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' | b'/' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod event_shape_tests {
+    use super::*;
+
+    const MOTO: &str = r#"{"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-12-01T05:33:48.504Z", "eventName": "ObjectCreated:Put", "s3": {"s3SchemaVersion": "1.0", "configurationId": "A00x0x", "bucket": {"name": "settlementbucket", "arn": "arn:aws:s3:::settlementbucket"}, "object": {"key": "psp%2Facct_x%2Fa+b%2Bc%3A1.csv", "size": 8, "eTag": "e5ebd4c02cefbe7955977c67ada242b7"}}}]}"#;
+
+    #[test]
+    fn motos_s3_event_reaches_the_function_as_aws_shapes_it() {
+        let body = aws_shaped_s3_event(MOTO).expect("an S3 event");
+        // moto's own body does not parse as Lambda's S3 event; the twin's does.
+        assert!(serde_json::from_str::<aws_lambda_events::event::s3::S3Event>(MOTO).is_err());
+        let e: aws_lambda_events::event::s3::S3Event = serde_json::from_str(&body).unwrap();
+        let r = &e.records[0];
+        assert_eq!(r.event_name.as_deref(), Some("ObjectCreated:Put"));
+        assert_eq!(r.s3.bucket.name.as_deref(), Some("settlementbucket"));
+        assert_eq!(
+            r.s3.object.key.as_deref(),
+            Some("psp/acct_x/a+b%2Bc%3A1.csv"),
+            "AWS's encoding"
+        );
+        assert_eq!(r.s3.object.size, Some(8));
+        assert!(r.s3.object.sequencer.is_some());
+        // Shaping twice changes nothing.
+        assert_eq!(aws_shaped_s3_event(&body).as_deref(), Some(body.as_str()));
+    }
+
+    #[test]
+    fn other_bodies_are_left_alone() {
+        assert_eq!(
+            aws_shaped_s3_event(r#"{"Event":"s3:TestEvent","Service":"Amazon S3"}"#),
+            None
+        );
+        assert_eq!(aws_shaped_s3_event(r#"{"event_id":"evt_1"}"#), None);
+        assert_eq!(aws_shaped_s3_event("not json"), None);
+        assert_eq!(
+            aws_shaped_s3_event(r#"{"Records":[{"eventSource":"aws:sqs"}]}"#),
+            None
+        );
+    }
+}

@@ -67,7 +67,11 @@ pub fn record_json(m: &Message, queue_arn: &str) -> Value {
     let mut rec = json!({
         "messageId": m.message_id().unwrap_or_default(),
         "receiptHandle": m.receipt_handle().unwrap_or_default(),
-        "body": m.body().unwrap_or_default(),
+        // An S3 notification from moto, as AWS shapes it (see `buckets::aws_shaped_s3_event`).
+        "body": m
+            .body()
+            .and_then(crate::buckets::aws_shaped_s3_event)
+            .unwrap_or_else(|| m.body().unwrap_or_default().to_owned()),
         "attributes": attributes,
         "messageAttributes": message_attributes,
         "md5OfBody": m.md5_of_body().unwrap_or_default(),

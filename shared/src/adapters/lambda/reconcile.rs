@@ -4,6 +4,7 @@
 //! configured) is acknowledged and ignored. Runs in the one SQS batch harness: a run that fails
 //! on our side comes back with backoff and ends in ReconcileDLQ with its reason.
 
+use aws_lambda_events::event::s3::S3Event;
 use chrono::Utc;
 use rust_decimal::Decimal;
 
@@ -27,49 +28,23 @@ pub struct ReconcileConsumer {
     pub settling: chrono::Duration,
 }
 
-/// The part of an S3 event notification a run needs. AWS's full `S3Event` parses into it, and
-/// so does moto's leaner one (no `userIdentity`, `requestParameters`; keys with `/` encoded).
-#[derive(serde::Deserialize)]
-struct Notification {
-    #[serde(rename = "Records")]
-    records: Vec<NotificationRecord>,
-}
-
-#[derive(serde::Deserialize)]
-struct NotificationRecord {
-    #[serde(rename = "eventName")]
-    event_name: String,
-    s3: NotificationEntity,
-}
-
-#[derive(serde::Deserialize)]
-struct NotificationEntity {
-    bucket: Named,
-    object: Keyed,
-}
-
-#[derive(serde::Deserialize)]
-struct Named {
-    name: String,
-}
-
-#[derive(serde::Deserialize)]
-struct Keyed {
-    key: String,
-}
-
-/// The objects an S3 notification announces as created: (bucket, decoded key). `None` for
-/// S3's test event.
+/// The objects an S3 notification (AWS's `S3Event`; keys form-encoded) announces as created:
+/// (bucket, decoded key). `None` for S3's test event.
 pub fn created_objects(body: &str) -> Result<Option<Vec<(String, String)>>, String> {
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
     if value.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
         return Ok(None);
     }
-    let event: Notification = serde_json::from_value(value).map_err(|e| format!("not an S3 event: {e}"))?;
+    let event: S3Event = serde_json::from_value(value).map_err(|e| format!("not an S3 event: {e}"))?;
     let mut out = Vec::new();
     for r in event.records {
-        if r.event_name.starts_with("ObjectCreated") {
-            out.push((r.s3.bucket.name, decode_key(&r.s3.object.key)?));
+        if r.event_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("ObjectCreated"))
+        {
+            let bucket = r.s3.bucket.name.ok_or("an S3 record without its bucket")?;
+            let key = r.s3.object.key.ok_or("an S3 record without its key")?;
+            out.push((bucket, decode_key(&key)?));
         }
     }
     Ok(Some(out))
@@ -156,21 +131,13 @@ mod tests {
         let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-30T03:00:00.000Z","Bucket":"settlement","RequestId":"r","HostId":"h"}"#;
         assert_eq!(created_objects(test).unwrap(), None);
         assert!(created_objects("nope").is_err());
-        // AWS's shape is what aws_lambda_events reads; it reads as ours too.
-        let aws: aws_lambda_events::event::s3::S3Event = serde_json::from_str(body).unwrap();
-        assert_eq!(
-            aws.records[0].s3.object.key.as_deref(),
-            Some("psp/acct_1/my+day%3A1.csv")
-        );
-        // moto's: no userIdentity or requestParameters, and `/` encoded.
+        // moto's own shape (no userIdentity or requestParameters) is not AWS's: the twin
+        // shapes it as AWS does before it reaches a function.
         let moto = r#"{"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
             "eventTime": "2026-12-01T05:33:48.504Z", "eventName": "ObjectCreated:Put", "s3": {"s3SchemaVersion": "1.0",
             "configurationId": "A00x", "bucket": {"name": "settlementbucket", "arn": "arn:aws:s3:::settlementbucket"},
             "object": {"key": "psp%2Facct_x%2Fa+b%2Bc.csv", "size": 8, "eTag": "e5eb"}}}]}"#;
-        assert_eq!(
-            created_objects(moto).unwrap(),
-            Some(vec![("settlementbucket".into(), "psp/acct_x/a b+c.csv".into())])
-        );
+        assert!(created_objects(moto).unwrap_err().contains("userIdentity"));
         let removed = body.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
         assert_eq!(created_objects(&removed).unwrap(), Some(vec![]));
     }
