@@ -16,7 +16,7 @@
 //! `missing_at_psp` (or `expected` inside the settling window); then our `psp_receivable` next
 //! to the PSP's balance, the report in S3, and the run `SUCCEEDED`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -494,13 +494,16 @@ where
     async fn our_side(&self, run: &mut Run, interval: &Interval) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut after: Option<String> = None;
+        // A multi-seller checkout posts once per order, and its orders may fall on two pages:
+        // each record is counted once (only the unreconciled ones are remembered).
+        let mut counted: HashSet<String> = HashSet::new();
         loop {
             let page = self
                 .store
                 .posted_in(&run.account_id, interval, after.take())
                 .await?;
             for batch in page.records.chunks(CHUNK_ROWS) {
-                self.unreconciled(run, interval, batch, now).await?;
+                self.unreconciled(run, interval, batch, now, &mut counted).await?;
             }
             match page.next {
                 Some(next) => after = Some(next),
@@ -520,12 +523,13 @@ where
             crate::domain::reconciliation::row::Category,
         )],
         now: DateTime<Utc>,
+        counted: &mut HashSet<String>,
     ) -> Result<(), StoreError> {
         let keys: Vec<String> = batch.iter().map(|(_, r, c)| mark_key(&r.reference, c)).collect();
         let marks = self.store.lookup(&[], &keys).await?.marks;
         let mut breaks = Vec::new();
         for ((at, record, category), key) in batch.iter().zip(&keys) {
-            if marks.contains_key(key) {
+            if marks.contains_key(key) || !counted.insert(key.clone()) {
                 continue;
             }
             match missing_at_psp(*at, interval, self.settling) {

@@ -345,10 +345,16 @@ async fn our_records_without_a_row_are_missing_or_expected_by_the_settling_windo
     post(1, day.start + Duration::hours(2)); // no row: missing
     post(2, day.end - Duration::minutes(5)); // no row, inside the window: expected
     post(3, day.end + Duration::minutes(5)); // the next day's: not this file's
+    post(1, day.start + Duration::hours(2)); // a second order of the same checkout, a page later
     let file = [HEADER.to_owned(), row("txn_a", &ids[0])].join("\n");
     let run = reconcile(&mem, "psp/acct_mem/2026-11-30.csv", file, Duration::minutes(15)).await;
     assert_eq!(run.interval, Some(day), "a day's file covers its day");
     assert_eq!((run.tally.matched, run.tally.expected), (1, 1));
+    assert_eq!(
+        run.tally.breaks.get(&BreakType::MissingAtPsp),
+        Some(&1),
+        "counted once, on two pages"
+    );
     let missing = mem.with(|s| s.breaks.values().cloned().collect::<Vec<_>>());
     assert_eq!(missing.len(), 1, "{missing:?}");
     assert_eq!(missing[0].kind, BreakType::MissingAtPsp);
