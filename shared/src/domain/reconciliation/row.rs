@@ -33,11 +33,14 @@ pub const CHECKOUT_META: &str = "payment_metadata[checkout_id]";
 pub const REFUND_META: &str = "refund_metadata[refund_id]";
 pub const PAYOUT_META: &str = "transfer_metadata[payout_id]";
 pub const METADATA_COLUMNS: &[&str] = &[CHECKOUT_META, REFUND_META, PAYOUT_META];
+/// A transfer's `transfer_group`: our client sets it to the payout id, so a transfer row
+/// without its metadata still names its payout.
+pub const TRANSFER_GROUP: &str = "transfer_group";
 
 /// Every column fetch_settlement asks the PSP for, in this order.
 pub fn requested_columns() -> Vec<&'static str> {
     let mut all = REQUIRED_COLUMNS.to_vec();
-    all.extend(["description", "transfer_group"]);
+    all.extend(["description", TRANSFER_GROUP]);
     all.extend(METADATA_COLUMNS);
     all
 }
@@ -125,6 +128,7 @@ impl Columns {
             let known = REQUIRED_COLUMNS
                 .iter()
                 .chain(METADATA_COLUMNS)
+                .chain(&[TRANSFER_GROUP])
                 .find(|c| **c == *name);
             if let Some(c) = known {
                 if at.insert(*c, i).is_some() {
@@ -213,7 +217,9 @@ impl Columns {
             // A metadata value that is not one of our ids is simply not ours: no lookup by it.
             checkout_id: ours(CHECKOUT_META).and_then(|s| CheckoutId::parse(&s).ok()),
             refund_id: ours(REFUND_META).and_then(|s| RefundId::parse(&s).ok()),
-            payout_id: ours(PAYOUT_META).and_then(|s| PayoutId::parse(&s).ok()),
+            payout_id: ours(PAYOUT_META)
+                .or_else(|| ours(TRANSFER_GROUP))
+                .and_then(|s| PayoutId::parse(&s).ok()),
         })
     }
 }
@@ -351,6 +357,26 @@ reporting_category,source_id,charge_id,payment_intent_id,automatic_payout_id,ref
         assert_eq!(
             r.refund_id.unwrap().as_str(),
             "rf_0192f0e0c2d87a9cb0f1e2d3c4b5a697"
+        );
+    }
+
+    #[test]
+    fn a_transfer_names_its_payout_by_metadata_or_by_its_transfer_group() {
+        let cols = columns(&format!("{HEADER},transfer_group"));
+        let line = "txn_t,2026-11-30 10:00:00,2026-11-30 10:00:00,usd,-50.00,0,-50.00,transfer,tr_1,,,,pout_0192f0e0c2d87a9cb0f1e2d3c4b5a697";
+        let r = row(&cols, line).unwrap();
+        assert_eq!(
+            r.payout_id.unwrap().as_str(),
+            "pout_0192f0e0c2d87a9cb0f1e2d3c4b5a697"
+        );
+        let theirs = row(
+            &cols,
+            &line.replace("pout_0192f0e0c2d87a9cb0f1e2d3c4b5a697", "group_42"),
+        )
+        .unwrap();
+        assert_eq!(
+            theirs.payout_id, None,
+            "a transfer group that is not one of our payouts names nothing"
         );
     }
 
