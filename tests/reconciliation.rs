@@ -488,24 +488,7 @@ async fn repair_stuck_settles_what_waits_on_the_psp_after_its_webhooks_were_drop
 
     // A payout the bank pays a moment after it is sent, its payout.paid dropped: IN_TRANSIT
     // here until repair_stuck reads the connected account's events.
-    let connected = psp(
-        reqwest::Method::POST,
-        "/v1/accounts",
-        &[
-            ("type", "custom"),
-            ("external_account[object]", "bank_account"),
-            ("external_account[routing_number]", "110000000"),
-            ("external_account[account_number]", "000123456789"),
-        ],
-    )
-    .await;
-    let put = acct
-        .put(
-            "/v1/sellers/seller_r/payout_account",
-            &json!({"psp_account_id": connected["id"]}).to_string(),
-        )
-        .await;
-    assert_eq!(put.status, 200, "{}", put.text);
+    with_payout_account(&acct, "seller_r").await;
     stack().settled("the refund booked", |r, _| r.ok).await;
     stack()
         .sandbox_admin("/__sandbox/faults", Some(json!({"webhooks": {"drop_next": 50}})))

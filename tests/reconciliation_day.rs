@@ -54,24 +54,7 @@ async fn a_clean_day_reconciles_with_no_breaks_books_the_fees_and_matches_the_ps
     })
     .await;
     // A payout of seller_a's wallet to a connected account.
-    let connected = psp(
-        reqwest::Method::POST,
-        "/v1/accounts",
-        &[
-            ("type", "custom"),
-            ("external_account[object]", "bank_account"),
-            ("external_account[routing_number]", "110000000"),
-            ("external_account[account_number]", "000123456789"),
-        ],
-    )
-    .await;
-    let put = acct
-        .put(
-            "/v1/sellers/seller_a/payout_account",
-            &json!({"psp_account_id": connected["id"]}).to_string(),
-        )
-        .await;
-    assert_eq!(put.status, 200, "{}", put.text);
+    with_payout_account(&acct, "seller_a").await;
     common::eventually("seller_a's wallet credited", 30, || async {
         let w = acct.get("/v1/wallets/seller_a").await.json;
         (w["balances"][0]["available"] == "136.50").then_some(())

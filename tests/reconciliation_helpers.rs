@@ -167,3 +167,26 @@ pub fn count(run: &Value, field: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| run[field].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
 }
+
+/// Gives `seller` a payout account: a connected account at the sandbox whose bank pays out
+/// (Stripe's test account number 000123456789).
+pub async fn with_payout_account(acct: &Account, seller: &str) {
+    let connected = psp(
+        reqwest::Method::POST,
+        "/v1/accounts",
+        &[
+            ("type", "custom"),
+            ("external_account[object]", "bank_account"),
+            ("external_account[routing_number]", "110000000"),
+            ("external_account[account_number]", "000123456789"),
+        ],
+    )
+    .await;
+    let put = acct
+        .put(
+            &format!("/v1/sellers/{seller}/payout_account"),
+            &json!({"psp_account_id": connected["id"]}).to_string(),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+}
