@@ -213,9 +213,9 @@ where
                 chunk.push(r);
             }
             if chunk.len() == CHUNK_ROWS || (done && !chunk.is_empty()) {
-                let earlier: HashMap<String, u64> = in_flight
+                let earlier: HashMap<String, (u64, String)> = in_flight
                     .iter()
-                    .flat_map(|f| f.marks.iter().map(|(k, l)| (k.clone(), *l)))
+                    .flat_map(|f| f.marks.iter().map(|(k, m)| (k.clone(), m.clone())))
                     .collect();
                 let t = Instant::now();
                 let judged = self
@@ -227,7 +227,11 @@ where
                     finish(in_flight.pop_front()).await?;
                 }
                 waiting += t.elapsed();
-                let marks = judged.marks.iter().map(|(k, m)| (k.clone(), m.line)).collect();
+                let marks = judged
+                    .marks
+                    .iter()
+                    .map(|(k, m)| (k.clone(), (m.line, m.balance_transaction_id.clone())))
+                    .collect();
                 let (store, ledger) = (self.store.clone(), self.ledger.clone());
                 in_flight.push_back(InFlight {
                     task: tokio::spawn(async move { write(&store, &ledger, judged).await }),
@@ -259,7 +263,7 @@ where
         run: &mut Run,
         chunk_no: u64,
         rows: Vec<Parsed>,
-        earlier: HashMap<String, u64>,
+        earlier: HashMap<String, (u64, String)>,
     ) -> Result<ChunkWrites, Failure> {
         let now = Utc::now();
         let account = run.account_id.clone();
@@ -288,7 +292,7 @@ where
 
         let mut breaks = Vec::new();
         let mut new_marks: Vec<(String, Mark)> = Vec::new();
-        let mut seen: HashMap<String, u64> = earlier;
+        let mut seen: HashMap<String, (u64, String)> = earlier;
         let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
         let mut postings = Vec::new();
         for (r, reference) in rows.into_iter().zip(named) {
@@ -311,18 +315,25 @@ where
             };
             let key = row_mark_key(&row, reference.as_ref());
             // An earlier line of this file with the same key reads as an earlier mark.
-            let earlier_here = seen.get(&key).filter(|l| **l != row.line).map(|l| Mark {
-                run_id: run.id.clone(),
-                balance_transaction_id: row.balance_transaction_id.clone(),
-                line: *l,
-            });
+            let earlier_here = seen
+                .get(&key)
+                .filter(|(l, _)| *l != row.line)
+                .map(|(l, txn)| Mark {
+                    run_id: run.id.clone(),
+                    balance_transaction_id: txn.clone(),
+                    line: *l,
+                });
             let mark = earlier_here.or_else(|| marks.get(&key).cloned());
             let record = reference.as_ref().and_then(|r| records.get(r));
             let fresh = mark
                 .as_ref()
                 .is_none_or(|m| m.run_id == run.id && m.line == row.line);
             let verdict = match row_kind(&row.category) {
-                RowKind::Record { .. } => judge(&row, record, mark.as_ref(), &run.id, &account),
+                RowKind::Record { .. } if record.is_some() => {
+                    judge(&row, record, mark.as_ref(), &run.id, &account)
+                }
+                // Not ours (or no record): seen before by its balance transaction, it is a
+                // duplicate like any other row.
                 _ if !fresh => Verdict::Break {
                     kind: BreakType::Duplicate,
                     reason: format!(
@@ -331,6 +342,7 @@ where
                         mark.as_ref().map_or(0, |m| m.line)
                     ),
                 },
+                RowKind::Record { .. } => judge(&row, None, None, &run.id, &account),
                 _ if is_unexplained(&row.category) => Verdict::Break {
                     kind: BreakType::UnexplainedAdjustment,
                     reason: format!(
@@ -403,7 +415,7 @@ where
             {
                 postings.push(tx);
             }
-            seen.insert(key.clone(), row.line);
+            seen.insert(key.clone(), (row.line, row.balance_transaction_id.clone()));
             new_marks.push((
                 key,
                 Mark {
@@ -563,10 +575,10 @@ where
 /// Chunks whose writes may be in flight at once.
 const WRITES_IN_FLIGHT: usize = 4;
 
-/// A chunk being written, and its marks' keys with their lines.
+/// A chunk being written, and its marks' keys with their lines and balance transactions.
 struct InFlight {
     task: tokio::task::JoinHandle<Result<(), Failure>>,
-    marks: HashMap<String, u64>,
+    marks: HashMap<String, (u64, String)>,
 }
 
 async fn finish(f: Option<InFlight>) -> Result<(), Failure> {

@@ -313,6 +313,30 @@ async fn a_duplicate_is_found_however_far_apart_in_the_file_and_in_a_later_file(
     // Each row's fee once: the repeats book nothing.
     assert_eq!(fees_booked(&mem, &run.id), 59 * n as i64);
 
+    // A charge we have no record of, twice (far apart): one missing_in_ours, one duplicate,
+    // its fee booked once.
+    let unknown = CheckoutId::generate();
+    let mut file = vec![HEADER.to_owned(), row("txn_x", &unknown)];
+    let fillers = checkouts(&mem, CHUNK_ROWS * (WRITES_IN_FLIGHT + 1));
+    file.extend(
+        fillers
+            .iter()
+            .enumerate()
+            .map(|(i, id)| row(&format!("txn_f{i}"), id)),
+    );
+    file.push(row("txn_x", &unknown));
+    let twice = reconcile(&mem, "psp/acct_mem/x.csv", file.join("\n"), Duration::zero()).await;
+    let mut found = breaks(&mem, &twice.id);
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            (BreakType::MissingInOurs, Some(2)),
+            (BreakType::Duplicate, Some(fillers.len() as u64 + 3))
+        ]
+    );
+    assert_eq!(fees_booked(&mem, &twice.id), 59 * (fillers.len() as i64 + 1));
+
     // A later file with a new row, and another row for a record the first run reconciled.
     let more = checkouts(&mem, 1);
     let later = [
