@@ -202,6 +202,38 @@ impl LedgerStore {
     }
 }
 
+impl LedgerStore {
+    /// An account's running totals per currency: its shards, read consistently and summed.
+    pub async fn totals(
+        &self,
+        account_id: &AccountId,
+        account: &LedgerAccount,
+    ) -> Result<BTreeMap<Currency, Totals>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.balances_table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(balance_key(account_id, account)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("Query ledger balances", e))?;
+        let mut shards = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let b = from_item::<BalanceItem>(item, "balance item")?.parse()?;
+            shards.push((b.currency, b.totals));
+        }
+        if out.last_evaluated_key.is_some_and(|k| !k.is_empty()) {
+            // A few dozen small items per account; more is not ours.
+            return Err(StoreError::Corrupt(format!(
+                "{account} has more balance shards than one page"
+            )));
+        }
+        sum_shards(shards).ok_or_else(|| StoreError::Corrupt(format!("running totals of {account} overflow")))
+    }
+}
+
 impl LedgerWriter for LedgerStore {
     async fn append(&self, tx: &LedgerTransaction) -> Result<Written, StoreError> {
         // Asserted before the write; an unbalanced transaction never reaches the table.
@@ -328,29 +360,7 @@ impl LedgerReader for LedgerReads {
         account_id: &AccountId,
         account: &LedgerAccount,
     ) -> Result<BTreeMap<Currency, Totals>, StoreError> {
-        let out = self
-            .store
-            .client
-            .query()
-            .table_name(&self.store.balances_table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(balance_key(account_id, account)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("Query ledger balances", e))?;
-        let mut shards = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            let b = from_item::<BalanceItem>(item, "balance item")?.parse()?;
-            shards.push((b.currency, b.totals));
-        }
-        if out.last_evaluated_key.is_some_and(|k| !k.is_empty()) {
-            // A few dozen small items per account; more is not ours.
-            return Err(StoreError::Corrupt(format!(
-                "{account} has more balance shards than one page"
-            )));
-        }
-        sum_shards(shards).ok_or_else(|| StoreError::Corrupt(format!("running totals of {account} overflow")))
+        self.store.totals(account_id, account).await
     }
 
     async fn account_entries(

@@ -17,14 +17,13 @@ use chrono::{DateTime, Utc};
 
 use super::batch::{batch_get, batch_put};
 use super::codec::{get_n, get_s, get_time, opt_n, opt_s, parse, s, time, unavailable, Item};
-use super::ledger::{balance_key, BalanceItem, LedgerStore};
+use super::ledger::LedgerStore;
 use super::pay_in::{checkout_from, checkout_key, payment_order_key};
 use super::payouts::{payout_from, payout_key};
 use super::refunds::{refund_from, refund_key};
 use super::DynamoStore;
 use crate::domain::currency::Currency;
 use crate::domain::ids::{AccountId, BreakId, CheckoutId, PaymentOrderId, PayoutId, ReconRunId, RefundId};
-use crate::domain::ledger::balances::sum_shards;
 use crate::domain::ledger::{Direction, LedgerAccount};
 use crate::domain::money::Money;
 use crate::domain::psp::{PspRef, PspRefundId, PspSessionId, PspTransferId};
@@ -599,27 +598,10 @@ impl ReconStore for ReconDynamo {
     }
 
     async fn psp_receivable(&self, account: &AccountId) -> Result<BTreeMap<String, i64>, StoreError> {
-        let out = self
-            .store
-            .client
-            .query()
-            .table_name(&self.ledger.balances_table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(balance_key(account, &LedgerAccount::PspReceivable)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("Query ledger balances", e))?;
-        let mut shards = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            let b = super::codec::from_item::<BalanceItem>(item, "balance item")?.parse()?;
-            shards.push((b.currency, b.totals));
-        }
-        let totals =
-            sum_shards(shards).ok_or_else(|| StoreError::Corrupt("psp_receivable overflows".into()))?;
+        let totals = self.ledger.totals(account, &LedgerAccount::PspReceivable).await?;
         Ok(totals
             .into_iter()
-            .map(|(c, t): (Currency, _)| (c.code().to_owned(), t.debits_minor - t.credits_minor))
+            .map(|(c, t)| (c.code().to_owned(), t.debits_minor - t.credits_minor))
             .collect())
     }
 
