@@ -199,13 +199,39 @@ async fn each_injected_break_is_found_once_with_the_rows_and_our_values() {
 }
 
 /// A small settlement file of one row for a checkout of ours (its charge at 100.00 with the
-/// PSP's fee), as the PSP would write it.
-fn file_for(checkout_id: &str, txn: &str) -> String {
+/// PSP's fee, through the payment intent our checkout keeps), as the PSP would write it.
+async fn file_for(checkout_id: &str, txn: &str) -> String {
+    let pi = payment_intent_of(checkout_id).await;
     format!(
         "balance_transaction_id,created_utc,available_on_utc,currency,gross,fee,net,reporting_category,\
 source_id,charge_id,payment_intent_id,automatic_payout_id,payment_metadata[checkout_id]\n\
-{txn},2026-11-30 10:00:00,2026-12-02 00:00:00,usd,100.00,3.20,96.80,charge,ch_{txn},ch_{txn},pi_{txn},,{checkout_id}\n"
+{txn},2026-11-30 10:00:00,2026-12-02 00:00:00,usd,100.00,3.20,96.80,charge,ch_{txn},ch_{txn},{pi},,{checkout_id}\n"
     )
+}
+
+/// The payment intent a paid checkout of ours keeps (the API does not show it).
+async fn payment_intent_of(checkout_id: &str) -> String {
+    let item = stack()
+        .store()
+        .await
+        .client
+        .get_item()
+        .table_name("PaymentsTable")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("CO#{checkout_id}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("CO".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    item.get("payment_intent")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_else(|| panic!("checkout {checkout_id} has no payment intent: {item:?}"))
 }
 
 fn fee_txns(ids: &[String], run_id: &str) -> usize {
@@ -219,10 +245,8 @@ async fn the_same_file_twice_is_one_run_and_a_file_that_is_not_a_report_fails_wi
     let _turn = TURN.lock().await;
     let acct = stack().new_account(None).await;
     let c = paid(&acct, single("seller_a", "100.00")).await;
-    let file = file_for(
-        c["checkout_id"].as_str().unwrap(),
-        &format!("txn_{}", &new_key()[..12]),
-    );
+    let txn = format!("txn_{}", &new_key()[..12]);
+    let file = file_for(c["checkout_id"].as_str().unwrap(), &txn).await;
     let a = acct.account_id.as_str();
     stack()
         .put_object("SettlementBucket", &format!("psp/{a}/first.csv"), file.clone())
@@ -259,6 +283,31 @@ async fn the_same_file_twice_is_one_run_and_a_file_that_is_not_a_report_fails_wi
     assert_eq!(fee_txns(&stack().ledger_transaction_ids().await, &run_id), 1);
     assert!(breaks_of(&run_id).await.is_empty());
 
+    // Other content (a re-issued report) with the same balance transaction, and a second
+    // charge for the same checkout through another payment intent: another run, whose two
+    // rows are duplicates (the first found by the mark in its window, the second by the
+    // payment intent our checkout keeps), booking nothing.
+    let again = file_for(c["checkout_id"].as_str().unwrap(), &txn).await;
+    let pi = payment_intent_of(c["checkout_id"].as_str().unwrap()).await;
+    let second_charge = again
+        .lines()
+        .nth(1)
+        .unwrap()
+        .replace(&txn, &format!("{txn}_2"))
+        .replace(&pi, "pi_another");
+    let reissued = format!("{again}{second_charge}\n");
+    stack()
+        .put_object("SettlementBucket", &format!("psp/{a}/reissued.csv"), reissued)
+        .await;
+    let runs = finished_runs(&acct, 2).await;
+    let later = runs.iter().find(|r| r["run_id"] != run_id.as_str()).unwrap();
+    let later_id = later["run_id"].as_str().unwrap();
+    assert_eq!((count(later, "rows"), count(later, "matched")), (2, 0), "{later}");
+    let dups = breaks_of(later_id).await;
+    assert_eq!(dups.len(), 2, "{dups:#?}");
+    assert!(dups.iter().all(|b| b["break_type"] == "duplicate"), "{dups:#?}");
+    assert_eq!(fee_txns(&stack().ledger_transaction_ids().await, later_id), 0);
+
     // Not CSV at all, and CSV without the report's columns: FAILED, with the reason.
     stack()
         .put_object(
@@ -278,7 +327,7 @@ async fn the_same_file_twice_is_one_run_and_a_file_that_is_not_a_report_fails_wi
     stack()
         .put_object("SettlementBucket", &format!("psp/{a}/empty day+1:é.csv"), "")
         .await;
-    let runs = finished_runs(&acct, 4).await;
+    let runs = finished_runs(&acct, 5).await;
     let by_key = |k: &str| {
         runs.iter()
             .find(|r| r["object_key"].as_str().unwrap().ends_with(k))
@@ -328,7 +377,8 @@ async fn a_run_cut_short_is_retried_and_books_nothing_twice() {
     let file = file_for(
         c["checkout_id"].as_str().unwrap(),
         &format!("txn_{}", &new_key()[..12]),
-    );
+    )
+    .await;
     s.settled("the checkout booked", |r, _| r.ok).await;
 
     // DynamoDB down when the file arrives: every receive fails on our side, backs off, and

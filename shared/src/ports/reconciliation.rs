@@ -66,6 +66,7 @@ pub trait SettlementFiles: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct Lookup {
     pub records: HashMap<RecordRef, OurRecord>,
+    /// Every mark of the windows asked for, by balance transaction id.
     pub marks: HashMap<String, Mark>,
 }
 
@@ -99,11 +100,15 @@ pub trait ReconStore: Send + Sync {
         id: &ReconRunId,
     ) -> impl Future<Output = Result<Option<Run>, StoreError>> + Send;
 
-    /// Our records (any of `refs`) and the marks of `marks` keys, in bounded batches.
+    /// Our records (any of `refs`, in bounded batches), and the marks other runs than `run`
+    /// left on `account`'s balance transactions created in `windows` (see
+    /// [`crate::domain::reconciliation::mark_window`]; a run knows its own lines itself).
     fn lookup(
         &self,
+        account: &AccountId,
+        run: &ReconRunId,
         refs: &[RecordRef],
-        marks: &[String],
+        windows: &[String],
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
     /// The record that owns a PSP object id (`re_…`, `tr_…`, a session's `cs_…`), when the
@@ -113,8 +118,13 @@ pub trait ReconStore: Send + Sync {
         psp_id: &str,
     ) -> impl Future<Output = Result<Option<RecordRef>, StoreError>> + Send;
 
-    /// Marks records reconciled (by key).
-    fn put_marks(&self, marks: &[(String, Mark)]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks balance transactions reconciled: each `(window, mark)` is kept with the marks of
+    /// its window, one write per window (rewriting the same marks is a no-op).
+    fn put_marks(
+        &self,
+        account: &AccountId,
+        marks: &[(String, Mark)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records breaks, each once (a retried run rewrites the same ids to the same content).
     fn put_breaks(&self, breaks: &[Break]) -> impl Future<Output = Result<(), StoreError>> + Send;

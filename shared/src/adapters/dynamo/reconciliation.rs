@@ -4,8 +4,12 @@
 //! - breaks: `RUN#<run_id>` / `BRK#<break_id>` (GSI: `<account_id>#BRK`,
 //!   `<run_id>#<break_id>`), with a pointer `BRK#<break_id>` / `BRK` → its run, so a break is
 //!   found by its id alone; resolutions are appended as `RUN#<run_id>` / `BRK#<break_id>#RES#…`;
-//! - marks: `REC#<key>` / `REC` (a record reconciled for a category, or a balance transaction
-//!   seen), with the run, the balance transaction and the line.
+//! - marks: `MARK#<account_id>#<window>` / `MARK`, one item per ten seconds of balance
+//!   transactions (by when the PSP created them), its map `chunks` holding, per run and first
+//!   line (`<run_id>#<line>`), the text of what that chunk of rows reconciled: each
+//!   transaction's id, line and record, a text line each. A chunk of a settlement file shares
+//!   a few windows, so it writes a few map entries where a mark per row was 250 items, and its
+//!   windows' keys ride in the same `BatchGetItem` as its records.
 //!
 //! Our records are read from the payments table (`CO#`, `RF#`, `PAYOUT#`), and what we posted in
 //! an interval from the ledger's `psp_receivable` lines and their transactions' headers.
@@ -16,7 +20,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::batch::{batch_get, batch_put};
-use super::codec::{get_n, get_s, get_time, opt_n, opt_s, parse, s, time, unavailable, Item};
+use super::codec::{get_s, get_time, opt_n, opt_s, parse, s, time, unavailable, Item};
 use super::ledger::LedgerStore;
 use super::pay_in::{checkout_from, checkout_key, payment_order_key};
 use super::payouts::{payout_from, payout_key};
@@ -53,8 +57,66 @@ fn run_key(id: &ReconRunId) -> Item {
     HashMap::from([("pk".into(), s(format!("RUN#{id}"))), ("sk".into(), s("RUN"))])
 }
 
-fn mark_item_key(key: &str) -> Item {
-    HashMap::from([("pk".into(), s(format!("REC#{key}"))), ("sk".into(), s("REC"))])
+fn marks_key(account: &AccountId, window: &str) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("MARK#{account}#{window}"))),
+        ("sk".into(), s("MARK")),
+    ])
+}
+
+/// A window's marks of one chunk, one per text line: `<balance transaction>\t<line>\t<record
+/// key or empty>`. Neither a balance transaction id nor a record key holds a tab or a newline
+/// (the CSV reader keeps them, so they are refused here rather than written ambiguous).
+fn marks_text(marks: &[&Mark]) -> Result<String, StoreError> {
+    let mut out = String::with_capacity(marks.len() * 80);
+    for m in marks {
+        let record = m.record.as_deref().unwrap_or("");
+        if [m.balance_transaction_id.as_str(), record]
+            .iter()
+            .any(|f| f.contains(['\t', '\n']))
+        {
+            return Err(StoreError::Corrupt(format!(
+                "a mark cannot hold a tab or a newline: {:?}",
+                m.balance_transaction_id
+            )));
+        }
+        out.push_str(&format!("{}\t{}\t{record}\n", m.balance_transaction_id, m.line));
+    }
+    Ok(out)
+}
+
+/// The marks of a window's item that runs other than `except` wrote.
+fn marks_from(item: &Item, except: &ReconRunId) -> Result<Vec<Mark>, StoreError> {
+    let Some(AttributeValue::M(chunks)) = item.get("chunks") else {
+        return Err(StoreError::Corrupt("a marks item without its chunks".into()));
+    };
+    let mut out = Vec::new();
+    for (key, text) in chunks {
+        let run = key.split('#').next().unwrap_or_default();
+        if run == except.as_str() {
+            continue;
+        }
+        let run_id =
+            ReconRunId::parse(run).map_err(|e| StoreError::Corrupt(format!("a marks chunk {key:?}: {e}")))?;
+        let AttributeValue::S(text) = text else {
+            return Err(StoreError::Corrupt(format!(
+                "the marks chunk {key:?} is not text"
+            )));
+        };
+        for l in text.lines() {
+            let mut f = l.split('\t');
+            match (f.next(), f.next().and_then(|n| n.parse().ok()), f.next()) {
+                (Some(txn), Some(line), Some(record)) => out.push(Mark {
+                    run_id: run_id.clone(),
+                    balance_transaction_id: txn.to_owned(),
+                    line,
+                    record: (!record.is_empty()).then(|| record.to_owned()),
+                }),
+                _ => return Err(StoreError::Corrupt(format!("a mark line {l:?}"))),
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn string_map(m: &BTreeMap<String, String>) -> AttributeValue {
@@ -262,6 +324,7 @@ fn record_from(item: &Item) -> Result<Option<OurRecord>, StoreError> {
                 account_id: c.account_id,
                 amount: c.total,
                 status: OurStatus::Checkout(c.status),
+                psp_id: c.payment_intent.map(|p| p.as_str().to_owned()),
             })
         }
         Some("refund") => {
@@ -271,6 +334,7 @@ fn record_from(item: &Item) -> Result<Option<OurRecord>, StoreError> {
                 account_id: r.account_id,
                 amount: r.amount,
                 status: OurStatus::Refund(r.status),
+                psp_id: r.psp_refund.map(|p| p.as_str().to_owned()),
             })
         }
         Some("payout") => {
@@ -280,17 +344,10 @@ fn record_from(item: &Item) -> Result<Option<OurRecord>, StoreError> {
                 account_id: p.account_id,
                 amount: p.amount,
                 status: OurStatus::Payout(p.status, p.psp_transfer.is_some()),
+                psp_id: p.psp_transfer.map(|t| t.as_str().to_owned()),
             })
         }
         _ => None,
-    })
-}
-
-fn mark_from(item: &Item) -> Result<Mark, StoreError> {
-    Ok(Mark {
-        run_id: parse(item, "run_id", ReconRunId::parse)?,
-        balance_transaction_id: get_s(item, "balance_transaction_id")?.to_owned(),
-        line: get_n(item, "line")?,
     })
 }
 
@@ -403,31 +460,36 @@ impl ReconStore for ReconDynamo {
         }
     }
 
-    async fn lookup(&self, refs: &[RecordRef], marks: &[String]) -> Result<Lookup, StoreError> {
+    async fn lookup(
+        &self,
+        account: &AccountId,
+        run: &ReconRunId,
+        refs: &[RecordRef],
+        windows: &[String],
+    ) -> Result<Lookup, StoreError> {
         let mut keys: Vec<(String, Item)> = refs
             .iter()
             .map(|r| (self.store.tables.payments.clone(), record_key(r)))
             .collect();
-        keys.extend(marks.iter().map(|k| (self.table.clone(), mark_item_key(k))));
+        keys.extend(
+            windows
+                .iter()
+                .map(|w| (self.table.clone(), marks_key(account, w))),
+        );
         let mut records = HashMap::new();
-        let mut found_marks = HashMap::new();
+        let mut marks = HashMap::new();
         for item in batch_get(&self.store.client, &keys, true).await? {
-            match opt_s(&item, "entity")? {
-                Some("reconciliation_mark") => {
-                    let key = get_s(&item, "mark_key")?.to_owned();
-                    found_marks.insert(key, mark_from(&item)?);
-                }
-                _ => {
-                    if let Some(r) = record_from(&item)? {
-                        records.insert(r.reference.clone(), r);
-                    }
-                }
+            if opt_s(&item, "entity")? == Some("reconciliation_marks") {
+                marks.extend(
+                    marks_from(&item, run)?
+                        .into_iter()
+                        .map(|m| (m.balance_transaction_id.clone(), m)),
+                );
+            } else if let Some(r) = record_from(&item)? {
+                records.insert(r.reference.clone(), r);
             }
         }
-        Ok(Lookup {
-            records,
-            marks: found_marks,
-        })
+        Ok(Lookup { records, marks })
     }
 
     async fn record_by_psp_id(&self, psp_id: &str) -> Result<Option<RecordRef>, StoreError> {
@@ -454,22 +516,20 @@ impl ReconStore for ReconDynamo {
         }))
     }
 
-    async fn put_marks(&self, marks: &[(String, Mark)]) -> Result<(), StoreError> {
-        let items = marks
-            .iter()
-            .map(|(key, m)| {
-                let mut item = mark_item_key(key);
-                item.extend([
-                    ("entity".into(), s("reconciliation_mark")),
-                    ("mark_key".into(), s(key)),
-                    ("run_id".into(), s(m.run_id.as_str())),
-                    ("balance_transaction_id".into(), s(&m.balance_transaction_id)),
-                    ("line".into(), AttributeValue::N(m.line.to_string())),
-                ]);
-                item
-            })
-            .collect();
-        batch_put(&self.store.client, &self.table, items).await
+    async fn put_marks(&self, account: &AccountId, marks: &[(String, Mark)]) -> Result<(), StoreError> {
+        let mut by_window: BTreeMap<&str, Vec<&Mark>> = BTreeMap::new();
+        for (window, m) in marks {
+            by_window.entry(window.as_str()).or_default().push(m);
+        }
+        let writes = by_window.into_iter().map(|(window, marks)| async move {
+            // Named by the run and its first line: a run that goes again rewrites this entry.
+            let first = marks.iter().map(|m| m.line).min().unwrap_or(0);
+            let entry = format!("{}#{first:012}", marks[0].run_id);
+            self.put_marks_entry(marks_key(account, window), entry, marks_text(&marks)?)
+                .await
+        });
+        futures_util::future::try_join_all(writes).await?;
+        Ok(())
     }
 
     /// Each break is put unless a person resolved it meanwhile (a run that goes again must not
@@ -643,5 +703,52 @@ pub fn minor_text(currency: &str, minor: i64) -> String {
     match Currency::parse(currency) {
         Ok(c) => crate::domain::reconciliation::row::signed_text(Money::from_minor(minor, c)),
         Err(_) => minor.to_string(),
+    }
+}
+
+impl ReconDynamo {
+    /// Sets entry `entry` of the window item's `chunks` map: into the map if the item has one,
+    /// else as the item's first (two chunks of a window may race to create it: the loser adds
+    /// its entry to the winner's map).
+    async fn put_marks_entry(&self, key: Item, entry: String, text: String) -> Result<(), StoreError> {
+        for _ in 0..3 {
+            let added = self
+                .store
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .update_expression("SET chunks.#e = :t")
+                .condition_expression("attribute_exists(chunks)")
+                .expression_attribute_names("#e", &entry)
+                .expression_attribute_values(":t", s(&text))
+                .send()
+                .await;
+            if super::tx::conditional(added, "UpdateItem")? {
+                return Ok(());
+            }
+            let created = self
+                .store
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .update_expression("SET chunks = :c, entity = :e")
+                .condition_expression("attribute_not_exists(chunks)")
+                .expression_attribute_values(
+                    ":c",
+                    AttributeValue::M(HashMap::from([(entry.clone(), s(&text))])),
+                )
+                .expression_attribute_values(":e", s("reconciliation_marks"))
+                .send()
+                .await;
+            if super::tx::conditional(created, "UpdateItem")? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the marks of {:?}: neither added nor created in 3 tries",
+            key.get("pk")
+        )))
     }
 }

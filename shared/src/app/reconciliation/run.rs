@@ -1,22 +1,28 @@
 //! One reconciliation run (design §10): a settlement file, streamed a chunk of rows at a time.
 //!
 //! Each chunk: the rows parsed (a bad row is a `malformed_row` break, and the file goes on),
-//! our records and their marks read in one batch, each row judged, then written in this order,
-//! each write idempotent so a retried run (the store down, a crash) redoes the same writes:
-//! 1. the ledger: the chunk's PSP fees (one transaction per currency), the platform's bank
-//!    payouts and unexplained money (one transaction per balance transaction);
+//! our records and the marks of the rows' ten-second windows read at once, each row judged, then written
+//! in this order, each write idempotent so a retried run (the store down, a crash) redoes the
+//! same writes:
+//! 1. the ledger: the platform's bank payouts and unexplained money (one transaction per
+//!    balance transaction);
 //! 2. the breaks (ids from the run and the line);
-//! 3. the marks: a record reconciled by this row, or a balance transaction seen.
+//! 3. the marks: each balance transaction reconciled, with its line and record, kept by the
+//!    ten seconds in which the PSP created it (one write per window of the chunk, not one per
+//!    row).
 //!
 //! A chunk's writes run on their own task while the next chunks are read and judged (at most
-//! [`WRITES_IN_FLIGHT`] at once); judging reads the marks still in flight as this file's
-//! earlier lines, so a duplicate across chunks is found either way.
+//! [`WRITES_IN_FLIGHT`] at once). What this file's earlier lines reconciled is kept in memory
+//! for the whole run ([`Seen`]), so a duplicate in the file is found however far apart.
+//! A balance transaction an earlier run reconciled is found by its mark; another payment of a
+//! record we hold (a second charge of one checkout) by the PSP id the record keeps.
 //!
 //! Then our side: every record of ours posted inside the file's interval with no row is
-//! `missing_at_psp` (or `expected` inside the settling window); then our `psp_receivable` next
-//! to the PSP's balance, the report in S3, and the run `SUCCEEDED`.
+//! `missing_at_psp` (or `expected` inside the settling window; one posted just after the
+//! interval began may have its row in the file before, which its marks say); then our
+//! `psp_receivable` next to the PSP's balance, the report in S3, and the run `SUCCEEDED`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -27,8 +33,8 @@ use crate::domain::ids::AccountId;
 use crate::domain::reconciliation::books::{fee_cost, fee_postings, is_unexplained, row_posting};
 use crate::domain::reconciliation::row::{signed_text, Columns, SettlementRow};
 use crate::domain::reconciliation::{
-    judge, mark_key, missing_at_psp, named_record, row_kind, row_values, Break, BreakStatus, BreakType,
-    FileRef, Interval, Mark, OurRecord, RecordRef, RowKind, Run, RunStatus, Verdict,
+    judge, mark_key, mark_window, missing_at_psp, named_record, row_kind, row_values, Break, BreakStatus,
+    BreakType, FileRef, Interval, Mark, OurRecord, RecordRef, RowKind, Run, RunStatus, Verdict, MARK_WINDOW,
 };
 use crate::domain::time::format_time;
 use crate::ports::reconciliation::{
@@ -38,7 +44,7 @@ use crate::ports::{LedgerWriter, StoreError};
 
 use super::repair::Repairer;
 
-/// Rows judged together: one batch read of records and marks, one fee posting per currency.
+/// Rows judged together: one batch read of their records and marks, and their writes.
 pub const CHUNK_ROWS: usize = 250;
 
 /// The most breaks a run's report lists.
@@ -111,7 +117,8 @@ where
             RunBegun::Started => {}
         }
         let mut records = self.files.open(bucket, key).await.map_err(retryable)?;
-        match self.rows(&mut run, &mut records).await {
+        let mut seen = Seen::default();
+        match self.rows(&mut run, &mut records, &mut seen).await {
             Ok(true) => {}
             Ok(false) => {
                 run.finished_at = Some(now_or(now));
@@ -121,7 +128,9 @@ where
             Err(e) => return Err(e),
         }
         if let Some(interval) = run.interval {
-            self.our_side(&mut run, &interval).await.map_err(retryable)?;
+            self.our_side(&mut run, &interval, &seen)
+                .await
+                .map_err(retryable)?;
         }
         run.psp_receivable = self
             .store
@@ -168,7 +177,12 @@ where
 
     /// Streams the rows through the chunks. `Ok(false)`: the file is not a settlement report
     /// (the run is `FAILED` with the reason, nothing booked).
-    async fn rows<C: CsvRecords>(&self, run: &mut Run, records: &mut C) -> Result<bool, Failure> {
+    async fn rows<C: CsvRecords>(
+        &self,
+        run: &mut Run,
+        records: &mut C,
+        seen: &mut Seen,
+    ) -> Result<bool, Failure> {
         let header = match records.next_record().await {
             Ok(Some(r)) => r,
             // An empty file: a run of 0 rows.
@@ -184,8 +198,11 @@ where
         };
         let mut chunk: Vec<Parsed> = Vec::with_capacity(CHUNK_ROWS);
         let mut chunk_no = 0u64;
+        // The PSP's fees of the rows seen first here, per currency: booked once the rows are
+        // done, one transaction per currency for the whole file.
+        let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
         // Up to WRITES_IN_FLIGHT chunks' writes go on while the next chunks are read and
-        // judged; judging sees the marks in flight as this file's earlier lines.
+        // judged.
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         // Where the time goes, for the run's log line: reading the file, judging (its batch
         // reads included), waiting for earlier chunks' writes.
@@ -213,13 +230,9 @@ where
                 chunk.push(r);
             }
             if chunk.len() == CHUNK_ROWS || (done && !chunk.is_empty()) {
-                let earlier: HashMap<String, (u64, String)> = in_flight
-                    .iter()
-                    .flat_map(|f| f.marks.iter().map(|(k, m)| (k.clone(), m.clone())))
-                    .collect();
                 let t = Instant::now();
                 let judged = self
-                    .judge(run, chunk_no, std::mem::take(&mut chunk), earlier)
+                    .judge(run, std::mem::take(&mut chunk), seen, &mut fees)
                     .await?;
                 judging += t.elapsed();
                 let t = Instant::now();
@@ -227,15 +240,9 @@ where
                     finish(in_flight.pop_front()).await?;
                 }
                 waiting += t.elapsed();
-                let marks = judged
-                    .marks
-                    .iter()
-                    .map(|(k, m)| (k.clone(), (m.line, m.balance_transaction_id.clone())))
-                    .collect();
                 let (store, ledger) = (self.store.clone(), self.ledger.clone());
                 in_flight.push_back(InFlight {
                     task: tokio::spawn(async move { write(&store, &ledger, judged).await }),
-                    marks,
                 });
                 chunk_no += 1;
             }
@@ -245,6 +252,14 @@ where
                     finish(Some(f)).await?;
                 }
                 waiting += t.elapsed();
+                // After every chunk's marks: a run cut short books nothing here, and going
+                // again sums the same rows to the same transactions.
+                let booked_at = format_time(Utc::now());
+                for tx in fee_postings(&run.account_id, &run.id, &fees, &booked_at)
+                    .map_err(|e| Failure::Poison(e.to_string()))?
+                {
+                    self.ledger.append(&tx).await.map_err(retryable)?;
+                }
                 tracing::info!(
                     run_id = %run.id, rows = run.tally.rows, chunks = chunk_no,
                     reading_ms = reading.as_millis() as u64, judging_ms = judging.as_millis() as u64,
@@ -255,15 +270,14 @@ where
         }
     }
 
-    /// Judges one chunk: its rows' records and marks read in one batch, each row's verdict,
-    /// and what that writes. `earlier`: the mark keys of the chunk still being written, with
-    /// their lines.
+    /// Judges one chunk: its rows' records and the marks of its windows read at once, each
+    /// row's verdict, and what that writes. `seen`: what this file's earlier lines reconciled.
     async fn judge(
         &self,
         run: &mut Run,
-        chunk_no: u64,
         rows: Vec<Parsed>,
-        earlier: HashMap<String, (u64, String)>,
+        seen: &mut Seen,
+        fees: &mut BTreeMap<Currency, i64>,
     ) -> Result<ChunkWrites, Failure> {
         let now = Utc::now();
         let account = run.account_id.clone();
@@ -282,18 +296,21 @@ where
             };
             named.push(found);
         }
-        let mark_keys: Vec<String> = rows
+        let windows: Vec<String> = rows
             .iter()
-            .zip(&named)
-            .filter_map(|(r, n)| r.as_ref().ok().map(|row| row_mark_key(row, n.as_ref())))
+            .filter_map(|r| r.as_ref().ok().map(|row| mark_window(row.created)))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         let refs: Vec<RecordRef> = named.iter().flatten().cloned().collect();
-        let Lookup { records, marks } = self.store.lookup(&refs, &mark_keys).await.map_err(retryable)?;
+        let Lookup { records, marks } = self
+            .store
+            .lookup(&account, &run.id, &refs, &windows)
+            .await
+            .map_err(retryable)?;
 
         let mut breaks = Vec::new();
         let mut new_marks: Vec<(String, Mark)> = Vec::new();
-        let mut seen: HashMap<String, (u64, String)> = earlier;
-        let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
         let mut postings = Vec::new();
         for (r, reference) in rows.into_iter().zip(named) {
             let row = match r {
@@ -314,16 +331,15 @@ where
                 }
             };
             let key = row_mark_key(&row, reference.as_ref());
-            // An earlier line of this file with the same key reads as an earlier mark.
-            let earlier_here = seen
-                .get(&key)
-                .filter(|(l, _)| *l != row.line)
-                .map(|(l, txn)| Mark {
-                    run_id: run.id.clone(),
-                    balance_transaction_id: txn.clone(),
-                    line: *l,
-                });
-            let mark = earlier_here.or_else(|| marks.get(&key).cloned());
+            // An earlier line of this file with the same key reads as an earlier mark; else
+            // this balance transaction's own mark, if a run reconciled it.
+            let earlier_here = seen.line(&key).filter(|l| *l != row.line).map(|l| Mark {
+                run_id: run.id.clone(),
+                balance_transaction_id: String::new(),
+                line: l,
+                record: None,
+            });
+            let mark = earlier_here.or_else(|| marks.get(&row.balance_transaction_id).cloned());
             let record = reference.as_ref().and_then(|r| records.get(r));
             let fresh = mark
                 .as_ref()
@@ -337,9 +353,10 @@ where
                 _ if !fresh => Verdict::Break {
                     kind: BreakType::Duplicate,
                     reason: format!(
-                        "balance transaction {} was already seen (line {})",
+                        "balance transaction {} was already seen (line {} of run {})",
                         row.balance_transaction_id,
-                        mark.as_ref().map_or(0, |m| m.line)
+                        mark.as_ref().map_or(0, |m| m.line),
+                        mark.as_ref().map_or(run.id.as_str(), |m| m.run_id.as_str())
                     ),
                 },
                 RowKind::Record { .. } => judge(&row, None, None, &run.id, &account),
@@ -415,21 +432,19 @@ where
             {
                 postings.push(tx);
             }
-            seen.insert(key.clone(), (row.line, row.balance_transaction_id.clone()));
+            seen.insert(&key, row.line);
             new_marks.push((
-                key,
+                mark_window(row.created),
                 Mark {
                     run_id: run.id.clone(),
                     balance_transaction_id: row.balance_transaction_id.clone(),
                     line: row.line,
+                    record: reference.as_ref().map(|r| mark_key(r, &row.category)),
                 },
             ));
         }
-        postings.extend(
-            fee_postings(&account, &run.id, chunk_no, &fees, &format_time(now))
-                .map_err(|e| Failure::Poison(e.to_string()))?,
-        );
         Ok(ChunkWrites {
+            account,
             postings,
             breaks,
             marks: new_marks,
@@ -503,19 +518,25 @@ where
     }
 
     /// Our records posted in the interval that no row reconciled.
-    async fn our_side(&self, run: &mut Run, interval: &Interval) -> Result<(), StoreError> {
+    async fn our_side(&self, run: &mut Run, interval: &Interval, seen: &Seen) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut after: Option<String> = None;
         // A multi-seller checkout posts once per order, and its orders may fall on two pages:
         // each record is counted once (only the unreconciled ones are remembered).
         let mut counted: HashSet<String> = HashSet::new();
+        let mut before: Option<HashSet<String>> = None;
         loop {
             let page = self
                 .store
                 .posted_in(&run.account_id, interval, after.take())
                 .await?;
+            let mut ours = Ours {
+                seen,
+                counted: &mut counted,
+                before: &mut before,
+            };
             for batch in page.records.chunks(CHUNK_ROWS) {
-                self.unreconciled(run, interval, batch, now, &mut counted).await?;
+                self.unreconciled(run, interval, batch, now, &mut ours).await?;
             }
             match page.next {
                 Some(next) => after = Some(next),
@@ -535,14 +556,23 @@ where
             crate::domain::reconciliation::row::Category,
         )],
         now: DateTime<Utc>,
-        counted: &mut HashSet<String>,
+        ours: &mut Ours<'_>,
     ) -> Result<(), StoreError> {
-        let keys: Vec<String> = batch.iter().map(|(_, r, c)| mark_key(&r.reference, c)).collect();
-        let marks = self.store.lookup(&[], &keys).await?.marks;
         let mut breaks = Vec::new();
-        for ((at, record, category), key) in batch.iter().zip(&keys) {
-            if marks.contains_key(key) || !counted.insert(key.clone()) {
+        for (at, record, category) in batch {
+            let key = mark_key(&record.reference, category);
+            if ours.seen.contains(&key) || !ours.counted.insert(key.clone()) {
                 continue;
+            }
+            // Posted by us just after the interval began, its row may be in the file before
+            // (the PSP created it first): the marks of that file's last windows say.
+            if *at < interval.start + self.settling {
+                if ours.before.is_none() {
+                    *ours.before = Some(self.marked_before(run, interval).await?);
+                }
+                if ours.before.as_ref().is_some_and(|b| b.contains(&key)) {
+                    continue;
+                }
             }
             match missing_at_psp(*at, interval, self.settling) {
                 Some(true) => {
@@ -570,15 +600,71 @@ where
         self.store.put_breaks(&breaks).await?;
         Ok(())
     }
+
+    /// The records whose balance transactions, created in the settling window before
+    /// `interval`, an earlier run reconciled.
+    async fn marked_before(&self, run: &Run, interval: &Interval) -> Result<HashSet<String>, StoreError> {
+        let mut windows = Vec::new();
+        let mut at = interval.start - self.settling;
+        while at < interval.start {
+            windows.push(mark_window(at));
+            at += MARK_WINDOW;
+        }
+        let marks = self
+            .store
+            .lookup(&run.account_id, &run.id, &[], &windows)
+            .await?
+            .marks;
+        Ok(marks.into_values().filter_map(|m| m.record).collect())
+    }
+}
+
+/// What our side needs of the rows: what they reconciled, the records already counted, and
+/// (read once, when first needed) what the file before reconciled in its last windows.
+struct Ours<'a> {
+    seen: &'a Seen,
+    counted: &'a mut HashSet<String>,
+    before: &'a mut Option<HashSet<String>>,
+}
+
+/// What this file's lines reconciled, by [`row_mark_key`] (a record and category, or a
+/// balance transaction of no record), with the first line of each: the whole run's, so a
+/// duplicate is found however far apart, and our side knows which records had a row. A key is
+/// held as 16 bytes of its SHA-256 (a collision is a 2^-128 chance) and its line in 4: some 20
+/// to 40 bytes a row, the run's only memory that grows with the file.
+#[derive(Default)]
+pub(crate) struct Seen(HashMap<[u8; 16], u32>);
+
+impl Seen {
+    fn digest(key: &str) -> [u8; 16] {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(key.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&d[..16]);
+        first
+    }
+
+    fn line(&self, key: &str) -> Option<u64> {
+        self.0.get(&Self::digest(key)).map(|l| u64::from(*l))
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(&Self::digest(key))
+    }
+
+    /// The first line is kept.
+    fn insert(&mut self, key: &str, line: u64) {
+        let line = u32::try_from(line).unwrap_or(u32::MAX);
+        self.0.entry(Self::digest(key)).or_insert(line);
+    }
 }
 
 /// Chunks whose writes may be in flight at once.
 const WRITES_IN_FLIGHT: usize = 4;
 
-/// A chunk being written, and its marks' keys with their lines and balance transactions.
+/// A chunk being written.
 struct InFlight {
     task: tokio::task::JoinHandle<Result<(), Failure>>,
-    marks: HashMap<String, (u64, String)>,
 }
 
 async fn finish(f: Option<InFlight>) -> Result<(), Failure> {
@@ -604,7 +690,7 @@ async fn write<S: ReconStore, L: LedgerWriter>(store: &S, ledger: &L, w: ChunkWr
     let (booked, broke) = futures_util::future::join(booking, store.put_breaks(&w.breaks)).await;
     booked.map_err(retryable)?;
     broke.map_err(retryable)?;
-    store.put_marks(&w.marks).await.map_err(retryable)
+    store.put_marks(&w.account, &w.marks).await.map_err(retryable)
 }
 
 /// A data row: parsed, or (line, raw text, why not).
@@ -612,6 +698,7 @@ type Parsed = Result<SettlementRow, (u64, String, String)>;
 
 /// What judging a chunk writes.
 struct ChunkWrites {
+    account: AccountId,
     postings: Vec<crate::domain::ledger::LedgerTransaction>,
     breaks: Vec<Break>,
     marks: Vec<(String, Mark)>,

@@ -29,7 +29,8 @@ struct State {
     files: HashMap<String, String>,
     runs: HashMap<ReconRunId, Run>,
     records: HashMap<RecordRef, OurRecord>,
-    marks: HashMap<String, Mark>,
+    /// (window, run and first line) → marks, as the table keeps them.
+    marks: BTreeMap<(String, String), Vec<Mark>>,
     breaks: BTreeMap<BreakId, Break>,
     ledger: BTreeMap<String, LedgerTransaction>,
     posted: Vec<(DateTime<Utc>, OurRecord, Category)>,
@@ -102,15 +103,27 @@ impl ReconStore for Mem {
         Ok(self.with(|s| s.runs.get(id).cloned()))
     }
 
-    async fn lookup(&self, refs: &[RecordRef], marks: &[String]) -> Result<Lookup, StoreError> {
+    async fn lookup(
+        &self,
+        _account: &AccountId,
+        run: &ReconRunId,
+        refs: &[RecordRef],
+        windows: &[String],
+    ) -> Result<Lookup, StoreError> {
         Ok(self.with(|s| Lookup {
             records: refs
                 .iter()
                 .filter_map(|r| s.records.get(r).map(|o| (r.clone(), o.clone())))
                 .collect(),
-            marks: marks
+            marks: s
+                .marks
                 .iter()
-                .filter_map(|k| s.marks.get(k).map(|m| (k.clone(), m.clone())))
+                .filter(|((window, sk), _)| windows.contains(window) && !sk.starts_with(&format!("{run}#")))
+                .flat_map(|(_, marks)| {
+                    marks
+                        .iter()
+                        .map(|m| (m.balance_transaction_id.clone(), m.clone()))
+                })
                 .collect(),
         }))
     }
@@ -119,8 +132,20 @@ impl ReconStore for Mem {
         Ok(None)
     }
 
-    async fn put_marks(&self, marks: &[(String, Mark)]) -> Result<(), StoreError> {
-        self.with(|s| s.marks.extend(marks.iter().cloned()));
+    async fn put_marks(&self, _account: &AccountId, marks: &[(String, Mark)]) -> Result<(), StoreError> {
+        let mut by_window: BTreeMap<&String, Vec<Mark>> = BTreeMap::new();
+        for (window, m) in marks {
+            by_window.entry(window).or_default().push(m.clone());
+        }
+        self.with(|s| {
+            for (window, marks) in by_window {
+                let first = marks.iter().map(|m| m.line).min().unwrap();
+                s.marks.insert(
+                    (window.clone(), format!("{}#{first:012}", marks[0].run_id)),
+                    marks,
+                );
+            }
+        });
         Ok(())
     }
 
@@ -237,6 +262,7 @@ fn checkouts(mem: &Mem, n: usize) -> Vec<CheckoutId> {
                 account_id: account(),
                 amount: Money::from_minor(1000, usd),
                 status: OurStatus::Checkout(PaymentStatus::Success),
+                psp_id: Some(format!("pi_{id}")),
             };
             mem.with(|s| s.records.insert(r.reference.clone(), r));
             id
@@ -244,8 +270,13 @@ fn checkouts(mem: &Mem, n: usize) -> Vec<CheckoutId> {
         .collect()
 }
 
+/// A charge of 10.00 USD for `checkout` through its payment intent `pi_<checkout>`.
 fn row(txn: &str, checkout: &CheckoutId) -> String {
-    format!("{txn},2026-11-30 10:00:00,2026-12-02 00:00:00,usd,10.00,0.59,9.41,charge,ch_{txn},ch_{txn},pi_{txn},,{checkout}")
+    row_at(txn, checkout, "2026-11-30 10:00:00")
+}
+
+fn row_at(txn: &str, checkout: &CheckoutId, created: &str) -> String {
+    format!("{txn},{created},2026-12-02 00:00:00,usd,10.00,0.59,9.41,charge,ch_{txn},ch_{txn},pi_{checkout},,{checkout}")
 }
 
 async fn reconcile(mem: &Mem, key: &str, text: String, settling: Duration) -> Run {
@@ -337,18 +368,26 @@ async fn a_duplicate_is_found_however_far_apart_in_the_file_and_in_a_later_file(
     );
     assert_eq!(fees_booked(&mem, &twice.id), 59 * (fillers.len() as i64 + 1));
 
-    // A later file with a new row, and another row for a record the first run reconciled.
+    // A later file with a new row, a balance transaction the first run reconciled (found by
+    // its mark), and another payment of a checkout the first run reconciled (found by the
+    // payment intent our checkout keeps).
     let more = checkouts(&mem, 1);
     let later = [
         HEADER.to_owned(),
         row("txn_new", &more[0]),
-        row("txn_other", &ids[5]),
+        row("txn_5", &ids[5]),
+        row("txn_other", &ids[6]).replace(&format!("pi_{}", ids[6]), "pi_another"),
     ]
     .join("\n");
     let second = reconcile(&mem, "psp/acct_mem/b.csv", later, Duration::zero()).await;
     assert_ne!(second.id, run.id);
     assert_eq!(second.tally.matched, 1);
-    assert_eq!(breaks(&mem, &second.id), vec![(BreakType::Duplicate, Some(3))]);
+    let mut found = breaks(&mem, &second.id);
+    found.sort();
+    assert_eq!(
+        found,
+        vec![(BreakType::Duplicate, Some(3)), (BreakType::Duplicate, Some(4))]
+    );
     assert_eq!(
         fees_booked(&mem, &second.id),
         59,
@@ -359,8 +398,17 @@ async fn a_duplicate_is_found_however_far_apart_in_the_file_and_in_a_later_file(
 #[tokio::test]
 async fn our_records_without_a_row_are_missing_or_expected_by_the_settling_window() {
     let mem = Mem::default();
-    let ids = checkouts(&mem, 4);
+    let ids = checkouts(&mem, 5);
     let day = Interval::day_of_key("psp/acct_mem/2026-11-30.csv").unwrap();
+    // The day before: a charge two minutes before midnight, whose webhook we applied (and
+    // posted) three minutes after it; that file reconciled it.
+    let eve = [
+        HEADER.to_owned(),
+        row_at("txn_eve", &ids[4], "2026-11-29 23:58:00"),
+    ]
+    .join("\n");
+    let before = reconcile(&mem, "psp/acct_mem/2026-11-29.csv", eve, Duration::minutes(15)).await;
+    assert_eq!(before.tally.matched, 1);
     let post = |i: usize, at: DateTime<Utc>| {
         let r = mem.with(|s| s.records[&RecordRef::Checkout(ids[i].clone())].clone());
         mem.with(|s| s.posted.push((at, r, Category::Charge)));
@@ -370,6 +418,7 @@ async fn our_records_without_a_row_are_missing_or_expected_by_the_settling_windo
     post(2, day.end - Duration::minutes(5)); // no row, inside the window: expected
     post(3, day.end + Duration::minutes(5)); // the next day's: not this file's
     post(1, day.start + Duration::hours(2)); // a second order of the same checkout, a page later
+    post(4, day.start + Duration::minutes(1)); // its row was in the day before's file
     let file = [HEADER.to_owned(), row("txn_a", &ids[0])].join("\n");
     let run = reconcile(&mem, "psp/acct_mem/2026-11-30.csv", file, Duration::minutes(15)).await;
     assert_eq!(run.interval, Some(day), "a day's file covers its day");

@@ -56,12 +56,12 @@ fn pair(debit: LedgerAccount, credit: LedgerAccount, amount: Money) -> Vec<Entry
     ]
 }
 
-/// The fees of one chunk's first-time rows, one transaction per currency (none where they sum
-/// to zero).
+/// The fees of a run's first-time rows, one transaction per currency (none where they sum to
+/// zero): a day's PSP fees as one expense per currency, as a bookkeeper would book them. A
+/// run that goes again sums the same rows to the same transactions, with the same ids.
 pub fn fee_postings(
     account: &AccountId,
     run: &ReconRunId,
-    chunk: u64,
     costs: &BTreeMap<Currency, i64>,
     at: &str,
 ) -> Result<Vec<LedgerTransaction>, PostingError> {
@@ -70,8 +70,8 @@ pub fn fee_postings(
         .filter(|(_, minor)| **minor != 0)
         .map(|(currency, minor)| {
             LedgerTransaction::new(
-                format!("ltx_pspfee_{run}_{chunk}_{}", currency.code()),
-                format!("{run}:fees:{chunk}"),
+                format!("ltx_pspfee_{run}_{}", currency.code()),
+                format!("{run}:fees"),
                 account.clone(),
                 None,
                 at.to_owned(),
@@ -167,15 +167,15 @@ source_id,charge_id,payment_intent_id,automatic_payout_id"
         assert_eq!(fee_cost(&row("charge", "100.00", "3.20", "96.80")).minor(), 320);
         assert_eq!(fee_cost(&row("refund", "-10.00", "0.00", "-10.00")).minor(), 0);
         assert_eq!(fee_cost(&row("fee", "-5.00", "0.00", "-5.00")).minor(), 500);
-        let txs = fee_postings(&acct, &run, 3, &BTreeMap::from([(usd, 820)]), "t").unwrap();
+        let txs = fee_postings(&acct, &run, &BTreeMap::from([(usd, 820)]), "t").unwrap();
         assert_eq!(txs.len(), 1);
-        assert_eq!(txs[0].id, format!("ltx_pspfee_{run}_3_USD"));
+        assert_eq!(txs[0].id, format!("ltx_pspfee_{run}_USD"));
         assert_eq!(net_of(&txs[0], &LedgerAccount::PspFeeExpense), 820);
         assert_eq!(net_of(&txs[0], &LedgerAccount::PspReceivable), -820);
         // Fees given back: the mirror; nothing for a zero sum.
-        let back = fee_postings(&acct, &run, 4, &BTreeMap::from([(usd, -30)]), "t").unwrap();
+        let back = fee_postings(&acct, &run, &BTreeMap::from([(usd, -30)]), "t").unwrap();
         assert_eq!(net_of(&back[0], &LedgerAccount::PspReceivable), 30);
-        assert!(fee_postings(&acct, &run, 5, &BTreeMap::from([(usd, 0)]), "t")
+        assert!(fee_postings(&acct, &run, &BTreeMap::from([(usd, 0)]), "t")
             .unwrap()
             .is_empty());
     }

@@ -130,6 +130,10 @@ pub struct OurRecord {
     /// Positive: the checkout's total, the refund's or the payout's amount.
     pub amount: Money,
     pub status: OurStatus,
+    /// The PSP object that moved the money, once we know it: a checkout's payment intent, a
+    /// refund's `re_…`, a payout's transfer `tr_…`. A row for the same record naming another
+    /// is a second payment of it.
+    pub psp_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,12 +195,36 @@ pub fn row_kind(category: &Category) -> RowKind {
     }
 }
 
-/// Where an earlier row reconciled a record (for this category): at most once.
+/// A balance transaction reconciled: by which run and line, and the record it reconciled (its
+/// [`mark_key`]; none for a row that is not a record of ours). Each balance transaction is
+/// reconciled at most once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     pub run_id: ReconRunId,
     pub balance_transaction_id: String,
     pub line: u64,
+    pub record: Option<String>,
+}
+
+/// Where a balance transaction's mark is kept: the ten seconds in which the PSP created it. A
+/// settlement file lists its rows in that order, so a chunk of rows shares a few windows, and
+/// the same transaction in another file is found in the same place.
+pub fn mark_window(created: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    let tens = created.second() / 10;
+    format!("{}{tens}0", created.format("%Y-%m-%dT%H:%M:"))
+}
+
+/// The length of a [`mark_window`].
+pub const MARK_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// The object a row says moved the money, as our records keep it (see [`OurRecord::psp_id`]).
+fn row_psp_id(row: &SettlementRow) -> Option<&str> {
+    match row.category {
+        Category::Charge => row.payment_intent_id.as_deref(),
+        Category::Refund | Category::Transfer => Some(row.source_id.as_str()),
+        _ => None,
+    }
 }
 
 /// What one row about a record of ours comes to.
@@ -243,12 +271,23 @@ pub fn judge(
             return brk(
                 BreakType::Duplicate,
                 format!(
-                    "{} {} was already reconciled by {} (line {} of run {})",
+                    "{} {} was already reconciled (line {} of run {})",
                     record.reference.kind(),
                     record.reference.as_str(),
-                    m.balance_transaction_id,
                     m.line,
                     m.run_id
+                ),
+            );
+        }
+    }
+    if let (Some(ours), Some(theirs)) = (record.psp_id.as_deref(), row_psp_id(row)) {
+        if ours != theirs {
+            return brk(
+                BreakType::Duplicate,
+                format!(
+                    "{} {} was paid through {ours}; this row is another one, {theirs}",
+                    record.reference.kind(),
+                    record.reference.as_str(),
                 ),
             );
         }
@@ -611,6 +650,7 @@ source_id,charge_id,payment_intent_id,automatic_payout_id"
             account_id: AccountId::parse("acct_1").unwrap(),
             amount,
             status: OurStatus::Checkout(status),
+            psp_id: Some("pi_1".into()),
         }
     }
 
@@ -671,6 +711,7 @@ source_id,charge_id,payment_intent_id,automatic_payout_id"
             run_id: run.clone(),
             balance_transaction_id: "txn_1".into(),
             line: 2,
+            record: None,
         };
         assert_eq!(judge(&row, Some(&ok), Some(&same), &run, &acct), Verdict::Matched);
         // Another line of this file, or an earlier run: a duplicate.
@@ -690,6 +731,32 @@ source_id,charge_id,payment_intent_id,automatic_payout_id"
             kind(judge(&row, Some(&ok), Some(&earlier), &run, &acct)),
             Some(BreakType::Duplicate)
         );
+        // No mark, but our checkout was paid through another payment intent: a second payment.
+        let paid_elsewhere = OurRecord {
+            psp_id: Some("pi_other".into()),
+            ..ok.clone()
+        };
+        assert_eq!(
+            kind(judge(&row, Some(&paid_elsewhere), None, &run, &acct)),
+            Some(BreakType::Duplicate)
+        );
+        // Not known yet (its webhook has not come): nothing to compare.
+        let unknown = OurRecord { psp_id: None, ..ok };
+        assert_eq!(judge(&row, Some(&unknown), None, &run, &acct), Verdict::Matched);
+    }
+
+    #[test]
+    fn a_mark_lives_in_its_transactions_ten_seconds() {
+        let at = |s: &str| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .unwrap()
+                .and_utc()
+        };
+        assert_eq!(mark_window(at("2026-11-30 10:00:09")), "2026-11-30T10:00:00");
+        assert_eq!(mark_window(at("2026-11-30 10:00:10")), "2026-11-30T10:00:10");
+        assert_eq!(mark_window(at("2026-11-30 10:00:59")), "2026-11-30T10:00:50");
+        let start = at("2026-11-30 10:00:50");
+        assert_eq!(mark_window(start + MARK_WINDOW), "2026-11-30T10:01:00");
     }
 
     #[test]

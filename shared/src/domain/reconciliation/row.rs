@@ -202,7 +202,14 @@ impl Columns {
         let ours = |name: &'static str| text(name).map(str::to_owned);
         Ok(SettlementRow {
             line,
-            balance_transaction_id: required("balance_transaction_id")?.to_owned(),
+            balance_transaction_id: {
+                // The row's identity, kept in marks a text line each: no control characters.
+                let id = required("balance_transaction_id")?;
+                if id.chars().any(char::is_control) {
+                    return Err(RowError::Control("balance_transaction_id"));
+                }
+                id.to_owned()
+            },
             created: time("created_utc")?,
             available_on: time("available_on_utc")?,
             currency,
@@ -269,6 +276,8 @@ pub enum RowError {
     Date { column: &'static str, text: String },
     #[error("not CSV: {0}")]
     Csv(String),
+    #[error("{0} holds a control character")]
+    Control(&'static str),
 }
 
 /// A signed decimal amount, exact in `currency` (never rounded).
@@ -441,6 +450,10 @@ reporting_category,source_id,charge_id,payment_intent_id,automatic_payout_id,ref
         assert!(matches!(
             with(0, ""),
             Err(RowError::Empty("balance_transaction_id"))
+        ));
+        assert!(matches!(
+            with(0, "txn_1\tx"),
+            Err(RowError::Control("balance_transaction_id"))
         ));
         assert!(with(4, "1e2").is_err());
         assert!(cols.parse(3, &base).is_ok());
