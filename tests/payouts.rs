@@ -258,6 +258,14 @@ async fn thirty_payouts_at_once_never_overdraw_the_wallet() {
         key_id: ApiKeyId::generate(),
     };
     let body = br#"{"seller_id":"seller_race","amount":"10.01","currency":"USD"}"#;
+    // The executor paused for the race: it refuses each payout (an unknown connected account)
+    // and releases its hold, and a release during the race would rightly let one more fit.
+    stack()
+        .twin(
+            reqwest::Method::POST,
+            "event-sources/PayoutExecutorFunction/disable",
+        )
+        .await;
     let answers = futures::future::join_all((0..30).map(|i| {
         let (store, caller) = (&store, caller.clone());
         async move {
@@ -303,6 +311,12 @@ async fn thirty_payouts_at_once_never_overdraw_the_wallet() {
     );
     assert!(other.iter().all(|o| o.starts_with("409")), "{other:?}");
     assert_eq!(made + refused + other.len(), 30);
+    stack()
+        .twin(
+            reqwest::Method::POST,
+            "event-sources/PayoutExecutorFunction/enable",
+        )
+        .await;
     // The executor then sends them to a connected account the PSP does not have: each is
     // refused for good (FAILED, the PSP's code) and its hold released; the balance is untouched.
     let ids: Vec<PayoutId> = answers
