@@ -66,7 +66,7 @@ pub trait SettlementFiles: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct Lookup {
     pub records: HashMap<RecordRef, OurRecord>,
-    /// Every mark of the windows asked for, by balance transaction id.
+    /// The marks other runs left in the windows asked for, by balance transaction id.
     pub marks: HashMap<String, Mark>,
 }
 
