@@ -211,27 +211,14 @@ source_id,charge_id,payment_intent_id,automatic_payout_id,payment_metadata[check
 
 /// The payment intent a paid checkout of ours keeps (the API does not show it).
 async fn payment_intent_of(checkout_id: &str) -> String {
-    let item = stack()
-        .store()
-        .await
-        .client
-        .get_item()
-        .table_name("PaymentsTable")
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("CO#{checkout_id}")),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("CO".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap_or_default();
-    item.get("payment_intent")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_else(|| panic!("checkout {checkout_id} has no payment intent: {item:?}"))
+    use shared::ports::Checkouts;
+    let id = shared::domain::ids::CheckoutId::parse(checkout_id).unwrap();
+    let (checkout, _) = stack().store().await.get_checkout(&id).await.unwrap().unwrap();
+    checkout
+        .payment_intent
+        .unwrap_or_else(|| panic!("checkout {checkout_id} has no payment intent"))
+        .as_str()
+        .to_owned()
 }
 
 fn fee_txns(ids: &[String], run_id: &str) -> usize {
