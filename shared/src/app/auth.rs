@@ -54,25 +54,36 @@ pub fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, ApiError> {
     Ok(token)
 }
 
+/// `clock`: the time now in epoch microseconds, read for each attempt, so a request whose
+/// first write was slow is judged by when its next one reaches the key (with a `now` from
+/// before, a request that waited longer than the key's burst tolerance for DynamoDB would be
+/// refused while the key is within its limit: seen at cold starts).
 pub async fn authenticate<K: ApiKeys>(
     keys: &K,
     authorization: Option<&[u8]>,
     default_limit: RateLimit,
-    now_us: i64,
+    clock: impl Fn() -> i64,
 ) -> Result<Caller, ApiError> {
     let key_hash = hash_api_key(bearer_token(authorization)?);
-    authenticate_hash(keys, &key_hash, default_limit, now_us).await
+    authenticate_hash(keys, &key_hash, default_limit, &clock).await
 }
 
 async fn authenticate_hash<K: ApiKeys>(
     keys: &K,
     key_hash: &str,
     default_limit: RateLimit,
-    now_us: i64,
+    clock: &dyn Fn() -> i64,
 ) -> Result<Caller, ApiError> {
     let interval = default_limit.interval_us();
-    let mut next = RateDecision::Idle;
+    // What the key's last refusal showed: its `tat` and its limit.
+    let mut refused: Option<(Option<i64>, RateLimit)> = None;
     for _ in 0..ATTEMPTS_MAX {
+        // Decided and written with one `now`, read afresh for each attempt.
+        let now_us = clock();
+        let next = match refused {
+            None => RateDecision::Idle,
+            Some((tat_us, limit)) => limit.decide(tat_us, now_us),
+        };
         let outcome = match next {
             RateDecision::Idle => keys.consume_idle(key_hash, now_us, interval).await,
             RateDecision::Busy { limit_us } => keys.consume_busy(key_hash, now_us, limit_us, interval).await,
@@ -81,10 +92,7 @@ async fn authenticate_hash<K: ApiKeys>(
         match outcome {
             Consume::Allowed(record) => return Ok(caller(record)),
             Consume::Refused(Some(record)) if record.active => {
-                next = record
-                    .limit
-                    .unwrap_or(default_limit)
-                    .decide(record.tat_us, now_us);
+                refused = Some((record.tat_us, record.limit.unwrap_or(default_limit)));
             }
             Consume::Refused(_) => return Err(ApiError::unauthenticated("Invalid API key provided")),
         }
@@ -177,7 +185,7 @@ pub async fn authenticated_post<K, F, Fut>(
     callers: &CallerCache,
     authorization: Option<&[u8]>,
     default_limit: RateLimit,
-    now_us: i64,
+    clock: impl Fn() -> i64,
     run: F,
 ) -> Result<Reply, ApiError>
 where
@@ -187,13 +195,13 @@ where
 {
     let key_hash = hash_api_key(bearer_token(authorization)?);
     let Some(caller) = callers.get(&key_hash) else {
-        let caller = authenticate_hash(keys, &key_hash, default_limit, now_us).await?;
+        let caller = authenticate_hash(keys, &key_hash, default_limit, &clock).await?;
         callers.remember(&key_hash, &caller);
         return run(Authority::Checked(caller)).await;
     };
     let (verdict, check) = watch::channel(None);
     let checking = async {
-        let checked = authenticate_hash(keys, &key_hash, default_limit, now_us).await;
+        let checked = authenticate_hash(keys, &key_hash, default_limit, &clock).await;
         let passed = matches!(&checked, Ok(c) if *c == caller);
         verdict.send_replace(Some(passed));
         checked
@@ -249,25 +257,48 @@ mod tests {
         let dflt = RateLimit::new(50, 100).unwrap();
         let now = 1_000_000_000;
         for _ in 0..3 {
-            let c = authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, now)
+            let c = authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, || now)
                 .await
                 .unwrap();
             assert_eq!(c.account_id, acct);
         }
-        let e = authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, now)
+        let e = authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, || now)
             .await
             .unwrap_err();
         assert_eq!((e.status, e.retry_after_s), (429, Some(1)));
         // A second later one more token has been earned.
         assert!(
-            authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, now + 1_000_000)
+            authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, || now + 1_000_000)
                 .await
                 .is_ok()
         );
-        let e = authenticate(&store, Some(b"Bearer wrong".as_slice()), dflt, now)
+        let e = authenticate(&store, Some(b"Bearer wrong".as_slice()), dflt, || now)
             .await
             .unwrap_err();
         assert_eq!(e.status, 401);
+    }
+
+    /// A request whose first write reached the key late (a cold start, a slow store) is
+    /// judged by when its next attempt reaches it, not by when it began: others that came
+    /// meanwhile pushed `tat` past its start by more than the burst tolerance, and a `now`
+    /// from before would refuse it while the key is well within its limit.
+    #[tokio::test]
+    async fn a_slow_request_is_judged_by_the_time_of_its_attempt() {
+        let store = Memory::default();
+        // 1,000 a second, a burst of 1,000: a tolerance of 0.999 s.
+        store.add_key("secret-3", Some(RateLimit::new(1000, 1000).unwrap()));
+        let dflt = RateLimit::new(50, 100).unwrap();
+        let key = Some(b"Bearer secret-3".as_slice());
+        // Another request, 1.2 s after ours began: tat = its now + one interval.
+        authenticate(&store, key, dflt, || 2_200_000).await.unwrap();
+        // Ours began at 1.0 s; its first write reached the key at 2.2 s, its second later.
+        let ticks = Mutex::new(vec![2_200_500, 1_000_000].into_iter().collect::<Vec<i64>>());
+        let clock = || {
+            let mut t = ticks.lock().unwrap();
+            t.pop().unwrap_or(2_200_500)
+        };
+        let c = authenticate(&store, key, dflt, clock).await;
+        assert!(c.is_ok(), "refused within the limit: {c:?}");
     }
 
     #[tokio::test]
@@ -284,7 +315,7 @@ mod tests {
                 callers,
                 Some(b"Bearer secret-2".as_slice()),
                 dflt,
-                now_us,
+                move || now_us,
                 move |auth: Authority| async move {
                     let checking = matches!(auth, Authority::Checking { .. });
                     let passed = auth.confirmed().await;

@@ -79,7 +79,7 @@ pub async fn authenticate(env: &Env, req: &Request) -> Result<Caller, ApiError> 
         &env.store,
         header_bytes(req, "authorization"),
         env.rate_limit,
-        now_us(),
+        now_us,
     )
     .await
 }

@@ -373,7 +373,7 @@ mod known_key_tests {
                 callers,
                 Some(b"Bearer raw-key-1".as_slice()),
                 RateLimit::new(50, 100).unwrap(),
-                now_us,
+                move || now_us,
                 move |authority| create_payment(store, psp, authority, input(key, BODY)),
             )
         };

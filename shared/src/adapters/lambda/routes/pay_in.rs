@@ -25,7 +25,7 @@ pub async fn handle_create_payment(env: &PaymentsEnv, req: Request) -> Response<
             &env.callers,
             header_bytes(req, "authorization"),
             env.api.rate_limit,
-            now_us(),
+            now_us,
             |authority| async move {
                 check_json_content_type(req)?;
                 create_payment(

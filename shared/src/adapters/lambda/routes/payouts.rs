@@ -57,7 +57,7 @@ pub async fn handle_create_payout(env: &PayoutsEnv, req: Request) -> Response<Bo
             &env.callers,
             header_bytes(req, "authorization"),
             env.api.rate_limit,
-            now_us(),
+            now_us,
             |authority| async move {
                 check_json_content_type(req)?;
                 create_payout(

@@ -83,7 +83,7 @@ pub async fn handle_resolve_break(env: &ReconApiEnv, req: Request) -> Response<B
             &env.callers,
             header_bytes(req, "authorization"),
             env.api.rate_limit,
-            now_us(),
+            now_us,
             |authority| async move {
                 check_json_content_type(req)?;
                 resolve_break(
