@@ -62,7 +62,7 @@ pub async fn authenticate<K: ApiKeys>(
     keys: &K,
     authorization: Option<&[u8]>,
     default_limit: RateLimit,
-    clock: impl Fn() -> i64,
+    clock: impl Fn() -> i64 + Sync,
 ) -> Result<Caller, ApiError> {
     let key_hash = hash_api_key(bearer_token(authorization)?);
     authenticate_hash(keys, &key_hash, default_limit, &clock).await
@@ -72,7 +72,7 @@ async fn authenticate_hash<K: ApiKeys>(
     keys: &K,
     key_hash: &str,
     default_limit: RateLimit,
-    clock: &dyn Fn() -> i64,
+    clock: &(dyn Fn() -> i64 + Sync),
 ) -> Result<Caller, ApiError> {
     let interval = default_limit.interval_us();
     // What the key's last refusal showed: its `tat` and its limit.
@@ -185,7 +185,7 @@ pub async fn authenticated_post<K, F, Fut>(
     callers: &CallerCache,
     authorization: Option<&[u8]>,
     default_limit: RateLimit,
-    clock: impl Fn() -> i64,
+    clock: impl Fn() -> i64 + Sync,
     run: F,
 ) -> Result<Reply, ApiError>
 where
