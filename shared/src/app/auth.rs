@@ -54,10 +54,14 @@ pub fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// `clock`: the time now in epoch microseconds, read for each attempt, so a request whose
-/// first write was slow is judged by when its next one reaches the key (with a `now` from
-/// before, a request that waited longer than the key's burst tolerance for DynamoDB would be
-/// refused while the key is within its limit: seen at cold starts).
+/// `clock`: the time now in epoch microseconds. A request may be counted at any moment of its
+/// flight: the first attempt at the clock's time; after a refusal that showed `tat`, at
+/// `min(clock, tat)`. That refusal proves `tat` is no earlier than the refused attempt, so
+/// it is a moment of this request's flight, and at it the key is busy, never idle: the next
+/// write (`tat += interval` if `now <= tat <= limit`) cannot lose to a racing request the way
+/// an idle one (`tat = now + interval` if `tat < now`) can. And a request whose first write
+/// was slow (a cold start) is judged by a late moment, not by when it began: others that
+/// came meanwhile may have pushed `tat` past its start by more than the key's tolerance.
 pub async fn authenticate<K: ApiKeys>(
     keys: &K,
     authorization: Option<&[u8]>,
@@ -78,11 +82,14 @@ async fn authenticate_hash<K: ApiKeys>(
     // What the key's last refusal showed: its `tat` and its limit.
     let mut refused: Option<(Option<i64>, RateLimit)> = None;
     for _ in 0..ATTEMPTS_MAX {
-        // Decided and written with one `now`, read afresh for each attempt.
-        let now_us = clock();
-        let next = match refused {
-            None => RateDecision::Idle,
-            Some((tat_us, limit)) => limit.decide(tat_us, now_us),
+        // The moment this attempt counts the request at: decided and written with it.
+        let clock_us = clock();
+        let (now_us, next) = match refused {
+            None => (clock_us, RateDecision::Idle),
+            Some((tat_us, limit)) => {
+                let at = tat_us.map_or(clock_us, |tat| tat.min(clock_us));
+                (at, limit.decide(tat_us, at))
+            }
         };
         let outcome = match next {
             RateDecision::Idle => keys.consume_idle(key_hash, now_us, interval).await,
@@ -268,9 +275,10 @@ mod tests {
         assert_eq!((e.status, e.retry_after_s), (429, Some(1)));
         // A second later one more token has been earned.
         assert!(
-            authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, || now + 1_000_000)
-                .await
-                .is_ok()
+            authenticate(&store, Some(b"Bearer secret-1".as_slice()), dflt, || now
+                + 1_000_000)
+            .await
+            .is_ok()
         );
         let e = authenticate(&store, Some(b"Bearer wrong".as_slice()), dflt, || now)
             .await
@@ -279,11 +287,10 @@ mod tests {
     }
 
     /// A request whose first write reached the key late (a cold start, a slow store) is
-    /// judged by when its next attempt reaches it, not by when it began: others that came
-    /// meanwhile pushed `tat` past its start by more than the burst tolerance, and a `now`
-    /// from before would refuse it while the key is well within its limit.
+    /// judged by a moment of its flight after that write, not by when it began: others that
+    /// came meanwhile pushed `tat` past its start by more than the burst tolerance.
     #[tokio::test]
-    async fn a_slow_request_is_judged_by_the_time_of_its_attempt() {
+    async fn a_slow_request_is_judged_by_a_late_moment_of_its_flight() {
         let store = Memory::default();
         // 1,000 a second, a burst of 1,000: a tolerance of 0.999 s.
         store.add_key("secret-3", Some(RateLimit::new(1000, 1000).unwrap()));
@@ -292,13 +299,67 @@ mod tests {
         // Another request, 1.2 s after ours began: tat = its now + one interval.
         authenticate(&store, key, dflt, || 2_200_000).await.unwrap();
         // Ours began at 1.0 s; its first write reached the key at 2.2 s, its second later.
-        let ticks = Mutex::new(vec![2_200_500, 1_000_000].into_iter().collect::<Vec<i64>>());
-        let clock = || {
-            let mut t = ticks.lock().unwrap();
-            t.pop().unwrap_or(2_200_500)
-        };
+        let ticks = Mutex::new(vec![2_200_500, 1_000_000]);
+        let clock = || ticks.lock().unwrap().pop().unwrap_or(2_200_500);
         let c = authenticate(&store, key, dflt, clock).await;
         assert!(c.is_ok(), "refused within the limit: {c:?}");
+        // The key's limit still holds: at 2.3 s the key is idle again (tat 2.202 s), so its
+        // whole burst of 1,000 fits at that moment, and no more.
+        let mut refused = 0;
+        for _ in 0..1200 {
+            if authenticate(&store, key, dflt, || 2_300_000).await.is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 200, "the burst, exactly");
+    }
+
+    /// Requests racing for an idle key: each loses its idle write to one that counted itself a
+    /// little later, then is counted as busy at the moment the winner showed, and none is
+    /// refused while the key is far within its limit.
+    #[tokio::test]
+    async fn requests_racing_for_an_idle_key_are_all_counted() {
+        /// Before each idle write, a racing request (5 µs later) writes first.
+        struct Raced(Memory, std::sync::atomic::AtomicU32);
+        impl ApiKeys for Raced {
+            async fn consume_idle(
+                &self,
+                key: &str,
+                now_us: i64,
+                dflt: i64,
+            ) -> Result<Consume, crate::ports::StoreError> {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.0.consume_idle(key, now_us + 5, dflt).await?;
+                self.0.consume_idle(key, now_us, dflt).await
+            }
+            async fn consume_busy(
+                &self,
+                key: &str,
+                now_us: i64,
+                limit_us: i64,
+                dflt: i64,
+            ) -> Result<Consume, crate::ports::StoreError> {
+                self.0.consume_busy(key, now_us, limit_us, dflt).await
+            }
+        }
+        let store = Raced(Memory::default(), Default::default());
+        store
+            .0
+            .add_key("secret-4", Some(RateLimit::new(1_000_000, 1_000_000).unwrap()));
+        let dflt = RateLimit::new(50, 100).unwrap();
+        // Each round trip to the store takes a millisecond: by the next attempt the winner's
+        // `tat` is in the past.
+        let t = std::sync::atomic::AtomicI64::new(1_000_000_000);
+        let clock = || t.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..50 {
+            let c = authenticate(&store, Some(b"Bearer secret-4".as_slice()), dflt, &clock).await;
+            assert!(c.is_ok(), "refused far within the limit: {c:?}");
+        }
+        assert_eq!(
+            store.1.load(std::sync::atomic::Ordering::Relaxed),
+            50,
+            "one idle try each"
+        );
     }
 
     #[tokio::test]
