@@ -358,7 +358,12 @@ async fn run(cfg: Config, base_env: Vec<(String, String)>) -> Result<(), String>
         cfg.data.clone(),
         &cfg.log_dir,
     )?);
-    let mut moto = services::start_moto(&cfg.moto_server, cfg.moto_port, &cfg.log_dir)?;
+    let mut moto = services::start_moto(
+        &cfg.moto_server,
+        &cfg.template.with_file_name("local/moto/launch.py"),
+        cfg.moto_port,
+        &cfg.log_dir,
+    )?;
     let mut psp = services::start_sandbox_psp(
         &cfg.bin_dir.join("sandbox_psp"),
         cfg.psp_port,

@@ -247,7 +247,9 @@ impl DynamoDb {
     }
 }
 
-pub fn start_moto(moto: &Path, port: u16, log_dir: &Path) -> Result<Service, String> {
+/// `launcher`: `infra/local/moto/launch.py`, run with the python next to `moto` (the venv's) if
+/// there is one: moto's own server with a few of its per-request costs made constant.
+pub fn start_moto(moto: &Path, launcher: &Path, port: u16, log_dir: &Path) -> Result<Service, String> {
     if !moto.is_file() {
         return Err(format!(
             "moto_server not found at {}; install it with `python3 -m venv .local/venv && \
@@ -257,7 +259,14 @@ pub fn start_moto(moto: &Path, port: u16, log_dir: &Path) -> Result<Service, Str
     }
     let log_path = log_dir.join("moto.log");
     let log = open_log(&log_path, "moto")?;
-    let mut cmd = Command::new(moto);
+    let python = moto.with_file_name("python");
+    let mut cmd = if python.is_file() && launcher.is_file() {
+        let mut c = Command::new(python);
+        c.arg(launcher);
+        c
+    } else {
+        Command::new(moto)
+    };
     cmd.arg("-H")
         .arg("127.0.0.1")
         .arg("-p")
