@@ -365,9 +365,7 @@ impl ReconDynamo {
         }
         Ok(found)
     }
-}
 
-impl ReconDynamo {
     /// Puts a break unless it was resolved; its pointer item, to write next.
     async fn put_break(&self, b: &Break) -> Result<Item, StoreError> {
         let [item, pointer] = break_items(b);
@@ -391,6 +389,51 @@ impl ReconDynamo {
             }
             Err(e) => Err(unavailable("PutItem break", e)),
         }
+    }
+
+    /// Sets entry `entry` of the window item's `chunks` map: into the map if the item has one,
+    /// else as the item's first (two chunks of a window may race to create it: the loser adds
+    /// its entry to the winner's map).
+    async fn put_marks_entry(&self, key: Item, entry: String, text: String) -> Result<(), StoreError> {
+        for _ in 0..3 {
+            let added = self
+                .store
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .update_expression("SET chunks.#e = :t")
+                .condition_expression("attribute_exists(chunks)")
+                .expression_attribute_names("#e", &entry)
+                .expression_attribute_values(":t", s(&text))
+                .send()
+                .await;
+            if super::tx::conditional(added, "UpdateItem")? {
+                return Ok(());
+            }
+            let created = self
+                .store
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .update_expression("SET chunks = :c, entity = :e")
+                .condition_expression("attribute_not_exists(chunks)")
+                .expression_attribute_values(
+                    ":c",
+                    AttributeValue::M(HashMap::from([(entry.clone(), s(&text))])),
+                )
+                .expression_attribute_values(":e", s("reconciliation_marks"))
+                .send()
+                .await;
+            if super::tx::conditional(created, "UpdateItem")? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the marks of {:?}: neither added nor created in 3 tries",
+            key.get("pk")
+        )))
     }
 }
 
@@ -703,52 +746,5 @@ pub fn minor_text(currency: &str, minor: i64) -> String {
     match Currency::parse(currency) {
         Ok(c) => crate::domain::reconciliation::row::signed_text(Money::from_minor(minor, c)),
         Err(_) => minor.to_string(),
-    }
-}
-
-impl ReconDynamo {
-    /// Sets entry `entry` of the window item's `chunks` map: into the map if the item has one,
-    /// else as the item's first (two chunks of a window may race to create it: the loser adds
-    /// its entry to the winner's map).
-    async fn put_marks_entry(&self, key: Item, entry: String, text: String) -> Result<(), StoreError> {
-        for _ in 0..3 {
-            let added = self
-                .store
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key.clone()))
-                .update_expression("SET chunks.#e = :t")
-                .condition_expression("attribute_exists(chunks)")
-                .expression_attribute_names("#e", &entry)
-                .expression_attribute_values(":t", s(&text))
-                .send()
-                .await;
-            if super::tx::conditional(added, "UpdateItem")? {
-                return Ok(());
-            }
-            let created = self
-                .store
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key.clone()))
-                .update_expression("SET chunks = :c, entity = :e")
-                .condition_expression("attribute_not_exists(chunks)")
-                .expression_attribute_values(
-                    ":c",
-                    AttributeValue::M(HashMap::from([(entry.clone(), s(&text))])),
-                )
-                .expression_attribute_values(":e", s("reconciliation_marks"))
-                .send()
-                .await;
-            if super::tx::conditional(created, "UpdateItem")? {
-                return Ok(());
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "the marks of {:?}: neither added nor created in 3 tries",
-            key.get("pk")
-        )))
     }
 }
